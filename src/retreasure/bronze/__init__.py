@@ -1,0 +1,1 @@
+"""Bronze: every record as received, PII tokenised, landed idempotently."""

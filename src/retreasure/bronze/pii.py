@@ -1,0 +1,139 @@
+"""PII masking for bronze: keyed-hash tokens in the lake, clear values only in the encrypted vault.
+
+A token is ``pii:<kind>:<hmac>`` over the normalised value, so the same e-mail on Shopify and Etsy gives the
+same token and silver can resolve one customer across channels without ever seeing the address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from cryptography.fernet import Fernet
+
+from retreasure.lake.store import Lake, TableRef
+
+VAULT = TableRef("restricted", "pii")
+VAULT_SCHEMA = pa.schema(
+    [
+        ("token", pa.string()),
+        ("kind", pa.string()),
+        ("ciphertext", pa.binary()),
+        ("source", pa.string()),
+        ("first_seen_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+TOKEN_PREFIX = "pii:"  # noqa: S105 - a marker, not a credential
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_NON_DIGITS = re.compile(r"[^\d+]")
+
+
+def normalise(kind: str, value: str) -> str:
+    """The form that is hashed: equal people give equal tokens whatever the channel's formatting."""
+    value = value.strip()
+    if kind == "email":
+        return value.lower()
+    if kind == "phone":
+        return _NON_DIGITS.sub("", value)
+    return " ".join(value.split()).casefold()
+
+
+@dataclass(frozen=True)
+class PiiSpec:
+    """Where PII sits in one entity's records: dotted paths (lists are walked through) -> kind.
+
+    ``*`` matches any key at that level. Columns of a CSV row are one-segment paths.
+    """
+
+    paths: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tree", _compile(self.paths))
+
+
+def _compile(paths: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, kind in paths.items():
+        node = tree
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"PII path {path!r} passes through a leaf")
+        node[leaf] = kind
+    return tree
+
+
+class PiiMasker:
+    """Replaces PII values with tokens and collects the clear values for the vault."""
+
+    def __init__(self, hmac_key: str, vault_key: str | None = None) -> None:
+        if not hmac_key:
+            raise ValueError("PII HMAC key is not set (RETREASURE_PII_HMAC_KEY)")
+        self._key = hmac_key.encode()
+        self._fernet = Fernet(vault_key.encode()) if vault_key else None
+        self.pending: dict[str, tuple[str, str]] = {}  # token -> (kind, clear value)
+
+    def token(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._key, normalise(kind, value).encode(), hashlib.sha256).hexdigest()
+        return f"{TOKEN_PREFIX}{kind}:{digest[:32]}"
+
+    def _mask_value(self, kind: str, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip() or value.startswith(TOKEN_PREFIX):
+            return value
+        token = self.token(kind, value)
+        self.pending.setdefault(token, (kind, value))
+        return token
+
+    def mask(self, record: Any, spec: PiiSpec) -> Any:
+        """A copy of ``record`` with declared PII tokenised, and any stray e-mail address caught too."""
+        return self._walk(record, spec._tree)  # type: ignore[attr-defined]
+
+    def _walk(self, node: Any, tree: Any) -> Any:
+        if isinstance(node, list):
+            return [self._walk(item, tree) for item in node]
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                sub = tree.get(key, tree.get("*")) if isinstance(tree, dict) else None
+                if isinstance(sub, str):
+                    out[key] = self._mask_value(sub, value) if not isinstance(value, dict | list) else value
+                else:
+                    out[key] = self._walk(value, sub or {})
+            return out
+        # The safety net: an e-mail address in a field nobody declared is still PII.
+        if isinstance(node, str) and "@" in node and _EMAIL.match(node.strip()):
+            return self._mask_value("email", node)
+        return node
+
+    def flush_vault(self, lake: Lake, source: str) -> int:
+        """Encrypt and store the clear values seen since the last flush; returns new vault rows."""
+        if not self.pending:
+            return 0
+        if self._fernet is None:
+            raise ValueError("PII vault key is not set (RETREASURE_PII_VAULT_KEY)")
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "token": token,
+                "kind": kind,
+                "ciphertext": self._fernet.encrypt(value.encode()),
+                "source": source,
+                "first_seen_at": now,
+            }
+            for token, (kind, value) in self.pending.items()
+        ]
+        self.pending.clear()
+        return lake.insert_new(VAULT, pa.Table.from_pylist(rows, schema=VAULT_SCHEMA), ["token"])
+
+    def reveal(self, ciphertext: bytes) -> str:
+        """Clear value of a vault row: for the fulfillment and opt-in marketing uses only."""
+        if self._fernet is None:
+            raise ValueError("PII vault key is not set (RETREASURE_PII_VAULT_KEY)")
+        return self._fernet.decrypt(ciphertext).decode()

@@ -1,0 +1,157 @@
+"""What a connector declares, and the record shape it yields.
+
+A connector is small: its entities (business key, change time, where the PII is) and a generator that
+yields records as received. Paging, retries, masking, hashing, idempotent landing and the ingest log are
+shared mechanisms (``retreasure.http``, ``retreasure.bronze``), never a connector's business.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from retreasure.bronze.pii import PiiSpec
+from retreasure.http.client import HttpClient, RequestStats
+
+if TYPE_CHECKING:
+    from retreasure.settings import Settings
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One kind of record from a source, landing in bronze table ``<source>_<name>``."""
+
+    name: str
+    key: str  # dotted path to the business key in the payload ("id", "properties.zone_id")
+    updated_at: str | None = None  # dotted path to the change time (ISO 8601 or epoch seconds)
+    pii: PiiSpec = field(default_factory=lambda: PiiSpec({}))
+    description: str = ""
+    files: str | None = None  # file sources: glob under the source's landing folder
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open change-time range an incremental extract asks for."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """A record as received: a parsed JSON object, or text (an XML element, a line that did not parse)."""
+
+    payload: Any
+    origin: str  # the request URL (without credentials) or the file it came from
+    error: str | None = None  # why the record is malformed; it is still landed raw, and quarantined
+    key: str | None = None  # set by the connector only where no path can find it
+    updated_at: datetime | None = None
+    partition_date: date | None = None  # a file's business date, where the record carries none
+
+
+class SourceError(Exception):
+    """A source failed in a way a retry does not fix; the message names the source."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+class Source:
+    """Base of every connector; subclasses register themselves by their ``name``."""
+
+    name: ClassVar[str]
+    system: ClassVar[str] = ""  # the business system behind it (Shopify, POS/ERP...)
+    entities: ClassVar[tuple[Entity, ...]]
+    incremental: ClassVar[bool] = False  # API sources extract a change-time window
+    registry: ClassVar[dict[str, type[Source]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            Source.registry[cls.name] = cls
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = RequestStats()
+
+    def http(self, base_url: str, headers: dict[str, str], **options: Any) -> HttpClient:
+        """The shared client, configured from settings, counting into this source's stats."""
+        h = self.settings.http
+        return HttpClient(
+            self.name,
+            base_url,
+            headers,
+            timeout_s=h.timeout_s,
+            max_retries=h.max_retries,
+            backoff_base_s=h.backoff_base_s,
+            backoff_max_s=h.backoff_max_s,
+            retry_after_max_s=h.retry_after_max_s,
+            stats=self.stats,
+            **options,
+        )
+
+    def entity(self, name: str) -> Entity:
+        return next(e for e in self.entities if e.name == name)
+
+    def extract(self, entity: Entity, window: Window) -> Iterator[RawRecord]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class FileSource(Source):
+    """A source whose records arrive as files dropped under ``<landing_dir>/<name>/``."""
+
+    def folder(self) -> Path:
+        return Path(self.settings.landing_dir) / self.name
+
+    def files(self, entity: Entity) -> list[Path]:
+        assert entity.files, f"{self.name}.{entity.name} declares no file pattern"
+        return sorted(p for p in self.folder().glob(entity.files) if p.is_file())
+
+    def read(self, entity: Entity, path: Path) -> Iterator[RawRecord]:
+        raise NotImplementedError
+
+
+def load_sources() -> dict[str, type[Source]]:
+    """Every connector module in this package, found by convention (one module or package per source)."""
+    import retreasure.connectors as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in {"base"}:
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    return dict(sorted(Source.registry.items()))
+
+
+def dig(payload: Any, path: str) -> Any:
+    """Value at a dotted path in nested dicts, or None."""
+    node = payload
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """ISO 8601 (with Z or an offset) or epoch seconds, as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError(f"timestamp without a zone: {value!r}")
+        return parsed.astimezone(UTC)
+    raise ValueError(f"not a timestamp: {value!r}")

@@ -1,0 +1,1 @@
+"""Shared HTTP mechanism for API connectors: one client, three paginators."""

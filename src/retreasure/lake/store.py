@@ -1,0 +1,224 @@
+"""Delta tables on a URI (local path, abfss://, az://), written with delta-rs and read through DuckDB.
+
+Every table lives at ``<lake>/<layer>/<name>``. Writes are one Delta commit each, so a crash leaves a table
+either before or after a write, never half way; the idempotent modes make a re-run after a crash land the
+same rows as one clean run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "restricted")
+
+
+@dataclass(frozen=True, order=True)
+class TableRef:
+    """A table's address inside the lake: ``bronze.shopify_orders`` lives at ``<lake>/bronze/shopify_orders``."""
+
+    layer: str
+    name: str
+
+    def __post_init__(self) -> None:
+        for part in (self.layer, self.name):
+            # Names become path segments and SQL identifiers: keep them boring so neither can be abused.
+            if not part or not part.replace("_", "").isalnum() or not part[0].isalpha():
+                raise ValueError(f"invalid table name part {part!r}")
+
+    @classmethod
+    def parse(cls, dotted: str) -> TableRef:
+        layer, _, name = dotted.partition(".")
+        return cls(layer, name)
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+class Lake:
+    """The lakehouse: where tables live, how they are written, and a DuckDB view over them."""
+
+    def __init__(self, uri: str | Path, storage_options: dict[str, str] | None = None) -> None:
+        uri = str(uri)
+        if "://" not in uri:
+            uri = os.path.abspath(uri)
+        self.uri = uri.rstrip("/")
+        self.storage_options = storage_options or None
+        self.is_local = "://" not in self.uri or self.uri.startswith("file://")
+
+    @classmethod
+    def from_settings(cls, settings: object) -> Lake:
+        from retreasure.settings import Settings
+
+        assert isinstance(settings, Settings)
+        return cls(settings.lake_uri, settings.delta_storage_options())
+
+    # -- addresses -------------------------------------------------------------------------------
+    def table_uri(self, ref: TableRef) -> str:
+        return f"{self.uri}/{ref.layer}/{ref.name}"
+
+    def exists(self, ref: TableRef) -> bool:
+        return DeltaTable.is_deltatable(self.table_uri(ref), storage_options=self.storage_options)
+
+    def delta(self, ref: TableRef) -> DeltaTable:
+        return DeltaTable(self.table_uri(ref), storage_options=self.storage_options)
+
+    def dataset(self, ref: TableRef) -> pads.Dataset:
+        return self.delta(ref).to_pyarrow_dataset()
+
+    def tables(self, layer: str | None = None) -> list[TableRef]:
+        """Tables found on disk (local lakes); remote lakes list what their registries declare."""
+        if not self.is_local:
+            raise NotImplementedError("listing a remote lake: name the tables instead")
+        root = Path(self.uri.removeprefix("file://"))
+        found = []
+        for layer_dir in sorted(root.glob("*")) if root.exists() else []:
+            if layer and layer_dir.name != layer:
+                continue
+            for table_dir in sorted(layer_dir.glob("*/_delta_log")):
+                found.append(TableRef(layer_dir.name, table_dir.parent.name))
+        return found
+
+    # -- writes ----------------------------------------------------------------------------------
+    def append(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        partition_by: Sequence[str] | None = None,
+        txn: tuple[str, int] | None = None,
+    ) -> None:
+        commit = CommitProperties(app_transactions=[Transaction(*txn)]) if txn else None
+        write_deltalake(
+            self.table_uri(ref),
+            data,
+            mode="append",
+            partition_by=list(partition_by) if partition_by and not self.exists(ref) else None,
+            storage_options=self.storage_options,
+            commit_properties=commit,
+        )
+
+    def txn_version(self, ref: TableRef, app_id: str) -> int | None:
+        if not self.exists(ref):
+            return None
+        return self.delta(ref).transaction_version(app_id)
+
+    def append_once(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        app_id: str,
+        version: int,
+        partition_by: Sequence[str] | None = None,
+    ) -> bool:
+        """Append unless this app already committed ``version`` or later; True when written.
+
+        delta-rs records the transaction but does not refuse a repeated version, hence the check first.
+        """
+        stored = self.txn_version(ref, app_id)
+        if stored is not None and stored >= version:
+            return False
+        self.append(ref, data, partition_by, txn=(app_id, version))
+        return True
+
+    def overwrite(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        predicate: str | None = None,
+        partition_by: Sequence[str] | None = None,
+    ) -> None:
+        """Replace the rows matching ``predicate`` (a partition, say) with ``data``; the whole table without."""
+        exists = self.exists(ref)
+        write_deltalake(
+            self.table_uri(ref),
+            data,
+            mode="overwrite",
+            predicate=predicate if exists else None,
+            partition_by=list(partition_by) if partition_by else None,
+            schema_mode=None if predicate and exists else "overwrite",
+            storage_options=self.storage_options,
+        )
+
+    def merge(self, ref: TableRef, data: pa.Table, keys: Sequence[str]) -> dict[str, int]:
+        """Upsert on ``keys``: for small dimension tables (a merge rewrites the files it touches)."""
+        if not self.exists(ref):
+            self.overwrite(ref, data)
+            return {"num_target_rows_inserted": data.num_rows}
+        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        return (
+            self.delta(ref)
+            .merge(data, predicate=on, source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    def insert_new(
+        self,
+        ref: TableRef,
+        data: pa.Table,
+        keys: Sequence[str],
+        partition_by: str | None = None,
+    ) -> int:
+        """Append only rows whose ``keys`` are not in the table yet (nor earlier in ``data``).
+
+        The lookup reads just the key columns of the partitions that ``data`` touches, so its cost follows
+        the new data, not the table's history. Returns the number of rows appended.
+        """
+        con = duckdb.connect()
+        key_list = ", ".join(keys)
+        con.register("incoming", data.append_column("__ord", pa.array(range(data.num_rows), pa.int64())))
+        fresh = "SELECT * FROM incoming QUALIFY row_number() OVER (PARTITION BY {k} ORDER BY __ord) = 1"
+        sql = fresh.format(k=key_list)
+        if self.exists(ref):
+            dataset = self.dataset(ref)
+            if partition_by:
+                touched = pc.unique(data.column(partition_by))
+                dataset = dataset.filter(pads.field(partition_by).isin(touched))
+            con.register("existing", dataset)
+            sql = f"SELECT f.* FROM ({sql}) f ANTI JOIN (SELECT {key_list} FROM existing) e USING ({key_list})"
+        new_rows = con.execute(f"SELECT * EXCLUDE (__ord) FROM ({sql}) ORDER BY __ord").fetch_arrow_table()
+        con.close()
+        if new_rows.num_rows:
+            self.append(ref, new_rows.cast(data.schema), [partition_by] if partition_by else None)
+        return new_rows.num_rows
+
+    # -- reads -----------------------------------------------------------------------------------
+    def connect(self, refs: Iterable[TableRef] | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection where each table is a view named ``layer.name``.
+
+        Tables are read as Arrow datasets, so DuckDB pushes filters and projections into the Parquet scan.
+        """
+        con = duckdb.connect()
+        refs = list(refs) if refs is not None else self.tables()
+        for layer in sorted({r.layer for r in refs}):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+        for ref in refs:
+            if not self.exists(ref):
+                continue
+            alias = f"__{ref.layer}__{ref.name}"
+            con.register(alias, self.dataset(ref))
+            con.execute(f"CREATE VIEW {ref.layer}.{ref.name} AS SELECT * FROM {alias}")
+        return con
+
+    def query(
+        self, sql: str, refs: Iterable[TableRef] | None = None, params: dict[str, object] | None = None
+    ) -> pa.Table:
+        con = self.connect(refs)
+        try:
+            return con.execute(sql, params).fetch_arrow_table()
+        finally:
+            con.close()
+
+    def count(self, ref: TableRef) -> int:
+        if not self.exists(ref):
+            return 0
+        return int(self.query(f"SELECT count(*) AS n FROM {ref}", [ref]).column("n")[0].as_py())

@@ -1,0 +1,46 @@
+"""Structured logging: one JSON object per line, secrets masked before any handler sees them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from retreasure.redact import RedactingFilter, redact
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        # Redact the whole line: extra fields can carry secrets as well as the message.
+        return redact(json.dumps(entry, default=str))
+
+
+def configure(level: str | None = None, stream: Any = None) -> None:
+    """Idempotent: the CLI and tests may both call it."""
+    root = logging.getLogger("retreasure")
+    root.setLevel((level or os.environ.get("RETREASURE_LOG_LEVEL", "INFO")).upper())
+    root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"retreasure.{name}")

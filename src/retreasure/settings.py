@@ -1,0 +1,124 @@
+"""Typed, layered settings: defaults < .env < environment (prefix ``RETREASURE_``, nested with ``__``).
+
+Secrets are ``SecretStr``: they print as ``**********`` and are registered with the log masker so that
+their clear value never reaches a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retreasure.redact import register_secret
+
+
+class HttpSettings(BaseModel):
+    """How every API connector behaves on the wire."""
+
+    timeout_s: float = 30.0
+    max_retries: int = 3
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # Cap on a server-sent Retry-After, so a daily-quota 86400 s answer fails fast instead of hanging a run.
+    retry_after_max_s: float = 120.0
+
+
+class ShopifySettings(BaseModel):
+    base_url: str = "http://127.0.0.1:8701"
+    api_version: str = "2025-10"
+    access_token: SecretStr = SecretStr("")
+    page_size: int = 250
+
+
+class EbaySettings(BaseModel):
+    base_url: str = "http://127.0.0.1:8702"
+    access_token: SecretStr = SecretStr("")
+    page_size: int = 200
+
+
+class EtsySettings(BaseModel):
+    base_url: str = "http://127.0.0.1:8703"
+    api_key: SecretStr = SecretStr("")
+    access_token: SecretStr = SecretStr("")
+    shop_id: int = 1
+    page_size: int = 100
+    # Etsy's default for new apps; the client paces itself below it in steady state.
+    requests_per_second: float = 10.0
+
+
+class IngestSettings(BaseModel):
+    """Incremental windows for API sources."""
+
+    # Start of the very first window when nothing has been ingested yet.
+    start: str = "2024-01-01T00:00:00Z"
+    # Re-read this much before the watermark, so that updates committed late at the source are not missed.
+    lookback_minutes: int = 60
+    # Records buffered before one Delta commit.
+    flush_records: int = 100_000
+
+
+class Settings(BaseSettings):
+    """Everything the platform reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RETREASURE_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    lake_uri: str = "./lake"
+    # Passed to delta-rs for abfss:// and az:// lakes (account_name, account_key, use_emulator...).
+    storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+    # Where file drops (POS CSV, GeoJSON, ECB XML, ad-spend CSV, event files) arrive.
+    landing_dir: Path = Path("./landing")
+    # Keyed hash for PII tokens in bronze; the same key must be used for the life of the lake.
+    pii_hmac_key: SecretStr = SecretStr("")
+    # Fernet key that encrypts the clear values kept in the restricted PII vault.
+    pii_vault_key: SecretStr = SecretStr("")
+
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    shopify: ShopifySettings = Field(default_factory=ShopifySettings)
+    ebay: EbaySettings = Field(default_factory=EbaySettings)
+    etsy: EtsySettings = Field(default_factory=EtsySettings)
+
+    @field_validator("lake_uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if "://" in value and value.split("://", 1)[0] not in {"file", "abfss", "az", "s3", "memory"}:
+            raise ValueError(f"unsupported lake URI scheme in {value!r}")
+        return value
+
+    def model_post_init(self, __context: object) -> None:
+        for secret in self.secrets():
+            register_secret(secret)
+
+    def secrets(self) -> list[str]:
+        """Every clear secret value, for the log masker."""
+        found: list[str] = []
+
+        def walk(value: object) -> None:
+            if isinstance(value, SecretStr):
+                if value.get_secret_value():
+                    found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+
+        walk(self)
+        return found
+
+    def delta_storage_options(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.storage_options.items()}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The simulated ReTreasure business: ground truth, fake marketplace servers and file drops."""

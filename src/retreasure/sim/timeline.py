@@ -1,0 +1,86 @@
+"""What a channel can see of the truth at a moment: the state of each order as of the server's clock.
+
+The fake servers share this, so that "updated since" filters, fulfillments and refunds appear exactly when
+they happened, and an incremental reader sees an order change over time as it would in production.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from retreasure.sim.model import Customer, Fulfillment, Order, Product, Refund, Truth
+
+
+@dataclass(slots=True)
+class OrderState:
+    """An order as a channel shows it at ``as_of``."""
+
+    order: Order
+    updated_at: datetime
+    fulfillments: list[Fulfillment] = field(default_factory=list)
+    delivered: dict[str, datetime] = field(default_factory=dict)  # fulfillment_id -> delivered_at
+    refunds: list[Refund] = field(default_factory=list)
+
+
+class Timeline:
+    """Indexes over the truth for fast "what changed in this window, as of now" questions."""
+
+    def __init__(self, truth: Truth) -> None:
+        self.truth = truth
+        self.customers: dict[str, Customer] = {c.customer_id: c for c in truth["customers"]}
+        self.products: dict[str, Product] = {p.product_id: p for p in truth["products"]}
+        self.fulfillments: dict[str, list[Fulfillment]] = defaultdict(list)
+        for f in truth["fulfillments"]:
+            self.fulfillments[f.order_id].append(f)
+        self.refunds: dict[str, list[Refund]] = defaultdict(list)
+        for r in truth["refunds"]:
+            self.refunds[r.order_id].append(r)
+        self.late: dict[str, datetime] = {}
+        self.fault_kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for fault in truth["faults"]:
+            self.fault_kinds[(fault.source, fault.record_key)].add(fault.kind)
+            if fault.kind == "late_update":
+                self.late[fault.record_key] = datetime.fromisoformat(fault.detail)
+        self.by_channel: dict[str, list[Order]] = defaultdict(list)
+        for order in sorted(truth["orders"], key=lambda o: o.created_at):
+            self.by_channel[order.channel].append(order)
+
+    def faults(self, order: Order) -> set[str]:
+        """Wire faults the simulator chose for this order: duplicate, malformed, schema_drift, late_update."""
+        return self.fault_kinds.get((order.channel, order.channel_order_id), set())
+
+    def state(self, order: Order, as_of: datetime) -> OrderState | None:
+        if order.created_at > as_of:
+            return None
+        state = OrderState(order, order.created_at)
+        for f in self.fulfillments.get(order.order_id, ()):
+            if f.shipped_at <= as_of:
+                state.fulfillments.append(f)
+                state.updated_at = max(state.updated_at, f.shipped_at)
+                if f.delivered_at is not None and f.delivered_at <= as_of:
+                    state.delivered[f.fulfillment_id] = f.delivered_at
+                    state.updated_at = max(state.updated_at, f.delivered_at)
+        for r in self.refunds.get(order.order_id, ()):
+            if r.created_at <= as_of:
+                state.refunds.append(r)
+                state.updated_at = max(state.updated_at, r.created_at)
+        late = self.late.get(order.channel_order_id)
+        if late is not None and late <= as_of:
+            state.updated_at = max(state.updated_at, late)
+        return state
+
+    def changed(
+        self, channel: str, as_of: datetime, since: datetime | None = None, until: datetime | None = None
+    ) -> list[OrderState]:
+        """Orders of a channel whose last visible change lies in [since, until], oldest change first."""
+        states = []
+        for order in self.by_channel.get(channel, ()):
+            state = self.state(order, as_of)
+            if state is None:
+                break  # orders are sorted by creation: the rest are in the future
+            if (since is None or state.updated_at >= since) and (until is None or state.updated_at <= until):
+                states.append(state)
+        states.sort(key=lambda s: (s.updated_at, s.order.order_id))
+        return states
