@@ -32,6 +32,7 @@ VAULT_SCHEMA = pa.schema(
 TOKEN_PREFIX = "pii:"  # noqa: S105 - a marker, not a credential
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _NON_DIGITS = re.compile(r"[^\d+]")
+_EMAIL_IN_TEXT = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 
 
 def normalise(kind: str, value: str) -> str:
@@ -70,6 +71,19 @@ def _compile(paths: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
+def _subtree(tree: dict[str, Any], key: str) -> Any:
+    """What applies under ``key``: its own paths and the wildcard's, merged (a leaf kind wins)."""
+    specific, wild = tree.get(key), tree.get("*")
+    if wild is None or isinstance(specific, str):
+        return specific
+    if specific is None or isinstance(wild, str):
+        return specific if specific is not None else wild
+    merged = dict(wild)
+    for name, value in specific.items():
+        merged[name] = _subtree({name: value, "*": wild.get(name)}, name) if name in wild else value
+    return merged
+
+
 class PiiMasker:
     """Replaces PII values with tokens and collects the clear values for the vault."""
 
@@ -101,7 +115,7 @@ class PiiMasker:
         if isinstance(node, dict):
             out = {}
             for key, value in node.items():
-                sub = tree.get(key, tree.get("*")) if isinstance(tree, dict) else None
+                sub = _subtree(tree, key)
                 if isinstance(sub, str):
                     out[key] = self._mask_value(sub, value) if not isinstance(value, dict | list) else value
                 else:
@@ -111,6 +125,10 @@ class PiiMasker:
         if isinstance(node, str) and "@" in node and _EMAIL.match(node.strip()):
             return self._mask_value("email", node)
         return node
+
+    def mask_text(self, text: str) -> str:
+        """Text that did not parse may still hold an e-mail address: the one PII shape spotted anywhere."""
+        return _EMAIL_IN_TEXT.sub(lambda m: self._mask_value("email", m.group()), text)
 
     def flush_vault(self, lake: Lake, source: str) -> int:
         """Encrypt and store the clear values seen since the last flush; returns new vault rows."""

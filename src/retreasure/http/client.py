@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from retreasure.log import get_logger
-from retreasure.redact import redact
+from retreasure.redact import redact, register_secret
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-shopify-access-token"})
 log = get_logger("http")
 
 
@@ -106,6 +107,11 @@ class HttpClient:
         self.retry_when = retry_when
         self.after_response = after_response
         self.stats = stats or RequestStats()
+        for name, value in (headers or {}).items():
+            # Whatever a server echoes back, our own credentials never reach a log or an error.
+            if name.lower() in CREDENTIAL_HEADERS:
+                register_secret(value)
+                register_secret(value.split(" ", 1)[-1])
         self._client = httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=timeout_s)
 
     def backoff(self, attempt: int) -> float:

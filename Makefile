@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# uv is installed into a private tools venv (from PyPI) when the machine has none; dependencies come from uv.lock.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+
+.PHONY: setup demo test lint bench-ingest clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+setup: $(VENV)/.synced
+
+demo: setup
+	$(VENV)/bin/retreasure demo
+
+test: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+bench-ingest: setup
+	$(VENV)/bin/python -m bench.ingest
+
+clean:
+	rm -rf lake landing sim-data .pytest_cache

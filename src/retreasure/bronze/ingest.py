@@ -1,0 +1,234 @@
+"""Running ingests: every selected source, entity by entity, into bronze, with the ingest log written as
+each entity finishes. One failing source never stops the others; its failure is in the log with the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+
+from retreasure.bronze.landing import BronzeWriter, bronze_table
+from retreasure.bronze.pii import PiiMasker
+from retreasure.connectors.base import Entity, FileSource, RawRecord, Source, Window, load_sources, parse_instant
+from retreasure.lake import ingest_log
+from retreasure.lake.ingest_log import IngestRun
+from retreasure.lake.store import Lake, TableRef
+from retreasure.log import get_logger
+from retreasure.redact import redact
+from retreasure.settings import Settings
+
+LANDED_FILES = TableRef("ops", "landed_files")
+LANDED_FILES_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),  # relative to the landing folder
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+        ("source", pa.string()),
+        ("entity", pa.string()),
+        ("run_id", pa.string()),
+        ("landed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+Progress = Callable[[str, int], None]  # (what, records so far)
+log = get_logger("ingest")
+
+
+def run_ingest(
+    settings: Settings,
+    lake: Lake,
+    sources: Iterable[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[IngestRun]:
+    """Ingest the named sources (all by default); returns one log row per source entity."""
+    registry = load_sources()
+    names = list(sources) if sources else list(registry)
+    unknown = sorted(set(names) - set(registry))
+    if unknown:
+        raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(registry)}")
+    masker = PiiMasker(settings.pii_hmac_key.get_secret_value(), settings.pii_vault_key.get_secret_value() or None)
+    run_id = uuid.uuid4().hex[:12]
+    runs: list[IngestRun] = []
+    for name in names:
+        source = registry[name](settings)
+        try:
+            for entity in source.entities:
+                run = _ingest_entity(settings, lake, masker, source, entity, run_id, since, until, progress)
+                ingest_log.record(lake, [run])
+                runs.append(run)
+        finally:
+            source.close()
+    return runs
+
+
+def _ingest_entity(
+    settings: Settings,
+    lake: Lake,
+    masker: PiiMasker,
+    source: Source,
+    entity: Entity,
+    run_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    progress: Progress | None,
+) -> IngestRun:
+    table = bronze_table(source.name, entity)
+    run = IngestRun(run_id, source.name, entity.name, str(table))
+    writer = BronzeWriter(lake, masker, source.name, entity, batch_id=f"{run_id}/{table.name}")
+    started = time.monotonic()
+    requests_before, retries_before, bytes_before = source.stats.requests, source.stats.retries, source.stats.bytes
+    try:
+        if isinstance(source, FileSource):
+            failures = _land_files(settings, lake, source, entity, writer, run, progress)
+            if failures:
+                run.status, run.error = "partial", "; ".join(failures)[:4000]
+        else:
+            window = resolve_window(settings, lake, source.name, entity.name, since, until)
+            run.window_start, run.window_end = window.start, window.end
+            _land(writer, source.extract(entity, window), settings.ingest.flush_records, progress, str(table))
+        if run.status == "running":
+            run.status = "success"
+    except Exception as exc:  # one source's failure must not stop the others
+        run.status, run.error = "failed", redact(f"{type(exc).__name__}: {exc}")[:4000]
+        log.error("ingest failed", extra={"source": source.name, "entity": entity.name, "error": run.error})
+    finally:
+        run.records, run.malformed, run.new_records = (
+            writer.stats.records,
+            writer.stats.malformed,
+            writer.stats.new_records,
+        )
+        run.requests = source.stats.requests - requests_before
+        run.retries = source.stats.retries - retries_before
+        run.bytes = (source.stats.bytes - bytes_before) or writer.stats.bytes
+        run.duration_s = round(time.monotonic() - started, 3)
+        run.finished_at = datetime.now(UTC)
+    log.info(
+        "ingested",
+        extra={
+            "source": source.name,
+            "entity": entity.name,
+            "status": run.status,
+            "records": run.records,
+            "new": run.new_records,
+            "malformed": run.malformed,
+            "requests": run.requests,
+            "retries": run.retries,
+            "seconds": run.duration_s,
+        },
+    )
+    return run
+
+
+def _land(
+    writer: BronzeWriter, records: Iterator[RawRecord], flush_every: int, progress: Progress | None, label: str
+) -> None:
+    for record in records:
+        writer.add(record)
+        if writer.pending >= flush_every:
+            writer.flush()
+            if progress:
+                progress(label, writer.stats.records)
+    writer.flush()
+    if progress:
+        progress(label, writer.stats.records)
+
+
+def resolve_window(
+    settings: Settings,
+    lake: Lake,
+    source: str,
+    entity: str,
+    since: datetime | None,
+    until: datetime | None,
+) -> Window:
+    """Explicit bounds win; otherwise from the last landed window's end, less the lookback, until now."""
+    end = until or datetime.now(UTC).replace(microsecond=0)
+    if since is None:
+        mark = ingest_log.watermark(lake, source, entity)
+        since = (
+            mark - timedelta(minutes=settings.ingest.lookback_minutes) if mark else parse_instant(settings.ingest.start)
+        )
+    assert since is not None
+    if since >= end:
+        raise ValueError(f"{source}.{entity}: window start {since.isoformat()} is not before {end.isoformat()}")
+    return Window(since, end)
+
+
+def _land_files(
+    settings: Settings,
+    lake: Lake,
+    source: FileSource,
+    entity: Entity,
+    writer: BronzeWriter,
+    run: IngestRun,
+    progress: Progress | None,
+) -> list[str]:
+    """Land each new or changed file once; a file that cannot be read is reported and retried next run."""
+    landing = Path(settings.landing_dir)
+    seen = _landed(lake, source.name, entity.name)
+    failures: list[str] = []
+    done: list[dict[str, object]] = []
+    label = str(bronze_table(source.name, entity))
+
+    def commit() -> None:
+        writer.flush()
+        if done:
+            lake.append(LANDED_FILES, pa.Table.from_pylist(done, schema=LANDED_FILES_SCHEMA))
+            done.clear()
+        if progress:
+            progress(label, writer.stats.records)
+
+    for path in source.files(entity):
+        relative = path.relative_to(landing).as_posix()
+        digest = _sha256(path)
+        if (relative, digest) in seen:
+            continue
+        try:
+            for record in source.read(entity, path):
+                writer.add(record)
+        except Exception as exc:  # a hostile or broken file: report it, keep going with the others
+            failures.append(redact(f"{relative}: {type(exc).__name__}: {exc}"))
+            log.warning("file refused", extra={"source": source.name, "file": relative, "error": failures[-1]})
+            continue
+        run.files += 1
+        done.append(
+            {
+                "path": relative,
+                "sha256": digest,
+                "bytes": path.stat().st_size,
+                "source": source.name,
+                "entity": entity.name,
+                "run_id": run.run_id,
+                "landed_at": datetime.now(UTC),
+            }
+        )
+        if writer.pending >= settings.ingest.flush_records:
+            commit()
+    commit()
+    return failures
+
+
+def _landed(lake: Lake, source: str, entity: str) -> set[tuple[str, str]]:
+    if not lake.exists(LANDED_FILES):
+        return set()
+    rows = lake.query(
+        f"SELECT path, sha256 FROM {LANDED_FILES} WHERE source = $source AND entity = $entity",
+        [LANDED_FILES],
+        {"source": source, "entity": entity},
+    )
+    return set(zip(rows.column("path").to_pylist(), rows.column("sha256").to_pylist(), strict=True))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

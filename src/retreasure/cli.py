@@ -1,0 +1,259 @@
+"""`retreasure`: the command line of the ReTreasure data platform."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import threading
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.fernet import Fernet
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from retreasure import log
+from retreasure.connectors.base import parse_instant
+from retreasure.lake import Lake
+from retreasure.settings import Settings, get_settings
+from retreasure.sim.config import Faults, SimConfig
+
+app = typer.Typer(help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.", no_args_is_help=True)
+console = Console()
+
+SIM_DIR = Path("sim-data")
+
+
+def _settings() -> Settings:
+    log.configure()
+    return get_settings()
+
+
+def ensure_local_secrets(env_file: Path = Path(".env")) -> Settings:
+    """First run on a laptop: create the PII keys in .env (mode 0600) so that nobody has to invent them."""
+    settings = _settings()
+    if settings.pii_hmac_key.get_secret_value() and settings.pii_vault_key.get_secret_value():
+        return settings
+    lines = env_file.read_text().splitlines() if env_file.exists() else []
+    if not settings.pii_hmac_key.get_secret_value():
+        lines.append(f"RETREASURE_PII_HMAC_KEY={secrets.token_urlsafe(32)}")
+    if not settings.pii_vault_key.get_secret_value():
+        lines.append(f"RETREASURE_PII_VAULT_KEY={Fernet.generate_key().decode()}")
+    env_file.write_text("\n".join(lines) + "\n")
+    env_file.chmod(0o600)
+    console.print(f"[yellow]Created PII keys in {env_file} (keep it safe: the lake's tokens depend on it).[/]")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _config(seed: int, start: str, days: int, scale: float, faults: bool) -> SimConfig:
+    return SimConfig(seed, date.fromisoformat(start), days, scale, Faults.on() if faults else Faults())
+
+
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same business.")]
+Start = Annotated[str, typer.Option(help="First simulated day (YYYY-MM-DD).")]
+Scale = Annotated[float, typer.Option(help="Volume multiplier: 1.0 is ~20k orders a year.")]
+WithFaults = Annotated[bool, typer.Option("--faults/--no-faults", help="Inject duplicates, 429s, broken records...")]
+
+
+@app.command()
+def sim(
+    seed: Seed = 7,
+    start: Start = "2025-01-01",
+    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 365,
+    scale: Scale = 1.0,
+    faults: WithFaults = True,
+    out: Annotated[Path, typer.Option(help="Where the truth is kept.")] = SIM_DIR,
+) -> None:
+    """Simulate the business: write its ground truth and drop its files into the landing folder."""
+    from retreasure.sim.stage import build
+
+    settings = _settings()
+    with console.status("Simulating..."):
+        truth = build(_config(seed, start, days, scale, faults), out, Path(settings.landing_dir))
+    console.print(
+        f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders, "
+        f"{len(truth['sessions']):,} web sessions, {len(truth['faults']):,} injected faults. "
+        f"Truth in {out / 'truth'}, files in {settings.landing_dir}."
+    )
+
+
+@app.command()
+def fakes(
+    sim_dir: Annotated[Path, typer.Option(help="Simulation to serve (from `retreasure sim`).")] = SIM_DIR,
+    faults: WithFaults = True,
+) -> None:
+    """Serve the fake marketplaces on the ports and with the credentials in settings, until Ctrl-C."""
+    from retreasure.sim.model import Truth
+    from retreasure.sim.stage import server_classes
+
+    settings = _settings()
+    truth = Truth.load(sim_dir / "truth")
+    config = SimConfig(
+        truth.seed, truth.start, (truth.end - truth.start).days + 1, truth.scale, Faults.on() if faults else Faults()
+    )
+    servers = []
+    for name, cls in server_classes().items():
+        section = getattr(settings, name)
+        credentials = {k: v.get_secret_value() for k, v in section if hasattr(v, "get_secret_value")}
+        host, _, port = section.base_url.removeprefix("http://").partition(":")
+        servers.append(
+            cls(truth, credentials, faults=config.faults, seed=config.seed, host=host, port=int(port or 80)).start()
+        )
+        console.print(f"{name}: {servers[-1].url}")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    for server in servers:
+        server.stop()
+
+
+@app.command()
+def ingest(
+    source: Annotated[list[str] | None, typer.Option(help="Source to ingest (repeatable); all by default.")] = None,
+    since: Annotated[str | None, typer.Option(help="Window start (ISO 8601); default: the watermark.")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (ISO 8601); default: now.")] = None,
+) -> None:
+    """Land new records from the sources in bronze (incremental; re-running adds nothing twice)."""
+    settings = _settings()
+    runs = _ingest(settings, source, _instant(since), _instant(until))
+    _print_runs(runs)
+    if any(r.status == "failed" for r in runs):
+        raise typer.Exit(1)
+
+
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    if len(value) == 10:
+        value += "T00:00:00Z"
+    return parse_instant(value)
+
+
+def _ingest(
+    settings: Settings, sources: list[str] | None, since: datetime | None = None, until: datetime | None = None
+) -> list:
+    from retreasure.bronze.ingest import run_ingest
+
+    lake = Lake.from_settings(settings)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, records: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=None)
+            bar.update(tasks[label], completed=records)
+
+        return run_ingest(settings, lake, sources, since, until, progress)
+
+
+def _print_runs(runs: list) -> None:
+    table = Table(title="Ingest")
+    for column in ("table", "status", "records", "new", "malformed", "requests", "retries", "seconds", "error"):
+        table.add_column(column, justify="right" if column not in ("table", "status", "error") else "left")
+    for r in runs:
+        colour = {"success": "green", "partial": "yellow"}.get(r.status, "red")
+        table.add_row(
+            r.bronze_table,
+            f"[{colour}]{r.status}[/]",
+            f"{r.records:,}",
+            f"{r.new_records:,}",
+            f"{r.malformed:,}",
+            f"{r.requests:,}",
+            f"{r.retries:,}",
+            f"{r.duration_s:.1f}",
+            (r.error or "")[:80],
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    seed: Seed = 7,
+    start: Start = "2025-01-01",
+    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 60,
+    scale: Scale = 0.3,
+    faults: WithFaults = True,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty lake, landing folder and simulation.")] = False,
+) -> None:
+    """The whole local platform on a simulated business: simulate, serve, ingest, and compare with the truth."""
+    from retreasure.sim.stage import Credentials, build, expected_counts, running_servers
+
+    settings = ensure_local_secrets()
+    lake = Lake.from_settings(settings)
+    landing = Path(settings.landing_dir)
+    if fresh:
+        for folder in (Path(lake.uri), landing, SIM_DIR):
+            if lake.is_local or folder != Path(lake.uri):
+                shutil.rmtree(folder, ignore_errors=True)
+    config = _config(seed, start, days, scale, faults)
+    with console.status("Simulating the business..."):
+        truth = build(config, SIM_DIR, landing)
+    console.print(
+        f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders on 4 channels, "
+        f"{len(truth['sessions']):,} web sessions, {len(truth['faults']):,} injected faults."
+    )
+    with running_servers(truth, config, Credentials.fresh(), settings) as (served, servers):
+        console.print("Fake marketplaces: " + ", ".join(f"{n} {s.url}" for n, s in servers.items()))
+        runs = _ingest(served, None)
+    _print_runs(runs)
+    _print_bronze_summary(lake, expected_counts(truth))
+    failed = [r for r in runs if r.status == "failed"]
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:
+    from retreasure.lake.store import TableRef
+
+    table = Table(title="Bronze against the simulator's truth")
+    for column in ("bronze table", "rows", "distinct keys", "simulator", "match", "quarantined"):
+        table.add_column(column, justify="left" if column == "bronze table" else "right")
+    names = sorted(set(expected) | {r.name for r in lake.tables("bronze")})
+    mismatches = 0
+    for name in names:
+        ref = TableRef("bronze", name)
+        rows = keys = bad = 0
+        if lake.exists(ref):
+            found = lake.query(
+                f"SELECT count(*) AS n, count(DISTINCT record_key) FILTER (WHERE error IS NULL) AS k, "
+                f"count(*) FILTER (WHERE error IS NOT NULL) AS bad FROM {ref}",
+                [ref],
+            ).to_pylist()[0]
+            rows, keys, bad = found["n"], found["k"], found["bad"]
+        want = expected.get(name)
+        ok = want is None or want == keys
+        mismatches += not ok
+        table.add_row(
+            name,
+            f"{rows:,}",
+            f"{keys:,}",
+            "-" if want is None else f"{want:,}",
+            "[green]yes[/]" if ok else "[red]NO[/]",
+            f"{bad:,}",
+        )
+    console.print(table)
+    console.print(
+        f"Lake: {lake.uri}  (bronze tables: {len(names)}, mismatches: {mismatches}); "
+        "ingest log: ops.ingest_log; quarantine: quarantine.*"
+    )
+
+
+@app.callback()
+def main(
+    log_level: Annotated[str, typer.Option(envvar="RETREASURE_LOG_LEVEL", help="Log level.")] = "WARNING",
+) -> None:
+    os.environ.setdefault("RETREASURE_LOG_LEVEL", log_level)
