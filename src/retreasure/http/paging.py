@@ -8,7 +8,8 @@ from typing import Any
 from retreasure.http.client import HttpClient, HttpError
 
 
-def _json(client: HttpClient, response: Any) -> Any:
+def json_body(client: HttpClient, response: Any) -> Any:
+    """The response's JSON, or an error naming the source when the body is not JSON."""
     try:
         return response.json()
     except ValueError as exc:
@@ -23,7 +24,7 @@ def follow_next(
     query: Mapping[str, Any] | None = params
     while url:
         response = client.get(url, params=query)
-        body = _json(client, response)
+        body = json_body(client, response)
         yield str(response.request.url), list(body.get(items_key) or [])
         url, query = body.get(next_key), None
 
@@ -40,7 +41,7 @@ def offset_count(
     offset = 0
     while True:
         response = client.get(path, params={**params, "limit": limit, "offset": offset})
-        body = _json(client, response)
+        body = json_body(client, response)
         items = list(body.get(items_key) or [])
         yield str(response.request.url), items
         offset += limit
@@ -62,7 +63,7 @@ def graphql_connection(
     after: str | None = None
     while True:
         response = client.post(path, json={"query": query, "variables": {**variables, "after": after}})
-        body = _json(client, response)
+        body = json_body(client, response)
         if body.get("errors"):
             raise HttpError(client.source, f"GraphQL errors: {body['errors']}")
         data = (body.get("data") or {}).get(connection) or {}
