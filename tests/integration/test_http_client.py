@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from retreasure.http.client import AuthError, HttpClient, HttpError, retry_after_seconds
+from retreasure.http.client import AuthError, HttpClient, HttpError, QuotaExhausted, retry_after_seconds
 from retreasure.http.paging import follow_next, offset_count
 
 
@@ -98,7 +98,7 @@ def test_wrong_credentials_fail_at_once_naming_the_source(serve) -> None:
 def test_a_daily_quota_retry_after_fails_fast(serve) -> None:
     server = serve([(429, {"Retry-After": "86400"}, {"error": "quota"})])
     started = time.monotonic()
-    with pytest.raises(HttpError, match="exceeds the limit"):
+    with pytest.raises(QuotaExhausted, match="longer than a run waits"):
         client(server, retry_after_max_s=60).get("/x")
     assert time.monotonic() - started < 5
 

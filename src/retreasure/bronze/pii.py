@@ -45,6 +45,11 @@ def normalise(kind: str, value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
+# One vocabulary for every connector: the kind is part of the token, so "street" on one channel and "address"
+# on another would give the same street two tokens and break joins across channels.
+KINDS = frozenset({"email", "phone", "name", "street", "username", "ip", "text"})
+
+
 @dataclass(frozen=True)
 class PiiSpec:
     """Where PII sits in one entity's records: dotted paths (lists are walked through) -> kind.
@@ -55,6 +60,9 @@ class PiiSpec:
     paths: Mapping[str, str]
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.paths.values()) - KINDS)
+        if unknown:
+            raise ValueError(f"unknown PII kind(s) {unknown}: use one of {sorted(KINDS)}")
         object.__setattr__(self, "_tree", _compile(self.paths))
 
 

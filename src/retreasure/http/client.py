@@ -35,6 +35,10 @@ class AuthError(HttpError):
     """The source refused our credentials: a retry cannot help, a person must fix the secret."""
 
 
+class QuotaExhausted(HttpError):
+    """The source asks us to come back later than a run may wait (a daily quota): stop now, resume next run."""
+
+
 @dataclass
 class RequestStats:
     requests: int = 0
@@ -140,6 +144,8 @@ class HttpClient:
                 if delay is not None:
                     problem = f"gave up after {attempt} retries: {problem}"
                 cls = AuthError if status in (401, 403) else HttpError
+                if status in RETRYABLE_STATUS and delay is None:
+                    cls = QuotaExhausted
                 raise cls(self.source, f"{method} {_path(url)}: {problem}", status)
             attempt += 1
             self.stats.retries += 1
@@ -164,7 +170,11 @@ class HttpClient:
         if status in RETRYABLE_STATUS:
             hinted = retry_after_seconds(response.headers.get("retry-after"))
             if hinted is not None and hinted > self.retry_after_max_s:
-                return f"HTTP {status}, retry after {hinted:.0f}s exceeds the limit: {_excerpt(response)}", None
+                return (
+                    f"HTTP {status}: asked to retry in {hinted:.0f}s, longer than a run waits "
+                    f"({self.retry_after_max_s:.0f}s); a later run resumes: {_excerpt(response)}",
+                    None,
+                )
             return f"HTTP {status}: {_excerpt(response)}", hinted if hinted is not None else self.backoff(attempt)
         if status >= 400:
             return f"HTTP {status}: {_excerpt(response)}", None

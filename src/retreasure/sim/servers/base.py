@@ -74,6 +74,7 @@ class FakeServer:
         self._rng = random.Random(f"{self.name}|{seed}")
         self._burst = 0  # failures still owed in the current burst
         self._burst_status = 0
+        self._rested = True  # False once a burst is over: the next request then succeeds
         self._lock = threading.Lock()
         self.requests = 0
         self.statuses: dict[int, int] = {}
@@ -129,12 +130,15 @@ class FakeServer:
         self.stop()
 
     def fault(self) -> Response | None:
-        """A seeded burst of 429s or 5xx: one to three failures in a row, so a client with three retries
-        always gets through, and one without retries does not."""
+        """A seeded burst of 429s or 5xx: one to three failures in a row, then at least one success, so a
+        client with three retries always gets through, and one without retries does not."""
         with self._lock:
             if self._burst:
                 self._burst -= 1
                 status = self._burst_status
+            elif not self._rested:
+                self._rested = True
+                return None
             else:
                 draw = self._rng.random()
                 if draw < self.faults.http_429:
@@ -144,6 +148,8 @@ class FakeServer:
                 else:
                     return None
                 self._burst, self._burst_status = self._rng.randint(0, 2), status
+            if self._burst == 0:
+                self._rested = False  # the burst is over: the next request succeeds
         return self.throttled() if status == 429 else self.server_error(status)
 
     def dispatch(self, request: Request) -> Response:
