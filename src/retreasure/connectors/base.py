@@ -125,7 +125,7 @@ def load_sources() -> dict[str, type[Source]]:
     import retreasure.connectors as package
 
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in {"base"}:
+        if info.name not in {"base", "files"}:
             importlib.import_module(f"{package.__name__}.{info.name}")
     return dict(sorted(Source.registry.items()))
 
