@@ -53,7 +53,7 @@ class IngestSettings(BaseModel):
     """Incremental windows for API sources."""
 
     # Start of the very first window when nothing has been ingested yet.
-    start: str = "2024-01-01T00:00:00Z"
+    start: str = "2020-01-01T00:00:00Z"
     # Re-read this much before the watermark, so that updates committed late at the source are not missed.
     lookback_minutes: int = 60
     # Records buffered before one Delta commit.

@@ -175,6 +175,8 @@ class HttpClient:
                     f"({self.retry_after_max_s:.0f}s); a later run resumes: {_excerpt(response)}",
                     None,
                 )
+            if hinted is None and self.retry_when:
+                hinted = self.retry_when(response)  # e.g. a THROTTLED body saying how long the bucket needs
             return f"HTTP {status}: {_excerpt(response)}", hinted if hinted is not None else self.backoff(attempt)
         if status >= 400:
             return f"HTTP {status}: {_excerpt(response)}", None

@@ -179,11 +179,13 @@ class Lake:
         fresh = "SELECT * FROM incoming QUALIFY row_number() OVER (PARTITION BY {k} ORDER BY __ord) = 1"
         sql = fresh.format(k=key_list)
         if self.exists(ref):
-            dataset = self.dataset(ref)
+            # Only the touched partitions' files are opened: building a dataset over every file of a
+            # day-partitioned table costs more than the whole lookup.
+            partitions = None
             if partition_by:
-                touched = pc.unique(data.column(partition_by))
-                dataset = dataset.filter(pads.field(partition_by).isin(touched))
-            con.register("existing", dataset)
+                touched = pc.unique(data.column(partition_by).cast(pa.string())).to_pylist()
+                partitions = [(partition_by, "in", touched)]
+            con.register("existing", self.delta(ref).to_pyarrow_dataset(file_pruning_predicate=partitions))
             sql = f"SELECT f.* FROM ({sql}) f ANTI JOIN (SELECT {key_list} FROM existing) e USING ({key_list})"
         new_rows = con.execute(f"SELECT * EXCLUDE (__ord) FROM ({sql}) ORDER BY __ord").fetch_arrow_table()
         con.close()

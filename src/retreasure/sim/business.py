@@ -254,8 +254,8 @@ class Business:
             acquired_at=at,
             location_id=location,
             channels=channels,
-            shopify_product_id=8_100_000_000_000_000 + n,
-            shopify_variant_id=8_200_000_000_000_000 + n,
+            shopify_product_id=9_100_000_000_000_000 + n,
+            shopify_variant_id=9_200_000_000_000_000 + n,
             ebay_item_id=str(110_000_000_000 + n),
             etsy_listing_id=1_500_000_000 + n,
         )
@@ -320,7 +320,7 @@ class Business:
             lon=round(city.lon + rng.uniform(-0.05, 0.05), 5),
             accepts_marketing=rng.random() < 0.55,
             created_at=at,
-            shopify_customer_id=7_300_000_000_000_000 + n,
+            shopify_customer_id=9_300_000_000_000_000 + n,
             ebay_username=f"{local[:10]}_{n}",
             etsy_user_id=900_000_000 + n,
         )
@@ -435,13 +435,13 @@ class Business:
         return next(c.zone_id for c in market.cities if c.name == customer.city)
 
     def line_id(self, channel: str) -> int:
-        base = {"shopify": 7_400_000_000_000_000, "ebay": 10_000_000_000, "etsy": 4_000_000_000, "pos": 0}
+        base = {"shopify": 9_400_000_000_000_000, "ebay": 10_000_000_000, "etsy": 4_000_000_000, "pos": 0}
         return base[channel] + self.next_id(f"line.{channel}")
 
     def channel_order_id(self, channel: str, n: int, at: datetime, store: world.StoreSpec | None) -> str:
         k = self.next_id(f"order.{channel}")
         if channel == "shopify":
-            return str(7_500_000_000_000_000 + k)
+            return str(9_500_000_000_000_000 + k)  # above 2**53, as Shopify's are
         if channel == "ebay":
             return f"{10 + k % 90:02d}-{10000 + k:05d}-{(n * 7919) % 100000:05d}"
         if channel == "etsy":

@@ -18,6 +18,10 @@ from retreasure.sim.config import SimConfig
 from retreasure.sim.model import Truth
 from retreasure.sim.servers.base import FakeServer
 
+# Local runs get a Shopify Plus shop (a 10,000-point bucket restoring 1,000 points/s): the default 50/s would
+# make a laptop demo wait minutes for a bucket that exists to protect a shared service.
+SERVER_OPTIONS: dict[str, dict[str, object]] = {"shopify": {"bucket_size": 10_000.0, "restore_rate": 1000.0}}
+
 
 def build(config: SimConfig, sim_dir: Path, landing: Path) -> Truth:
     """Simulate, drop the files a real shop would receive, and keep the truth (with every fault) on disk."""
@@ -89,7 +93,9 @@ def running_servers(
     with ExitStack() as stack:
         servers: dict[str, FakeServer] = {}
         for name, cls in server_classes().items():
-            server = cls(truth, given.get(name, {}), faults=config.faults, seed=config.seed)
+            server = cls(
+                truth, given.get(name, {}), faults=config.faults, seed=config.seed, **SERVER_OPTIONS.get(name, {})
+            )
             servers[name] = stack.enter_context(server)
         updates = {}
         for name, server in servers.items():

@@ -1,0 +1,3 @@
+from retreasure.cli import app
+
+app(prog_name="retreasure")
