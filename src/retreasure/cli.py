@@ -90,22 +90,20 @@ def fakes(
 ) -> None:
     """Serve the fake marketplaces on the ports and with the credentials in settings, until Ctrl-C."""
     from retreasure.sim.model import Truth
-    from retreasure.sim.stage import server_classes
+    from retreasure.sim.stage import SERVED_TABLES, SERVER_OPTIONS, server_classes
 
     settings = _settings()
-    truth = Truth.load(sim_dir / "truth")
-    config = SimConfig(
-        truth.seed, truth.start, (truth.end - truth.start).days + 1, truth.scale, Faults.on() if faults else Faults()
-    )
+    truth = Truth.load(sim_dir / "truth", only=SERVED_TABLES)
+    chosen = Faults.on() if faults else Faults()
     servers = []
     for name, cls in server_classes().items():
         section = getattr(settings, name)
         credentials = {k: v.get_secret_value() for k, v in section if hasattr(v, "get_secret_value")}
         host, _, port = section.base_url.removeprefix("http://").partition(":")
-        servers.append(
-            cls(truth, credentials, faults=config.faults, seed=config.seed, host=host, port=int(port or 80)).start()
-        )
-        console.print(f"{name}: {servers[-1].url}")
+        options = SERVER_OPTIONS.get(name, {})
+        server = cls(truth, credentials, faults=chosen, seed=truth.seed, host=host, port=int(port or 80), **options)
+        servers.append(server.start())
+        console.print(f"{name}: {server.url}")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -23,6 +23,20 @@ from retreasure.sim.servers.base import FakeServer
 SERVER_OPTIONS: dict[str, dict[str, object]] = {"shopify": {"bucket_size": 10_000.0, "restore_rate": 1000.0}}
 
 
+# What the fake servers read of the truth (the web events, by far the largest table, are not among them).
+SERVED_TABLES = (
+    "orders",
+    "customers",
+    "products",
+    "fulfillments",
+    "refunds",
+    "faults",
+    "inventory_movements",
+    "fx_rates",
+    "stores",
+)
+
+
 def build(config: SimConfig, sim_dir: Path, landing: Path) -> Truth:
     """Simulate, drop the files a real shop would receive, and keep the truth (with every fault) on disk."""
     from retreasure.sim.files import render_files
