@@ -39,6 +39,7 @@ from retreasure.sim.model import (
 
 WAREHOUSE = "WH"
 SESSION_GAP = timedelta(minutes=30)
+FX_HISTORY_DAYS = 14
 
 
 def target_holidays(year: int) -> set[date]:
@@ -110,6 +111,8 @@ class Business:
     def __init__(self, config: SimConfig) -> None:
         self.c = config
         self.rng = random.Random(config.seed)
+        # Markets move on their own: a separate stream, so FX history does not reshuffle the sales.
+        self.fx_rng = random.Random(f"{config.seed}-fx")
         self.end = config.start + timedelta(days=config.days - 1)
         self.end_at = datetime.combine(self.end + timedelta(days=1), time(), UTC)
         self.truth = Truth(start=config.start, end=self.end, seed=config.seed, scale=config.scale)
@@ -142,6 +145,10 @@ class Business:
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> Truth:
         self.setup()
+        # Rates exist before the first sale (the ECB has published since 1999): two weeks of history, so that
+        # an order on the first simulated day, a holiday, still has a previous business day's rate.
+        for back in range(FX_HISTORY_DAYS, 0, -1):
+            self.fx(self.c.start - timedelta(days=back))
         for offset in range(self.c.days):
             day = self.c.start + timedelta(days=offset)
             self.fx(day)
@@ -198,7 +205,7 @@ class Business:
     def fx(self, day: date) -> None:
         for currency, rate in list(self.rates.items()):
             decimals = world.FX_START[currency][1]
-            drifted = Decimal(str(float(rate) * math.exp(self.rng.gauss(0, 0.004))))
+            drifted = Decimal(str(float(rate) * math.exp(self.fx_rng.gauss(0, 0.004))))
             self.rates[currency] = drifted.quantize(Decimal(1).scaleb(-decimals))
         if is_business_day(day):
             self.rate_on[day] = dict(self.rates)

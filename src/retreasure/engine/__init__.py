@@ -1,0 +1,1 @@
+"""Runs SQL models over the lake: discovery by convention, write modes, incremental windows."""

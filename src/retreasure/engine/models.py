@@ -1,0 +1,79 @@
+"""Models found by convention: ``models/<layer>/<name>.sql`` with its contract ``<name>.yml`` beside it.
+
+Dependencies come from the SQL itself (every ``layer.table`` it reads), so adding a model means adding two
+files; nothing is listed by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from graphlib import TopologicalSorter
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from retreasure.engine.contract import Contract
+from retreasure.lake.store import LAYERS, TableRef
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# A model reads its incremental window through these two names; a full build sees all of time.
+ALL_TIME = (date(1970, 1, 1), date(9999, 12, 31))
+_WINDOW = re.compile(r"@(start_date|end_date)\b")
+
+
+@dataclass(frozen=True)
+class Model:
+    ref: TableRef
+    path: Path
+    sql: str
+    contract: Contract
+
+    @property
+    def inputs(self) -> tuple[TableRef, ...]:
+        return _inputs(self.render())
+
+    def render(self, start: date = ALL_TIME[0], end: date = ALL_TIME[1]) -> str:
+        """The SQL with the window bound: ``@start_date`` and ``@end_date`` become DATE literals."""
+        values = {"start_date": start, "end_date": end}
+        return _WINDOW.sub(lambda m: f"DATE '{values[m.group(1)].isoformat()}'", self.sql)
+
+    def spark_sql(self) -> str:
+        """The same model in Spark SQL, for the scale path."""
+        return sqlglot.transpile(self.render(), read="duckdb", write="spark", pretty=True)[0]
+
+
+@cache
+def _inputs(sql: str) -> tuple[TableRef, ...]:
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    found = set()
+    for table in tree.find_all(exp.Table):
+        if table.db in LAYERS and table.name not in ctes:
+            found.add(TableRef(table.db, table.name))
+    return tuple(sorted(found))
+
+
+def load_models(root: Path = MODELS_DIR) -> dict[TableRef, Model]:
+    """Every model under ``root``, keyed by the table it builds, in dependency order."""
+    models = {}
+    for sql_path in sorted(root.glob("*/*.sql")):
+        ref = TableRef(sql_path.parent.name, sql_path.stem)
+        contract_path = sql_path.with_suffix(".yml")
+        if not contract_path.exists():
+            raise ValueError(f"model {ref} has no contract {contract_path.name} beside it")
+        models[ref] = Model(ref, sql_path, sql_path.read_text(), Contract.load(contract_path))
+    graph = {ref: [i for i in model.inputs if i in models] for ref, model in models.items()}
+    return {ref: models[ref] for ref in TopologicalSorter(graph).static_order()}
+
+
+def downstream(models: dict[TableRef, Model], roots: set[TableRef]) -> set[TableRef]:
+    """The models that read, directly or not, from any of ``roots``."""
+    found: set[TableRef] = set()
+    for ref, model in models.items():  # dependency order: inputs are settled before readers
+        if any(i in roots or i in found for i in model.inputs):
+            found.add(ref)
+    return found

@@ -1,0 +1,137 @@
+"""Runs one model: its SQL on DuckDB over the Delta inputs, its row rules, then a write in its contract's mode.
+
+Write modes:
+- ``full``: replace the table.
+- ``merge``: upsert on the keys (small dimensions; a merge rewrites the files it touches).
+- ``overwrite_partitions``: replace the partitions of the window the model was run for (facts, marts).
+- ``upsert``: keep the newest version per key, rewriting only the partitions the new rows fall in (silver
+  entities read incrementally from bronze; the partition column must not change for a key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from retreasure.bronze.landing import BRONZE_SCHEMA
+from retreasure.engine.models import ALL_TIME, Model
+from retreasure.lake.store import Lake, TableRef
+from retreasure.log import get_logger
+from retreasure.quality.checks import CheckResult, apply_row_rules, record_results, run_table_checks
+
+log = get_logger("engine")
+
+
+@dataclass
+class ModelRun:
+    ref: TableRef
+    rows: int = 0
+    quarantined: int = 0
+    partitions: list[date] = field(default_factory=list)  # the partitions written (partitioned tables)
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> bool:
+        return any(c.blocking for c in self.checks)
+
+
+def run_model(
+    lake: Lake,
+    model: Model,
+    start: date = ALL_TIME[0],
+    end: date = ALL_TIME[1],
+    run_id: str | None = None,
+) -> ModelRun:
+    """Build ``model`` for the window [start, end] (all of time by default) and check it."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    contract = model.contract
+    con = _connect(lake, model)
+    try:
+        result = con.execute(model.render(start, end)).fetch_arrow_table()
+    finally:
+        con.close()
+    kept, quarantined, row_checks = apply_row_rules(result, contract, str(model.ref), run_id)
+    if quarantined.num_rows:
+        lake.insert_new(
+            TableRef("quarantine", f"{model.ref.layer}_{model.ref.name}"),
+            quarantined,
+            ["table_name", "rule", "row_json"],
+        )
+    run = ModelRun(model.ref, kept.num_rows, quarantined.num_rows)
+    run.partitions = _write(lake, model, kept, start, end)
+    run.checks = row_checks + run_table_checks(lake, model.ref, contract, run_id)
+    record_results(lake, run.checks)
+    log.info(
+        "model built",
+        extra={
+            "model": str(model.ref),
+            "rows": run.rows,
+            "quarantined": run.quarantined,
+            "failed_checks": [c.check_name for c in run.checks if not c.passed],
+        },
+    )
+    return run
+
+
+def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
+    """Views over the model's inputs; a bronze table never ingested reads as empty rather than failing."""
+    con = lake.connect(model.inputs)
+    for ref in model.inputs:
+        if not lake.exists(ref):
+            if ref.layer != "bronze":
+                raise ValueError(f"{model.ref} reads {ref}, which has not been built")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
+            con.register(f"__empty_{ref.name}", pa.Table.from_pylist([], schema=BRONZE_SCHEMA))
+            con.execute(f"CREATE VIEW {ref} AS SELECT * FROM __empty_{ref.name}")
+    return con
+
+
+def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> list[date]:
+    contract, ref = model.contract, model.ref
+    mode, part = contract.write_mode, contract.partition_by
+    whole = (start, end) == ALL_TIME or not lake.exists(ref)
+    if mode == "full" or (mode == "overwrite_partitions" and whole):
+        lake.overwrite(ref, data, partition_by=[part] if part else None)
+    elif mode == "merge":
+        lake.merge(ref, data, contract.keys)
+    elif mode == "overwrite_partitions":
+        assert part is not None
+        lake.overwrite(ref, data, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")
+    else:
+        assert part is not None and contract.version_column is not None
+        data = _newest(lake, ref, data, contract.keys, part, contract.version_column, whole)
+        if whole:
+            lake.overwrite(ref, data, partition_by=[part])
+        elif data.num_rows:
+            days = ", ".join(f"'{d.isoformat()}'" for d in pc.unique(data.column(part)).to_pylist())
+            lake.overwrite(ref, data, predicate=f"{part} IN ({days})")
+    if not part or not data.num_rows:
+        return []
+    return sorted(pc.unique(data.column(part)).to_pylist())
+
+
+def _newest(
+    lake: Lake, ref: TableRef, data: pa.Table, keys: list[str], part: str, version: str, whole: bool
+) -> pa.Table:
+    """The rows of the partitions ``data`` touches, as they stand after it: newest version per key wins."""
+    con = duckdb.connect()
+    con.register("incoming", data)
+    source = "SELECT *, 1 AS __new FROM incoming"
+    if not whole and data.num_rows:
+        touched = pc.unique(data.column(part).cast(pa.string())).to_pylist()
+        existing = lake.delta(ref).to_pyarrow_dataset(file_pruning_predicate=[(part, "in", touched)])
+        con.register("existing", existing)
+        source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
+    key_list = ", ".join(f'"{k}"' for k in keys)
+    newest = con.execute(
+        f"SELECT * EXCLUDE (__new) FROM ({source}) "
+        f'QUALIFY row_number() OVER (PARTITION BY {key_list} ORDER BY "{version}" DESC, __new DESC) = 1 '
+        f"ORDER BY {key_list}"
+    ).fetch_arrow_table()
+    con.close()
+    return newest.cast(data.schema)
