@@ -27,10 +27,13 @@ def clean_truth() -> Truth:
     return simulate(SMALL)
 
 
+FAULTY = SimConfig(SMALL.seed, SMALL.start, SMALL.days, SMALL.scale, Faults.on())
+
+
 @pytest.fixture(scope="session")
 def faulty_truth() -> Truth:
     """The same business, with every fault switched on."""
-    return simulate(SimConfig(SMALL.seed, SMALL.start, SMALL.days, SMALL.scale, Faults.on()))
+    return simulate(FAULTY)
 
 
 @pytest.fixture
@@ -59,3 +62,40 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def lake(settings: Settings) -> Lake:
     return Lake.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def bronze_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Lake]:
+    """The small faulty business, simulated, served and ingested into a lake once per test session.
+
+    Tests that build silver or gold read from it; they must not write to it (copy it if they do: see
+    ``lake_copy``).
+    """
+    from retreasure.bronze.ingest import run_ingest
+    from retreasure.sim.files import render_files
+    from retreasure.sim.stage import Credentials, running_servers
+
+    root = tmp_path_factory.mktemp("bronze")
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        lake_uri=str(root / "lake"),
+        landing_dir=root / "landing",
+        pii_hmac_key=HMAC_KEY,
+        pii_vault_key=VAULT_KEY,
+        http={"backoff_base_s": 0.01, "backoff_max_s": 0.05},
+    )
+    truth = simulate(FAULTY)  # its own copy: the file faults are added to it
+    truth["faults"].extend(render_files(truth, root / "landing", FAULTY.faults, FAULTY.seed))
+    with running_servers(truth, FAULTY, Credentials.fresh(), settings) as (served, _):
+        runs = run_ingest(served, Lake.from_settings(served))
+    assert all(r.status == "success" for r in runs), [r.error for r in runs if r.error]
+    return truth, Lake(root / "lake")
+
+
+@pytest.fixture
+def lake_copy(bronze_lake: tuple[Truth, Lake], tmp_path: Path) -> Lake:
+    """A private copy of the ingested lake, for a test that builds models into it."""
+    import shutil
+
+    shutil.copytree(bronze_lake[1].uri, tmp_path / "lake")
+    return Lake(tmp_path / "lake")
