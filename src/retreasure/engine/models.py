@@ -23,6 +23,14 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # A model reads its incremental window through these two names; a full build sees all of time.
 ALL_TIME = (date(1970, 1, 1), date(9999, 12, 31))
 _WINDOW = re.compile(r"@(start_date|end_date)\b")
+# @to_base(amount, rate): an amount in a foreign currency, in EUR at ``rate`` units per EUR, rounded half away
+# from zero to the cent. In integer cents and micro-units, because DuckDB divides decimals in floating point
+# and a KPI that must equal the books to the cent cannot depend on binary rounding.
+_TO_BASE = re.compile(r"@to_base\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
+_TO_BASE_SQL = (
+    "(CAST(sign({a}) * ((abs(CAST(round({a} * 100) AS BIGINT)) * 2000000 + CAST(round({r} * 1000000) AS BIGINT))"
+    " // (2 * CAST(round({r} * 1000000) AS BIGINT))) AS DECIMAL(18, 0)) * CAST(0.01 AS DECIMAL(3, 2)))"
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,8 @@ class Model:
     def render(self, start: date = ALL_TIME[0], end: date = ALL_TIME[1]) -> str:
         """The SQL with the window bound: ``@start_date`` and ``@end_date`` become DATE literals."""
         values = {"start_date": start, "end_date": end}
-        return _WINDOW.sub(lambda m: f"DATE '{values[m.group(1)].isoformat()}'", self.sql)
+        sql = _WINDOW.sub(lambda m: f"DATE '{values[m.group(1)].isoformat()}'", self.sql)
+        return _TO_BASE.sub(lambda m: _TO_BASE_SQL.format(a=m.group(1), r=m.group(2)), sql)
 
     def spark_sql(self) -> str:
         """The same model in Spark SQL, for the scale path."""

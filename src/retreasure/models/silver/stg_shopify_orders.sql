@@ -1,0 +1,88 @@
+-- Shopify orders as the buyer paid them. Amounts come from presentmentMoney (the buyer's currency): shopMoney
+-- is the shop's EUR at Shopify's own rate, and the conversion to the base currency belongs to silver.orders.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.shopify_orders
+    WHERE error IS NULL
+        -- One day of lookback: changes stamped late on the day before may land after that day's run.
+        AND partition_date BETWEEN @start_date - INTERVAL 1 DAY AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
+        coalesce(json_extract_string(raw, '$.email'), json_extract_string(raw, '$.customer.email')) AS customer_token,
+        TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
+        TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
+        coalesce(
+            json_extract_string(raw, '$.totalPriceSet.presentmentMoney.currencyCode'),
+            json_extract_string(raw, '$.presentmentCurrencyCode')
+        ) AS currency,
+        -- Shopify's subtotal is after discounts; the conformed one is before them.
+        TRY_CAST(json_extract_string(raw, '$.subtotalPriceSet.presentmentMoney.amount') AS DECIMAL(18, 2))
+        + TRY_CAST(json_extract_string(raw, '$.totalDiscountsSet.presentmentMoney.amount') AS DECIMAL(18, 2))
+            AS subtotal,
+        TRY_CAST(json_extract_string(raw, '$.totalDiscountsSet.presentmentMoney.amount') AS DECIMAL(18, 2))
+            AS discount,
+        TRY_CAST(json_extract_string(raw, '$.totalShippingPriceSet.presentmentMoney.amount') AS DECIMAL(18, 2))
+            AS shipping,
+        TRY_CAST(json_extract_string(raw, '$.totalTaxSet.presentmentMoney.amount') AS DECIMAL(18, 2)) AS tax,
+        TRY_CAST(json_extract_string(raw, '$.totalPriceSet.presentmentMoney.amount') AS DECIMAL(18, 2)) AS total,
+        -- A tax line the sales channel is liable for is tax someone else files; any such line makes it theirs.
+        CASE
+            WHEN len(list_filter(
+                CAST(json_extract(raw, '$.taxLines') AS VARCHAR[]),
+                t -> json_extract_string(t, '$.channelLiable') = 'true'
+            )) > 0 THEN 'marketplace'
+            ELSE 'seller'
+        END AS tax_party,
+        -- Destination-based tax: the ship-to address is the jurisdiction (billing when nothing ships).
+        coalesce(
+            json_extract_string(raw, '$.shippingAddress.countryCode'),
+            json_extract_string(raw, '$.billingAddress.countryCode'),
+            ''
+        ) AS tax_country,
+        coalesce(
+            json_extract_string(raw, '$.shippingAddress.provinceCode'),
+            json_extract_string(raw, '$.billingAddress.provinceCode')
+        ) AS province,
+        json_extract_string(raw, '$.shippingAddress.countryCode') AS ship_country,
+        json_extract_string(raw, '$.discountCodes[0]') AS discount_code,
+        list_filter(
+            CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
+            a -> json_extract_string(a, '$.key') = 'session_id'
+        )[1] AS session_attribute,
+        list_filter(
+            CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
+            a -> json_extract_string(a, '$.key') = 'utm_campaign'
+        )[1] AS campaign_attribute
+    FROM newest
+)
+SELECT
+    'shopify:' || channel_order_id AS order_key,
+    'shopify' AS channel,
+    channel_order_id,
+    CAST(NULL AS VARCHAR) AS store_id,
+    customer_token,
+    order_ts,
+    CAST(order_ts AT TIME ZONE 'UTC' AS DATE) AS order_date,
+    updated_ts,
+    currency,
+    subtotal,
+    discount,
+    shipping,
+    tax,
+    total,
+    tax_party,
+    tax_country,
+    -- Only US states tax separately; Shopify also fills provinceCode for other countries' regions.
+    CASE WHEN tax_country = 'US' THEN coalesce(province, '') ELSE '' END AS tax_region,
+    ship_country,
+    -- Shopify's order does not carry the promised dispatch time (that lives on its fulfillment orders).
+    CAST(NULL AS TIMESTAMPTZ) AS ship_by_ts,
+    discount_code,
+    json_extract_string(session_attribute, '$.value') AS session_id,
+    json_extract_string(campaign_attribute, '$.value') AS campaign
+FROM parsed
