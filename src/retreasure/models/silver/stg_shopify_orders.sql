@@ -32,7 +32,7 @@ parsed AS (
         TRY_CAST(json_extract_string(raw, '$.totalPriceSet.presentmentMoney.amount') AS DECIMAL(18, 2)) AS total,
         -- A tax line the sales channel is liable for is tax someone else files; any such line makes it theirs.
         CASE
-            WHEN len(list_filter(
+            WHEN array_length(list_filter(
                 CAST(json_extract(raw, '$.taxLines') AS VARCHAR[]),
                 t -> json_extract_string(t, '$.channelLiable') = 'true'
             )) > 0 THEN 'marketplace'

@@ -1,0 +1,43 @@
+-- Delivery zones, one row per version: the GIS export re-sends every zone whenever one changes, each
+-- stamped with the day its version took effect. A version holds until the zone's next one.
+-- Read in full on every run (a small table): a version's end is the next version's start, wherever it landed.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.geo_delivery_zones
+    WHERE error IS NULL
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        json_extract_string(raw, '$.properties.zone_id') AS zone_id,
+        json_extract_string(raw, '$.properties.name') AS name,
+        TRY_CAST(json_extract_string(raw, '$.properties.valid_from') AS DATE) AS valid_from,
+        TRY_CAST(json_extract_string(raw, '$.properties.fee') AS DECIMAL(18, 2)) AS fee,
+        json_extract_string(raw, '$.properties.currency') AS currency,
+        json_extract_string(raw, '$.geometry.type') AS geometry_type,
+        -- Every ring of every polygon, as [lon, lat] positions: with the even-odd rule this one list answers
+        -- point-in-zone for a Polygon with holes and for a MultiPolygon alike.
+        CASE json_extract_string(raw, '$.geometry.type')
+            WHEN 'Polygon' THEN from_json(json_extract(raw, '$.geometry.coordinates'), '[[["DOUBLE"]]]')
+            WHEN 'MultiPolygon'
+                THEN flatten(from_json(json_extract(raw, '$.geometry.coordinates'), '[[[["DOUBLE"]]]]'))
+        END AS rings
+    FROM newest
+)
+SELECT
+    zone_id,
+    valid_from,
+    lead(valid_from) OVER (PARTITION BY zone_id ORDER BY valid_from) AS valid_to,
+    name,
+    fee,
+    currency,
+    geometry_type,
+    rings[1] AS ring,
+    rings,
+    list_min(list_transform(flatten(rings), p -> p[1])) AS min_lon,
+    list_min(list_transform(flatten(rings), p -> p[2])) AS min_lat,
+    list_max(list_transform(flatten(rings), p -> p[1])) AS max_lon,
+    list_max(list_transform(flatten(rings), p -> p[2])) AS max_lat
+FROM parsed

@@ -1,0 +1,33 @@
+-- The payment gateway's events for web orders: authorisations, captures and refunds, one row each. The
+-- gateway never edits an event; a re-delivered one is the same transaction.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.web_transactions
+    WHERE error IS NULL
+        AND partition_date BETWEEN @start_date AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        json_extract_string(raw, '$.transaction_id') AS transaction_id,
+        json_extract_string(raw, '$.order_id') AS order_id,
+        lower(json_extract_string(raw, '$.status')) AS status,
+        TRY_CAST(json_extract_string(raw, '$.amount') AS DECIMAL(18, 2)) AS amount,
+        json_extract_string(raw, '$.currency') AS currency,
+        TRY_CAST(json_extract_string(raw, '$.occurred_at') AS TIMESTAMPTZ) AS occurred_ts
+    FROM newest
+)
+SELECT
+    transaction_id,
+    order_id,
+    -- The gateway serves the web shop only, whose orders are Shopify's.
+    'shopify:' || order_id AS order_key,
+    status,
+    amount,
+    currency,
+    occurred_ts,
+    CAST(occurred_ts AT TIME ZONE 'UTC' AS DATE) AS occurred_date,
+    occurred_ts AS updated_ts
+FROM parsed

@@ -1,0 +1,33 @@
+-- Parcels shipped for eBay orders (getShippingFulfillments), newest version per fulfillment. The payload names
+-- no order, so the connector lands it under "<orderId>/<fulfillmentId>"; eBay reports no delivery.
+WITH versions AS (
+    SELECT record_key, record_updated_at, raw
+    FROM bronze.ebay_shipping_fulfillments
+    WHERE error IS NULL
+        -- Less the contract's lookback_days (1): a change landed the day after it happened is still read.
+        AND partition_date BETWEEN CAST(@start_date - INTERVAL 1 DAY AS DATE) AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        record_key,
+        split_part(record_key, '/', 1) AS channel_order_id,
+        TRY_CAST(json_extract_string(raw, '$.shippedDate') AS TIMESTAMPTZ) AS shipped_ts,
+        json_extract_string(raw, '$.shippingCarrierCode') AS carrier,
+        json_extract_string(raw, '$.shipmentTrackingNumber') AS tracking_number,
+        record_updated_at AS updated_ts
+    FROM versions
+)
+SELECT
+    'ebay:' || record_key AS fulfillment_key,
+    'ebay:' || channel_order_id AS order_key,
+    'ebay' AS channel,
+    shipped_ts,
+    CAST(shipped_ts AT TIME ZONE 'UTC' AS DATE) AS shipped_date,
+    CAST(NULL AS TIMESTAMPTZ) AS delivered_ts,
+    carrier,
+    tracking_number,
+    updated_ts
+FROM parsed

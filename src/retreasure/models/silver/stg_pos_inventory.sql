@@ -1,0 +1,37 @@
+-- Stock movements at the stores: goods bought in, sold, and put back after a refund, as the tills log them.
+WITH newest AS (
+    SELECT record_key, raw
+    FROM bronze.pos_inventory
+    WHERE error IS NULL
+        AND partition_date BETWEEN @start_date AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        json_extract_string(raw, '$.movement_id') AS movement_id,
+        json_extract_string(raw, '$.store_id') AS store_id,
+        json_extract_string(raw, '$.sku') AS sku,
+        TRY_CAST(json_extract_string(raw, '$.at') AS TIMESTAMPTZ) AS moved_ts,
+        TRY_CAST(json_extract_string(raw, '$.change') AS INTEGER) AS quantity_change,
+        json_extract_string(raw, '$.reason') AS reason,
+        TRY_CAST(json_extract_string(raw, '$.on_hand_after') AS INTEGER) AS on_hand_after,
+        NULLIF(json_extract_string(raw, '$.receipt_id'), '') AS receipt_id
+    FROM newest
+)
+SELECT
+    'pos:' || movement_id AS movement_key,
+    movement_id,
+    store_id,
+    sku,
+    moved_ts,
+    CAST(moved_ts AT TIME ZONE 'UTC' AS DATE) AS moved_date,
+    -- A store moves a few dozen items a day: a month is a partition of sensible size.
+    CAST(date_trunc('month', moved_ts AT TIME ZONE 'UTC') AS DATE) AS moved_month,
+    quantity_change,
+    reason,
+    on_hand_after,
+    'pos:' || receipt_id AS order_key,
+    moved_ts AS updated_ts
+FROM parsed

@@ -1,0 +1,44 @@
+-- Receipt lines sold at the stores' tills. Refunds come as their own negative lines (stg_pos_refunds), so a
+-- receipt line is never edited: the newest landing of each is kept only to absorb a re-exported file.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.pos_sales
+    WHERE error IS NULL
+        -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
+        AND partition_date BETWEEN @start_date AND @end_date
+        AND json_extract_string(raw, '$.type') = 'sale'
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        json_extract_string(raw, '$.receipt_id') AS receipt_id,
+        json_extract_string(raw, '$.line_no') AS line_no,
+        json_extract_string(raw, '$.sku') AS sku,
+        TRY_CAST(json_extract_string(raw, '$.quantity') AS INTEGER) AS quantity,
+        TRY_CAST(json_extract_string(raw, '$.unit_price') AS DECIMAL(18, 2)) AS unit_price,
+        TRY_CAST(json_extract_string(raw, '$.discount') AS DECIMAL(18, 2)) AS discount,
+        TRY_CAST(json_extract_string(raw, '$.tax') AS DECIMAL(18, 2)) AS tax,
+        TRY_CAST(json_extract_string(raw, '$.tax_rate') AS DECIMAL(18, 6)) AS tax_rate,
+        json_extract_string(raw, '$.currency') AS currency,
+        -- Local time with its offset: the cast keeps the instant, whatever the session's time zone.
+        TRY_CAST(json_extract_string(raw, '$.sold_at') AS TIMESTAMPTZ) AS sold_ts
+    FROM newest
+)
+SELECT
+    'pos:' || receipt_id || '/' || line_no AS line_key,
+    'pos:' || receipt_id AS order_key,
+    'pos' AS channel,
+    sku,
+    quantity,
+    unit_price,
+    CAST(unit_price * quantity AS DECIMAL(18, 2)) AS gross,
+    discount,
+    tax,
+    tax_rate,
+    currency,
+    sold_ts AS order_ts,
+    CAST(sold_ts AT TIME ZONE 'UTC' AS DATE) AS order_date,
+    sold_ts AS updated_ts
+FROM parsed

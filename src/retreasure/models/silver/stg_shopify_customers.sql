@@ -1,0 +1,29 @@
+-- People who bought on Shopify, newest version of each customer. A small dimension rebuilt whole on every run,
+-- so it reads all of bronze and no window. PII stays as the tokens bronze holds.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.shopify_customers
+    WHERE error IS NULL
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+)
+SELECT
+    'shopify:' || json_extract_string(raw, '$.legacyResourceId') AS customer_key,
+    'shopify' AS channel,
+    json_extract_string(raw, '$.legacyResourceId') AS channel_customer_id,
+    json_extract_string(raw, '$.email') AS customer_token,
+    json_extract_string(raw, '$.defaultAddress.countryCode') AS country,
+    json_extract_string(raw, '$.defaultAddress.provinceCode') AS region,
+    json_extract_string(raw, '$.defaultAddress.city') AS city,
+    -- Unknown stays NULL: an absent consent block is not a refusal.
+    CASE json_extract_string(raw, '$.emailMarketingConsent.marketingState')
+        WHEN 'SUBSCRIBED' THEN TRUE
+        WHEN 'NOT_SUBSCRIBED' THEN FALSE
+        WHEN 'UNSUBSCRIBED' THEN FALSE
+        WHEN 'REDACTED' THEN FALSE
+    END AS accepts_marketing,
+    TRY_CAST(json_extract_string(raw, '$.numberOfOrders') AS INTEGER) AS orders_count,
+    TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS created_ts,
+    TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts
+FROM newest

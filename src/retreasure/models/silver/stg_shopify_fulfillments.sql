@@ -1,0 +1,43 @@
+-- Shopify fulfillments (shipments) from the newest version of each order.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.shopify_orders
+    WHERE error IS NULL
+        -- One day of lookback: changes stamped late on the day before may land after that day's run.
+        AND partition_date BETWEEN @start_date - INTERVAL 1 DAY AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+fulfillments AS (
+    SELECT
+        json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
+        unnest(CAST(json_extract(raw, '$.fulfillments') AS VARCHAR[])) AS fulfillment
+    FROM newest
+),
+parsed AS (
+    SELECT
+        channel_order_id,
+        regexp_extract(json_extract_string(fulfillment, '$.id'), '([0-9]+)$', 1) AS fulfillment_id,
+        -- Created is when the parcel was handed over; inTransitAt is the carrier's first scan, which may lag.
+        TRY_CAST(json_extract_string(fulfillment, '$.createdAt') AS TIMESTAMPTZ) AS shipped_ts,
+        TRY_CAST(json_extract_string(fulfillment, '$.deliveredAt') AS TIMESTAMPTZ) AS delivered_ts,
+        -- A shipment split over several parcels lists several; the first is the one the buyer is sent.
+        json_extract_string(fulfillment, '$.trackingInfo[0].company') AS carrier,
+        json_extract_string(fulfillment, '$.trackingInfo[0].number') AS tracking_number,
+        TRY_CAST(coalesce(
+            json_extract_string(fulfillment, '$.updatedAt'), json_extract_string(fulfillment, '$.createdAt')
+        ) AS TIMESTAMPTZ) AS updated_ts
+    FROM fulfillments
+)
+SELECT
+    'shopify:' || fulfillment_id AS fulfillment_key,
+    'shopify:' || channel_order_id AS order_key,
+    'shopify' AS channel,
+    shipped_ts,
+    CAST(shipped_ts AT TIME ZONE 'UTC' AS DATE) AS shipped_date,
+    delivered_ts,
+    carrier,
+    tracking_number,
+    updated_ts
+FROM parsed

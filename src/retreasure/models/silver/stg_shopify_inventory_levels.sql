@@ -1,0 +1,33 @@
+-- Available stock per Shopify inventory item and location, newest version of each level. A small table
+-- rebuilt whole on every run, so it reads all of bronze and no window.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.shopify_inventory_levels
+    WHERE error IS NULL
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+parsed AS (
+    SELECT
+        regexp_extract(json_extract_string(raw, '$.item.id'), '([0-9]+)$', 1) AS inventory_item_id,
+        regexp_extract(json_extract_string(raw, '$.location.id'), '([0-9]+)$', 1) AS location_id,
+        json_extract_string(raw, '$.location.name') AS location_name,
+        json_extract_string(raw, '$.item.sku') AS sku,
+        -- quantities holds one entry per name asked for; only "available" is asked.
+        list_filter(
+            CAST(json_extract(raw, '$.quantities') AS VARCHAR[]),
+            q -> json_extract_string(q, '$.name') = 'available'
+        )[1] AS available_quantity,
+        TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts
+    FROM newest
+)
+SELECT
+    'shopify:' || location_id || '/' || inventory_item_id AS level_key,
+    sku,
+    inventory_item_id,
+    location_id,
+    location_name,
+    TRY_CAST(json_extract_string(available_quantity, '$.quantity') AS INTEGER) AS available,
+    updated_ts
+FROM parsed

@@ -1,0 +1,54 @@
+-- Shopify refunds, one row per refunded line item, from the newest version of each order, in the buyer's
+-- (presentment) currency. A Shopify refund can return several line items at once; each gets its own row.
+WITH newest AS (
+    SELECT raw
+    FROM bronze.shopify_orders
+    WHERE error IS NULL
+        -- One day of lookback: changes stamped late on the day before may land after that day's run.
+        AND partition_date BETWEEN @start_date - INTERVAL 1 DAY AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+refunds AS (
+    SELECT
+        json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
+        unnest(CAST(json_extract(raw, '$.refunds') AS VARCHAR[])) AS refund
+    FROM newest
+),
+items AS (
+    SELECT
+        channel_order_id,
+        regexp_extract(json_extract_string(refund, '$.id'), '([0-9]+)$', 1) AS refund_id,
+        TRY_CAST(json_extract_string(refund, '$.createdAt') AS TIMESTAMPTZ) AS refund_ts,
+        TRY_CAST(coalesce(json_extract_string(refund, '$.updatedAt'), json_extract_string(refund, '$.createdAt'))
+            AS TIMESTAMPTZ) AS updated_ts,
+        unnest(CAST(json_extract(refund, '$.refundLineItems.nodes') AS VARCHAR[])) AS item
+    FROM refunds
+),
+parsed AS (
+    SELECT
+        channel_order_id,
+        refund_id,
+        regexp_extract(json_extract_string(item, '$.lineItem.id'), '([0-9]+)$', 1) AS line_id,
+        refund_ts,
+        updated_ts,
+        TRY_CAST(json_extract_string(item, '$.quantity') AS INTEGER) AS quantity,
+        TRY_CAST(json_extract_string(item, '$.subtotalSet.presentmentMoney.amount') AS DECIMAL(18, 2)) AS amount,
+        TRY_CAST(json_extract_string(item, '$.totalTaxSet.presentmentMoney.amount') AS DECIMAL(18, 2)) AS tax,
+        json_extract_string(item, '$.subtotalSet.presentmentMoney.currencyCode') AS currency
+    FROM items
+)
+SELECT
+    'shopify:' || refund_id || '/' || line_id AS refund_key,
+    'shopify:' || channel_order_id AS order_key,
+    'shopify:' || line_id AS line_key,
+    'shopify' AS channel,
+    refund_ts,
+    CAST(refund_ts AT TIME ZONE 'UTC' AS DATE) AS refund_date,
+    quantity,
+    amount,
+    tax,
+    currency,
+    updated_ts
+FROM parsed
