@@ -209,9 +209,38 @@ def demo(
         runs = _ingest(served, None)
     _print_runs(runs)
     _print_bronze_summary(lake, expected_counts(truth))
-    failed = [r for r in runs if r.status == "failed"]
-    if failed:
+    built = _build(lake)
+    _print_kpis(lake)
+    console.print(
+        f"Next: query the lake with DuckDB ({lake.uri}: bronze.*, silver.*, gold.*, ops.ingest_log, ops.dq_results, "
+        "quarantine.*), read docs/kpis.md for what each figure means, or run `retreasure ui` for the lineage."
+    )
+    if any(r.status == "failed" for r in runs) or any(r.blocked for r in built):
         raise typer.Exit(1)
+
+
+def _build(lake: Lake) -> list:
+    from retreasure.engine.build import build
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("Building silver and gold", total=None)
+        runs = build(lake, progress=lambda run: bar.update(task, description=f"Built {run.ref}"))
+    failed = [f"{c.table_name}: {c.check_name}" for r in runs for c in r.checks if not c.passed]
+    console.print(f"Built {len(runs)} silver and gold models; checks failed: {', '.join(failed) or 'none'}.")
+    return runs
+
+
+def _print_kpis(lake: Lake) -> None:
+    from retreasure.kpis import summary
+
+    table = Table(title="KPIs (from gold)")
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    for label, value in summary(lake):
+        table.add_row(label, "-" if value is None else f"{value:,}")
+    console.print(table)
 
 
 def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:

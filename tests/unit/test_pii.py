@@ -39,6 +39,10 @@ def test_an_undeclared_email_is_caught_by_the_safety_net() -> None:
     masker = PiiMasker(HMAC_KEY)
     assert masker.mask({"contact": "x@example.com"}, PiiSpec({}))["contact"].startswith("pii:email:")
     assert "x@example.com" not in masker.mask_text('{"broken": "x@example.com",')
+    broken_row = "BER-1,1,2025-03-01T10:00:00+01:00,,+44 161 2072525,10.0.0.7,12,50"
+    masked = masker.mask_text(broken_row)
+    assert "2072525" not in masked and "10.0.0.7" not in masked
+    assert masked.startswith("BER-1,1,2025-03-01T10:00:00+01:00,,pii:phone:") and masked.endswith(",12,50")
 
 
 def test_the_vault_keeps_clear_values_encrypted_once_per_token(lake: Lake) -> None:

@@ -32,7 +32,13 @@ VAULT_SCHEMA = pa.schema(
 TOKEN_PREFIX = "pii:"  # noqa: S105 - a marker, not a credential
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _NON_DIGITS = re.compile(r"[^\d+]")
-_EMAIL_IN_TEXT = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
+# What can be recognised in text that did not parse (no field names to go by): e-mail addresses,
+# international phone numbers and IPv4 addresses. A national number without "+" is not recognisable.
+_PII_IN_TEXT = {
+    "email": re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"),
+    "phone": re.compile(r"\+\d{1,3}[\s.-]?\(?\d[\d\s().-]{5,}\d"),
+    "ip": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+}
 
 
 def normalise(kind: str, value: str) -> str:
@@ -135,8 +141,10 @@ class PiiMasker:
         return node
 
     def mask_text(self, text: str) -> str:
-        """Text that did not parse may still hold an e-mail address: the one PII shape spotted anywhere."""
-        return _EMAIL_IN_TEXT.sub(lambda m: self._mask_value("email", m.group()), text)
+        """Text that did not parse may still hold PII: every shape recognisable without field names."""
+        for kind, pattern in _PII_IN_TEXT.items():
+            text = pattern.sub(lambda m, kind=kind: self._mask_value(kind, m.group()), text)
+        return text
 
     def flush_vault(self, lake: Lake, source: str) -> int:
         """Encrypt and store the clear values seen since the last flush; returns new vault rows."""

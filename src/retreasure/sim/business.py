@@ -128,7 +128,8 @@ class Business:
         self.rate_on: dict[date, dict[str, Decimal]] = {}
         self.restocks: list[tuple[datetime, int, str, int, str]] = []  # (at, seq, pid, qty, order_id)
         self.counters: dict[str, int] = {}
-        self.visitors: list[tuple[str, datetime]] = []  # recent visitors' cookie ids and when last seen
+        self.visitors: list[str] = []  # recent visitors' cookie ids
+        self.last_seen: dict[str, datetime] = {}  # cookie id -> end of that visitor's latest session
         self.visitor_customer: dict[str, str] = {}  # cookie id -> customer, once they bought
         self.campaign_sessions: dict[tuple[str, date], int] = {}
 
@@ -652,18 +653,25 @@ class Business:
                     )
                     self.visitor_customer[anonymous_id] = customer.customer_id
         session.ended_at = at
-        self.visitors.append((anonymous_id, at))
-        if len(self.visitors) > 20_000:
-            del self.visitors[:10_000]
+        if anonymous_id not in self.last_seen:
+            self.visitors.append(anonymous_id)
+            if len(self.visitors) > 20_000:
+                del self.visitors[:10_000]
+        self.last_seen[anonymous_id] = max(at, self.last_seen.get(anonymous_id, at))
         self.truth["sessions"].append(session)
 
     def visitor(self, start: datetime) -> tuple[str, str | None]:
-        """A returning visitor (their cookie) if one was last seen over an hour ago, else a new one."""
+        """A returning visitor (their cookie) last seen on an earlier day, else a new one.
+
+        A day's sessions are drawn in no particular time order, so a visitor seen earlier the same day could
+        come back within the 30-minute gap that separates sessions; an earlier day never can (sessions start
+        after 07:00 and end before midnight).
+        """
         rng = self.rng
         if self.visitors and rng.random() < 0.3:
             for _ in range(3):
-                anonymous_id, last_seen = rng.choice(self.visitors)
-                if start - last_seen > 2 * SESSION_GAP:
+                anonymous_id = rng.choice(self.visitors)
+                if self.last_seen[anonymous_id].date() < start.date():
                     return anonymous_id, self.visitor_customer.get(anonymous_id)
         return f"a-{self.next_id('visitor'):08d}", None
 

@@ -1,0 +1,60 @@
+"""The headline KPIs as one summary, read from gold (and silver where gold has no mart yet)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import duckdb
+
+from retreasure.lake.store import Lake
+
+SUMMARY_SQL = {
+    "Orders": "SELECT sum(orders) AS v FROM gold.mart_sales_daily",
+    "Gross sales (EUR)": "SELECT sum(gross_sales) AS v FROM gold.mart_sales_daily",
+    "Net revenue (EUR)": "SELECT sum(net_revenue) AS v FROM gold.mart_sales_daily",
+    "Refunds (EUR)": "SELECT sum(refunds) AS v FROM gold.mart_sales_daily",
+    "Average order value (EUR)": (
+        "SELECT round(sum(gross_sales - discounts + shipping) / nullif(sum(orders), 0), 2) AS v "
+        "FROM gold.mart_sales_daily"
+    ),
+    "Conversion rate": (
+        "SELECT round(count(*) FILTER (WHERE converted) / nullif(count(*), 0), 4) AS v FROM silver.sessions"
+    ),
+    "Average customer value (EUR)": (
+        "SELECT round(avg(v), 2) AS v FROM (SELECT sum(subtotal_base - discount_base) AS v FROM silver.orders "
+        "WHERE customer_token IS NOT NULL GROUP BY customer_token)"
+    ),
+    "Fulfillment rate": (
+        "SELECT round(count(*) FILTER (WHERE order_key IN (SELECT order_key FROM silver.fulfillments)) "
+        "/ nullif(count(*), 0), 4) AS v FROM silver.orders WHERE channel <> 'pos'"
+    ),
+    "Median delivery days": (
+        "SELECT round(median(epoch(delivered_ts - shipped_ts) / 86400), 1) AS v FROM silver.fulfillments "
+        "WHERE delivered_ts IS NOT NULL"
+    ),
+    "Tax owed by us (EUR)": "SELECT sum(tax_liability) AS v FROM gold.mart_tax_liability WHERE tax_party = 'seller'",
+    "Tax remitted by marketplaces (EUR)": (
+        "SELECT sum(tax_liability) AS v FROM gold.mart_tax_liability WHERE tax_party = 'marketplace'"
+    ),
+    "DQ checks passed": (
+        "SELECT round(count(*) FILTER (WHERE passed) / nullif(count(*), 0), 4) AS v FROM ops.dq_results "
+        "WHERE run_id = (SELECT arg_max(run_id, checked_at) FROM ops.dq_results)"
+    ),
+}
+
+
+def summary(lake: Lake) -> list[tuple[str, Decimal | float | int | None]]:
+    """(label, value) for each headline KPI; None where its table is not built."""
+    out = []
+    con = lake.connect()
+    try:
+        for label, sql in SUMMARY_SQL.items():
+            try:
+                out.append((label, con.execute(sql).fetchone()[0]))  # type: ignore[index]
+            except duckdb.CatalogException:  # a table not built yet: the summary says so instead of failing
+                out.append((label, None))
+    finally:
+        con.close()
+    quarantined = sum(lake.count(ref) for ref in lake.tables("quarantine"))
+    out.append(("Rows in quarantine", quarantined))
+    return out
