@@ -21,6 +21,8 @@ def test_demo_lands_every_source_and_matches_the_simulator(tmp_path: Path) -> No
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "mismatches: 0" in done.stdout
+    assert "checks failed: none" in done.stdout
+    assert "Net revenue (EUR)" in done.stdout and "Tax owed by us (EUR)" in done.stdout
     assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600, "the generated keys are private"
     lake = Lake(tmp_path / "lake")
     assert len(lake.tables("bronze")) >= 12

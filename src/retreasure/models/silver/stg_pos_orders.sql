@@ -6,7 +6,8 @@ WITH newest AS (
     WHERE error IS NULL
         -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
         AND partition_date BETWEEN @start_date AND @end_date
-        AND json_extract_string(raw, '$.type') = 'sale'
+        -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
+        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END = 'sale'
     QUALIFY row_number() OVER (
         PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
     ) = 1
