@@ -279,6 +279,14 @@ def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:
     )
 
 
+# Orchestration: the Dagster UI, a full build and backfills (retreasure/pipeline).
+from retreasure.pipeline import cli as pipeline_cli  # noqa: E402 - mounted after the app exists
+
+app.command()(pipeline_cli.ui)
+app.command()(pipeline_cli.build)
+app.command()(pipeline_cli.backfill)
+
+
 @app.callback()
 def main(
     log_level: Annotated[str, typer.Option(envvar="RETREASURE_LOG_LEVEL", help="Log level.")] = "WARNING",

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retreasure.pipeline.alerts import AlertSettings
 from retreasure.redact import register_secret
 
 
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
     ebay: EbaySettings = Field(default_factory=EbaySettings)
     etsy: EtsySettings = Field(default_factory=EtsySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("lake_uri")
     @classmethod

@@ -60,7 +60,7 @@ class CheckResult:
         return not self.passed and self.severity == "error"
 
 
-def _name(check: object) -> str:
+def check_name(check: object) -> str:
     if isinstance(check, NotNull):
         return f"not_null({', '.join(check.columns)})"
     if isinstance(check, AcceptedValues):
@@ -107,7 +107,7 @@ def apply_row_rules(
             CheckResult(
                 run_id,
                 name,
-                _name(rule),
+                check_name(rule),
                 "row",
                 rule.severity,
                 table.num_rows,
@@ -126,7 +126,7 @@ def apply_row_rules(
                     quarantined.append(
                         {
                             "table_name": name,
-                            "rule": _name(rule),
+                            "rule": check_name(rule),
                             "reason": reason,
                             "row_json": json.dumps(record, default=str, sort_keys=True),
                             "run_id": run_id,
@@ -175,7 +175,7 @@ def run_table_checks(lake: Lake, ref: TableRef, contract: Contract, run_id: str)
             CheckResult(
                 run_id,
                 str(ref),
-                _name(check),
+                check_name(check),
                 "table",
                 check.severity,
                 checked,

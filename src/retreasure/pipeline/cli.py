@@ -1,0 +1,203 @@
+"""`retreasure ui | build | backfill`: the Dagster UI, a full build and a backfill, on the same definitions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import date
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from retreasure.engine.models import MODELS_DIR, downstream, load_models
+from retreasure.lake.store import TableRef
+from retreasure.pipeline.partitions import days, is_partitioned
+from retreasure.redact import redact
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+app = typer.Typer(help="Orchestration: the Dagster UI, full builds and backfills.", no_args_is_help=True)
+console = Console()
+
+ModelsRoot = Annotated[Path, typer.Option(help="Folder of models (<layer>/<name>.sql with its .yml).", hidden=True)]
+DEFINITIONS_MODULE = "retreasure.pipeline.definitions"
+# Dagster's own console log says every step's every event at DEBUG: the progress lines below are enough.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the web UI (on 127.0.0.1).")] = 3000,
+    dagster_home: Annotated[Path, typer.Option(help="Where Dagster keeps runs, schedules and sensors.")] = Path(
+        ".dagster"
+    ),
+) -> None:
+    """Start the Dagster UI and daemon (`dagster dev`) on 127.0.0.1, telemetry off. Ctrl-C or SIGTERM stops it."""
+    from retreasure.pipeline.resources import JSON_LOGS_ENV
+
+    home = dagster_home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    env = os.environ | {"DAGSTER_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1", JSON_LOGS_ENV: "1"}
+    argv = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        DEFINITIONS_MODULE,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (state in {home}); Ctrl-C stops it.")
+    # A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored across exec:
+    # dagster dev stops its webserver and daemon by SIGINT, even on SIGTERM, so it would then never stop.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # exec rather than a child: SIGTERM and Ctrl-C reach dagster dev itself, with no process in between.
+    os.execve(sys.executable, argv, env)  # noqa: S606
+
+
+@app.command()
+def build(models_root: ModelsRoot = MODELS_DIR) -> None:
+    """Build every model over all of time, in dependency order, in one run (checks included)."""
+    import dagster as dg
+
+    from retreasure.pipeline.schedules import MODELS_JOB
+
+    # Every model unpartitioned, so that each builds all of time; on a throwaway instance, because those
+    # assets are not the UI's (partitioned) ones.
+    defs = _definitions(models_root, partitioned=False)
+    if not _execute(defs.resolve_job_def(MODELS_JOB), None, None, dg.DagsterInstance.ephemeral()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backfill(
+    first: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD).")],
+    last: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD), included.")],
+    select: Annotated[
+        list[str] | None, typer.Option(help="Models to rebuild, as a pattern on layer.name (repeatable).")
+    ] = None,
+    models_root: ModelsRoot = MODELS_DIR,
+) -> None:
+    """Rebuild the selected partitioned models day by day (each day with its lookback) and the selected
+    unpartitioned models once: those they read from before the days, those that read them after."""
+    import dagster as dg
+
+    from retreasure.pipeline.assets import asset_key
+    from retreasure.pipeline.schedules import MODELS_JOB
+
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    keys = days(start, end)
+    models = load_models(models_root)
+    chosen = [ref for ref in models if not select or any(fnmatch(str(ref), pattern) for pattern in select)]
+    if not chosen:
+        console.print(f"[red]No model matches {select}.[/] Models: {', '.join(str(r) for r in models)}")
+        raise typer.Exit(2)
+    partitioned = [r for r in chosen if is_partitioned(models[r].contract)]
+    readers = downstream(models, set(partitioned))
+    before = [r for r in chosen if r not in partitioned and r not in readers]
+    after = [r for r in chosen if r not in partitioned and r in readers]
+
+    defs = _definitions(models_root)
+    job = defs.resolve_job_def(MODELS_JOB)
+    if partitioned:
+        assert isinstance(job.partitions_def, dg.TimeWindowPartitionsDefinition)
+        known = (job.partitions_def.start.date().isoformat(), job.partitions_def.get_last_partition_key())
+        outside = [k for k in keys if not (known[1] and known[0] <= k <= known[1])]
+        if outside:
+            console.print(f"[red]{outside[0]} is outside the partitions ({known[0]} to {known[1]}).[/]")
+            raise typer.Exit(2)
+
+    def run(refs: Sequence[TableRef], partition: str | None) -> bool:
+        return _execute(job, partition, [asset_key(r) for r in refs]) if refs else True
+
+    ok = run(before, None)
+    for key in keys if partitioned else []:
+        ok = run(partitioned, key) and ok
+    ok = run(after, None) and ok
+    console.print(
+        f"Backfill {first} to {last}: {len(partitioned)} partitioned model(s) x {len(keys)} day(s), "
+        f"{len(before) + len(after)} unpartitioned model(s) once." + ("" if ok else " [red]With failures.[/]")
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _definitions(models_root: Path, partitioned: bool = True) -> dg.Definitions:
+    from retreasure import log
+    from retreasure.pipeline.definitions import build_definitions
+
+    log.configure()
+    return build_definitions(models_root=models_root, partitioned=partitioned)
+
+
+def _execute(
+    job: Any, partition: str | None, selection: list[dg.AssetKey] | None, instance: dg.DagsterInstance | None = None
+) -> bool:
+    """One in-process run, printing a line per model as it is built (or fails, or is skipped). Runs go to the
+    UI's instance when DAGSTER_HOME says where it is."""
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    if instance is None:
+        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    run_id = make_new_run_id()
+    built: set[dg.AssetKey] = set()
+    failed: set[str] = set()
+    where = f" [{partition}]" if partition else ""
+
+    def progress(entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.event_specific_data.materialization
+            built.add(materialization.asset_key)
+            meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            console.print(
+                f"  [green]built[/]   {_name(materialization.asset_key)}{where}  {meta.get('rows', 0):,} rows"
+                f"  {meta.get('seconds', 0):.2f} s"
+            )
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                colour = "red" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "yellow"
+                console.print(
+                    f"  [{colour}]check[/]   {_name(evaluation.asset_key)}: {evaluation.check_name} failed"
+                )
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            failed.add(event.step_key)
+            message = redact(event.event_specific_data.error.message.strip())
+            console.print(f"  [red]failed[/]  {event.step_key}{where}: {message}")
+
+    instance.add_event_listener(run_id, progress)
+    result = job.execute_in_process(
+        run_config=QUIET,
+        instance=instance,
+        partition_key=partition,
+        asset_selection=selection,
+        run_id=run_id,
+        raise_on_error=False,
+    )
+    wanted = set(selection) if selection is not None else set(job.asset_layer.selected_asset_keys)
+    for key in sorted(wanted - built, key=_name):
+        if "__".join(key.path) not in failed:
+            console.print(
+                f"  [yellow]skipped[/] {_name(key)}{where} (an upstream step failed or a blocking check)"
+            )
+    return bool(result.success)
+
+
+def _name(key: dg.AssetKey) -> str:
+    return ".".join(key.path)

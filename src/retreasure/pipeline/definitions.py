@@ -1,0 +1,98 @@
+"""What Dagster loads: ``dagster dev -m retreasure.pipeline.definitions`` (or ``retreasure ui``).
+
+Everything is built from the declarations (connectors and model files). Loading reads the model files and
+imports the connectors, and touches no lake: settings and the lake are opened by the resource when a step runs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from retreasure.connectors.base import FileSource, Source, load_sources
+from retreasure.engine.models import MODELS_DIR, load_models
+from retreasure.pipeline.assets import (
+    RESOURCE_KEY,
+    asset_key,
+    bronze_assets,
+    model_assets,
+    retry_policy,
+    source_keys,
+)
+from retreasure.pipeline.partitions import daily_partitions, is_partitioned
+from retreasure.pipeline.resources import JSON_LOGS_ENV, RetreasureResource
+from retreasure.pipeline.schedules import (
+    files_job,
+    hourly_ingest_schedule,
+    ingest_job,
+    models_job,
+    nightly_models_schedule,
+)
+from retreasure.pipeline.sensors import landing_sensor
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+RETRY_DELAY_ENV = "RETREASURE_PIPELINE_RETRY_DELAY_S"
+
+
+def build_definitions(
+    models_root: Path = MODELS_DIR,
+    sources: dict[str, type[Source]] | None = None,
+    partition_start: date | str | None = None,
+    retry_delay_s: float | None = None,
+    resource: RetreasureResource | None = None,
+    partitioned: bool = True,
+) -> dg.Definitions:
+    """The whole pipeline from the models under ``models_root`` and the connectors ``sources`` (all found by
+    convention by default). ``retry_delay_s`` is the base delay of the retry policy (30 s by default).
+    ``partitioned=False`` makes every model unpartitioned: a run of the models job is then a full build."""
+    sources = load_sources() if sources is None else sources
+    models = load_models(models_root)
+    partitions = daily_partitions(partition_start)
+    if retry_delay_s is None:
+        retry_delay_s = float(os.environ.get(RETRY_DELAY_ENV, "30"))
+    policy = retry_policy(retry_delay_s)
+
+    assets: list[dg.AssetsDefinition] = [
+        *bronze_assets(sources, policy),
+        *model_assets(models, partitions if partitioned else None, policy),
+    ]
+    jobs: list[UnresolvedAssetJobDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    if sources:
+        bronze = [key for name, cls in sources.items() for key in source_keys(name, cls)]
+        hourly = ingest_job(bronze)
+        jobs.append(hourly)
+        schedules.append(hourly_ingest_schedule(hourly))
+        file_sources = {n: c for n, c in sources.items() if issubclass(c, FileSource)}
+        if file_sources:
+            files = files_job([key for name, cls in file_sources.items() for key in source_keys(name, cls)])
+            jobs.append(files)
+            sensors.append(landing_sensor(file_sources, files))
+    if models:
+        nightly = models_job([asset_key(ref) for ref in models])
+        jobs.append(nightly)
+        daily = partitioned and any(is_partitioned(m.contract) for m in models.values())
+        first_day = partitions.start.date()
+        schedules.append(nightly_models_schedule(nightly, daily, first_day))
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources={RESOURCE_KEY: resource or RetreasureResource()},
+    )
+
+
+if os.environ.get(JSON_LOGS_ENV):
+    from retreasure import log as _log
+
+    _log.configure()
+
+defs = build_definitions()
