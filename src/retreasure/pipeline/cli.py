@@ -16,7 +16,6 @@ from rich.console import Console
 
 from retreasure.engine.models import MODELS_DIR, downstream, load_models
 from retreasure.lake.store import TableRef
-from retreasure.pipeline.partitions import days, is_partitioned
 from retreasure.redact import redact
 
 if TYPE_CHECKING:
@@ -95,6 +94,7 @@ def backfill(
     import dagster as dg
 
     from retreasure.pipeline.assets import asset_key
+    from retreasure.pipeline.partitions import days, is_partitioned  # Dagster: imported only when needed
     from retreasure.pipeline.schedules import MODELS_JOB
 
     start, end = date.fromisoformat(first), date.fromisoformat(last)
@@ -173,9 +173,7 @@ def _execute(
             evaluation = event.event_specific_data
             if not evaluation.passed:
                 colour = "red" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "yellow"
-                console.print(
-                    f"  [{colour}]check[/]   {_name(evaluation.asset_key)}: {evaluation.check_name} failed"
-                )
+                console.print(f"  [{colour}]check[/]   {_name(evaluation.asset_key)}: {evaluation.check_name} failed")
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             failed.add(event.step_key)
             message = redact(event.event_specific_data.error.message.strip())
@@ -193,9 +191,7 @@ def _execute(
     wanted = set(selection) if selection is not None else set(job.asset_layer.selected_asset_keys)
     for key in sorted(wanted - built, key=_name):
         if "__".join(key.path) not in failed:
-            console.print(
-                f"  [yellow]skipped[/] {_name(key)}{where} (an upstream step failed or a blocking check)"
-            )
+            console.print(f"  [yellow]skipped[/] {_name(key)}{where} (an upstream step failed or a blocking check)")
     return bool(result.success)
 
 
