@@ -279,6 +279,15 @@ def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:
     )
 
 
+@app.command()
+def dictionary(out: Annotated[Path, typer.Option(help="Where to write it.")] = Path("docs/data-dictionary.md")) -> None:
+    """Write the data dictionary from the model contracts."""
+    from retreasure.engine.dictionary import render
+
+    out.write_text(render())
+    console.print(f"Wrote {out}")
+
+
 # Orchestration: the Dagster UI, a full build and backfills (retreasure/pipeline).
 from retreasure.pipeline import cli as pipeline_cli  # noqa: E402 - mounted after the app exists
 

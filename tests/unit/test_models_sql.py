@@ -60,3 +60,12 @@ def test_a_contract_that_cannot_work_is_refused(tmp_path) -> None:
     bad.write_text("description: d\ngrain: g\nkeys: [k]\nwrite_mode: full\nchecks: [{check: nonsense}]\n")
     with pytest.raises(ValueError, match=r"x\.yml"):
         Contract.load(bad)
+
+
+def test_the_committed_data_dictionary_is_current() -> None:
+    from pathlib import Path
+
+    from retreasure.engine.dictionary import render
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "data-dictionary.md"
+    assert committed.read_text() == render(), "run `retreasure dictionary` and commit docs/data-dictionary.md"
