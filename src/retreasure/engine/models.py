@@ -58,10 +58,10 @@ class Model:
 @cache
 def _inputs(sql: str) -> tuple[TableRef, ...]:
     tree = sqlglot.parse_one(sql, read="duckdb")
-    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     found = set()
     for table in tree.find_all(exp.Table):
-        if table.db in LAYERS and table.name not in ctes:
+        # Only qualified names are lake tables; a CTE is referred to unqualified, even one named like a table.
+        if table.db in LAYERS:
             found.add(TableRef(table.db, table.name))
     return tuple(sorted(found))
 

@@ -1,7 +1,7 @@
 -- One row per known buyer, across every channel: the PII token of the e-mail joins one person's Shopify,
 -- eBay, Etsy and loyalty-card store purchases. Walk-ins without a loyalty e-mail are anonymous and have no row.
 -- Money comes from the line and refund facts so that it adds up with gold.mart_sales_daily to the cent.
-WITH orders AS (
+WITH buyers AS (
     SELECT
         customer_token,
         min(order_date) AS first_order_date,
@@ -34,7 +34,7 @@ money AS (
         coalesce(s.gross_sales, 0) AS gross_sales,
         coalesce(s.discounts, 0) AS discounts,
         coalesce(r.refunds, 0) AS refunds
-    FROM orders o
+    FROM buyers o
     LEFT JOIN sales s ON s.customer_token = o.customer_token
     LEFT JOIN refunds r ON r.customer_token = o.customer_token
 )

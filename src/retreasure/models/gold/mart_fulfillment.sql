@@ -1,7 +1,7 @@
 -- Shipping performance by channel and order day: how many online orders went out, how fast, and how many
 -- left after the dispatch time promised to the buyer. Store sales are handed over at the till and excluded.
 -- Each order is judged by its first parcel: that is when the buyer's order started to move.
-WITH orders AS (
+WITH online_orders AS (
     SELECT order_key, channel, order_date, order_ts, ship_by_ts
     FROM silver.orders
     WHERE channel <> 'pos'
@@ -24,7 +24,7 @@ judged AS (
         p.shipped_ts > o.ship_by_ts AS late,
         date_diff('second', o.order_ts, p.shipped_ts) / 3600.0 AS hours_to_ship,
         date_diff('second', p.shipped_ts, p.delivered_ts) / 86400.0 AS delivery_days
-    FROM orders o
+    FROM online_orders o
     LEFT JOIN first_parcels p ON p.order_key = o.order_key
 ),
 daily AS (
