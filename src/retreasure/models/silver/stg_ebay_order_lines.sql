@@ -3,16 +3,7 @@
 -- that line's own tax is recomputed from its value and the jurisdiction's rate, as the business charged it.
 -- Every other line's tax is taken as sent.
 WITH tax_rates AS (
-    -- Versioned business configuration: the tax rate of each destination jurisdiction the business sells to
-    -- (VAT by country, sales tax by US state). eBay sends tax amounts, never rates. Keep in step with
-    -- stg_etsy_order_lines; a jurisdiction missing here leaves tax_rate empty, which the contract flags.
-    SELECT country, region, CAST(rate AS DECIMAL(18, 6)) AS rate
-    FROM (
-        VALUES
-            ('DE', '', 0.19), ('FR', '', 0.20), ('NL', '', 0.21), ('IT', '', 0.22), ('GB', '', 0.20),
-            ('SE', '', 0.25), ('JP', '', 0.10), ('US', 'NY', 0.08875), ('US', 'IL', 0.0625),
-            ('US', 'CA', 0.0725), ('US', 'WA', 0.065), ('US', 'TX', 0.0625)
-    ) AS t (country, region, rate)
+    SELECT country, region, rate FROM silver.tax_rates
 ),
 versions AS (
     SELECT raw

@@ -3,16 +3,7 @@
 -- half to even as the business charged it; the receipt's discount (Etsy coupons) is shared out in proportion
 -- to the lines' value, the cent left over going to the largest line.
 WITH tax_rates AS (
-    -- Versioned business configuration: the tax rate of each destination jurisdiction the business sells to
-    -- (VAT by country, sales tax by US state). Etsy sends receipt totals, never rates. Keep in step with
-    -- stg_ebay_order_lines; a jurisdiction missing here leaves tax_rate empty (and the line tax), which the contract flags.
-    SELECT country, region, CAST(rate AS DECIMAL(18, 6)) AS rate
-    FROM (
-        VALUES
-            ('DE', '', 0.19), ('FR', '', 0.20), ('NL', '', 0.21), ('IT', '', 0.22), ('GB', '', 0.20),
-            ('SE', '', 0.25), ('JP', '', 0.10), ('US', 'NY', 0.08875), ('US', 'IL', 0.0625),
-            ('US', 'CA', 0.0725), ('US', 'WA', 0.065), ('US', 'TX', 0.0625)
-    ) AS t (country, region, rate)
+    SELECT country, region, rate FROM silver.tax_rates
 ),
 versions AS (
     SELECT raw
