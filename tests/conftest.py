@@ -99,3 +99,17 @@ def lake_copy(bronze_lake: tuple[Truth, Lake], tmp_path: Path) -> Lake:
 
     shutil.copytree(bronze_lake[1].uri, tmp_path / "lake")
     return Lake(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def gold_lake(bronze_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Lake]:
+    """The faulty lake with every silver and gold model built, once per session; read-only for tests (serving
+    reads it: the API, exports and dashboards). Its settings' PII keys are ``HMAC_KEY`` and ``VAULT_KEY``."""
+    import shutil
+
+    from retreasure.engine.build import build
+
+    lake = Lake(shutil.copytree(bronze_lake[1].uri, tmp_path_factory.mktemp("gold") / "lake"))
+    runs = build(lake)
+    assert [str(r.ref) for r in runs if r.blocked] == []
+    return bronze_lake[0], lake

@@ -295,6 +295,16 @@ app.command()(pipeline_cli.ui)
 app.command()(pipeline_cli.build)
 app.command()(pipeline_cli.backfill)
 
+# Serving: the HTTP API and its keys, finance exports, dashboards (retreasure/serving).
+from retreasure.serving.api import cli as api_cli  # noqa: E402
+from retreasure.serving.dashboard import cli as dashboard_cli  # noqa: E402
+from retreasure.serving.exports import cli as exports_cli  # noqa: E402
+
+app.command()(api_cli.serve)
+app.add_typer(api_cli.keys_app, name="keys")
+app.add_typer(exports_cli.export_app, name="export")
+app.command()(dashboard_cli.dashboard)
+
 
 @app.callback()
 def main(

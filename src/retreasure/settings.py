@@ -61,6 +61,16 @@ class IngestSettings(BaseModel):
     flush_records: int = 100_000
 
 
+class ServeSettings(BaseModel):
+    """Where the HTTP API and the dashboards listen: loopback unless a deployment says otherwise."""
+
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    dashboard_port: int = 8501
+    page_size: int = 100  # default page of the API's cursor-paged lists
+    max_page_size: int = 1000
+
+
 class Settings(BaseSettings):
     """Everything the platform reads from its environment."""
 
@@ -87,6 +97,7 @@ class Settings(BaseSettings):
     ebay: EbaySettings = Field(default_factory=EbaySettings)
     etsy: EtsySettings = Field(default_factory=EtsySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @field_validator("lake_uri")
     @classmethod

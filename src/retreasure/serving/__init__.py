@@ -1,0 +1,1 @@
+"""Serving gold to people and systems: the HTTP API, finance exports and the dashboards."""

@@ -1,0 +1,1 @@
+"""The HTTP API for fulfillment, marketing, finance and leadership (FastAPI)."""

@@ -1,0 +1,1 @@
+"""Streamlit dashboards for leadership, marketing, operations, finance and data health."""

@@ -1,0 +1,1 @@
+"""Period files for accounting: CSV, XLSX and Parquet with a manifest."""
