@@ -22,6 +22,7 @@ demo: setup
 	$(VENV)/bin/retreasure demo
 
 test: setup
+	scripts/install-chromium
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/pytest
