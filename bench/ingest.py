@@ -54,13 +54,7 @@ def main() -> None:
     config = SimConfig(seed=7, start=date(2025, 1, 1), days=args.days, scale=args.scale)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = Settings(
-            _env_file=None,
-            lake_uri=str(root / "lake"),
-            landing_dir=root / "landing",  # type: ignore[call-arg]
-            pii_hmac_key="bench-key",
-            pii_vault_key=Fernet.generate_key().decode(),
-        )
+        settings = bench_settings(root)
         started = time.perf_counter()
         truth = build(config, root / "sim", root / "landing")
         print(
@@ -100,14 +94,30 @@ def main() -> None:
     ]
     print("\n".join(table))
     if not args.no_write:
-        text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured on the project's 2-core machine.\n"
-        if MARK in text:
-            head, _, rest = text.partition(MARK)
-            text = head + "\n".join(table) + rest.partition(MARK)[2]
-        else:
-            text = text.rstrip() + "\n\n" + "\n".join(table) + "\n"
-        DOC.parent.mkdir(exist_ok=True)
-        DOC.write_text(text)
+        write_section(MARK, table)
+
+
+def bench_settings(root: Path) -> Settings:
+    """Settings on a lake and landing folder under ``root``, with throwaway PII keys."""
+    return Settings(
+        _env_file=None,
+        lake_uri=str(root / "lake"),
+        landing_dir=root / "landing",  # type: ignore[call-arg]
+        pii_hmac_key="bench-key",
+        pii_vault_key=Fernet.generate_key().decode(),
+    )
+
+
+def write_section(mark: str, lines: list[str]) -> None:
+    """Put ``lines`` (which start and end with ``mark``) in docs/benchmarks.md, replacing the previous ones."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured on the project's 2-core machine.\n"
+    if mark in text:
+        head, _, rest = text.partition(mark)
+        text = head + "\n".join(lines) + rest.partition(mark)[2]
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
@@ -28,6 +29,16 @@ def test_every_model_transpiles_to_spark(ref: TableRef) -> None:
     spark = MODELS[ref].spark_sql()
     assert "@" not in spark.replace("@@", "")  # every placeholder was bound
     sqlglot.parse_one(spark, read="spark")  # and Spark's own grammar reads it back
+
+
+# Reads the evening before its window to tell whether a session began before midnight: context, not a lookback.
+CONTEXT_BEFORE_WINDOW = {TableRef("silver", "sessions")}
+
+
+@pytest.mark.parametrize("ref", [r for r in MODELS if r not in CONTEXT_BEFORE_WINDOW], ids=str)
+def test_no_model_moves_its_window_back_itself(ref: TableRef) -> None:
+    # The engine widens every window by the contract's lookback_days; SQL doing it too would apply it twice.
+    assert not re.search(r"@start_date\s*-\s*INTERVAL", MODELS[ref].sql)
 
 
 # One case a line: amount, currency units per EUR, EUR expected (half away from zero to the cent).

@@ -98,6 +98,11 @@ class Contract(BaseModel):
         return self
 
     @property
+    def partitioned(self) -> bool:
+        """Written by partition: a run for a window rewrites only the partitions it touches."""
+        return self.write_mode in ("overwrite_partitions", "upsert")
+
+    @property
     def row_rules(self) -> list[NotNull | AcceptedValues | Expression]:
         return [c for c in self.checks if isinstance(c, ROW_RULES)]
 

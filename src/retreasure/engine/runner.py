@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -30,10 +30,17 @@ log = get_logger("engine")
 @dataclass
 class ModelRun:
     ref: TableRef
+    start: date = ALL_TIME[0]  # the window run, lookback included
+    end: date = ALL_TIME[1]
     rows: int = 0
     quarantined: int = 0
     partitions: list[date] = field(default_factory=list)  # the partitions written (partitioned tables)
     checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def whole(self) -> bool:
+        """True when the run covered all of time (a full build, or an unpartitioned model)."""
+        return (self.start, self.end) == ALL_TIME
 
     @property
     def blocked(self) -> bool:
@@ -46,10 +53,14 @@ def run_model(
     start: date = ALL_TIME[0],
     end: date = ALL_TIME[1],
     run_id: str | None = None,
+    table_checks: bool = True,
 ) -> ModelRun:
-    """Build ``model`` for the window [start, end] (all of time by default) and check it."""
+    """Build ``model`` for the window [start, end] (all of time by default), its contract's lookback days
+    before ``start`` included, and check it. ``table_checks=False`` applies the row rules only: for a run
+    that more windows of the same model follow, the table being checked once, after the last."""
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
+    start = widened(model, start, end)
     con = _connect(lake, model)
     try:
         result = con.execute(model.render(start, end)).fetch_arrow_table()
@@ -62,9 +73,9 @@ def run_model(
             quarantined,
             ["table_name", "rule", "row_json"],
         )
-    run = ModelRun(model.ref, kept.num_rows, quarantined.num_rows)
+    run = ModelRun(model.ref, start, end, kept.num_rows, quarantined.num_rows)
     run.partitions = _write(lake, model, kept, start, end)
-    run.checks = row_checks + run_table_checks(lake, model.ref, contract, run_id)
+    run.checks = row_checks + (run_table_checks(lake, model.ref, contract, run_id) if table_checks else [])
     record_results(lake, run.checks)
     log.info(
         "model built",
@@ -78,11 +89,25 @@ def run_model(
     return run
 
 
+def widened(model: Model, start: date, end: date) -> date:
+    """The start of the window a model runs for: the contract's lookback before ``start``, so that late
+    changes to the days before are read (and, for partition overwrites, written) again. The one place the
+    lookback is applied: neither the SQL nor the orchestrator adds it. All of time stays all of time."""
+    if (start, end) == ALL_TIME:
+        return start
+    return start - timedelta(days=model.contract.lookback_days)
+
+
 def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     """Views over the model's inputs; a bronze table never ingested reads as empty rather than failing."""
     con = lake.connect(model.inputs)
+    # The connection made a view of every input that exists: asking DuckDB spares opening each table again.
+    present = {
+        f"{schema}.{name}"
+        for schema, name in con.execute("SELECT schema_name, view_name FROM duckdb_views()").fetchall()
+    }
     for ref in model.inputs:
-        if not lake.exists(ref):
+        if str(ref) not in present:
             if ref.layer != "bronze":
                 raise ValueError(f"{model.ref} reads {ref}, which has not been built")
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")

@@ -72,7 +72,24 @@ class Lake:
         return DeltaTable(self.table_uri(ref), storage_options=self.storage_options)
 
     def dataset(self, ref: TableRef) -> pads.Dataset:
-        return self.delta(ref).to_pyarrow_dataset()
+        table = self.delta(ref)
+        if "://" in self.uri:
+            return table.to_pyarrow_dataset()
+        # On local disk, a plain Parquet dataset over the snapshot's files with partitions parsed from their
+        # paths: it opens in milliseconds, where deltalake builds one partition expression per file in Python
+        # (a tenth of a second for a day-partitioned year, paid by every model that reads the table).
+        schema = pa.schema(table.schema().to_arrow())
+        columns = table.metadata().partition_columns
+        partitioning = (
+            pads.partitioning(pa.schema([schema.field(c) for c in columns]), flavor="hive") if columns else None
+        )
+        return pads.dataset(
+            table.file_uris(),
+            schema=schema,
+            format="parquet",
+            partitioning=partitioning,
+            partition_base_dir=self.table_uri(ref),
+        )
 
     def tables(self, layer: str | None = None) -> list[TableRef]:
         """Tables found on disk (local lakes); remote lakes list what their registries declare."""

@@ -128,13 +128,13 @@ def model_assets(
     return [_model_asset(model, models, partitions_def, policy) for model in models.values()]
 
 
-def model_window(context: dg.AssetExecutionContext, model: Model) -> tuple[tuple[date, date], str | None]:
+def model_window(context: dg.AssetExecutionContext) -> tuple[tuple[date, date], str | None]:
     """((start, end), partition label). A partitioned model run for a partition (or a range, in a single-run
-    backfill) builds those days less its lookback; unpartitioned, it builds all of time."""
+    backfill) builds those days (the runner adds the contract's lookback); unpartitioned, all of time."""
     if context.assets_def.partitions_def and (context.has_partition_key or context.has_partition_key_range):
         keys = context.partition_key_range
         label = keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
-        return partition_window(keys.start, keys.end, model.contract.lookback_days), label
+        return partition_window(keys.start, keys.end), label
     return ALL_TIME, None
 
 
@@ -194,7 +194,7 @@ def _model_asset(
             metadata=metadata,
         )
         def build(context: dg.AssetExecutionContext, retreasure: RetreasureResource) -> dg.MaterializeResult:
-            (start, end), partition = model_window(context, model)
+            (start, end), partition = model_window(context)
             with StepGuard(context, retreasure, str(ref), partition) as guard:
                 began = time.monotonic()
                 # The Dagster run id goes into ops.dq_results, so each check's row points at the run that made it.
@@ -218,7 +218,7 @@ def _model_asset(
                 metadata={
                     "rows": run.rows,
                     "quarantined": run.quarantined,
-                    "window": "all of time" if (start, end) == ALL_TIME else f"{start} .. {end}",
+                    "window": "all of time" if run.whole else f"{run.start} .. {run.end}",
                     "partitions written": len(run.partitions),
                     "row rule failures": row_failures,
                     "seconds": seconds,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 
 from retreasure.engine.models import MODELS_DIR, downstream, load_models
-from retreasure.lake.store import TableRef
+from retreasure.lake.store import Lake, TableRef
 from retreasure.redact import redact
 
 if TYPE_CHECKING:
@@ -67,17 +68,65 @@ def ui(
 
 
 @app.command()
-def build(models_root: ModelsRoot = MODELS_DIR) -> None:
-    """Build every model over all of time, in dependency order, in one run (checks included)."""
+def build(
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Only what bronze gained since the last build (the hourly run).")
+    ] = False,
+    models_root: ModelsRoot = MODELS_DIR,
+) -> None:
+    """Build every model over all of time, in dependency order, in one run (checks included); with
+    --incremental, only the partitions that new bronze data touched, plus each model's lookback."""
+    if incremental:
+        _build_incremental(models_root)
+        return
     import dagster as dg
 
+    from retreasure.engine.build import Build, bronze_inputs, record
+    from retreasure.engine.changes import versions
     from retreasure.pipeline.schedules import MODELS_JOB
 
     # Every model unpartitioned, so that each builds all of time; on a throwaway instance, because those
     # assets are not the UI's (partitioned) ones.
     defs = _definitions(models_root, partitioned=False)
-    if not _execute(defs.resolve_job_def(MODELS_JOB), None, None, dg.DagsterInstance.ephemeral()):
+    lake, began = _lake(), datetime.now(UTC)
+    read = versions(lake, bronze_inputs(load_models(models_root)))
+    ok = _execute(defs.resolve_job_def(MODELS_JOB), None, None, dg.DagsterInstance.ephemeral())
+    # The next incremental build starts from what this one read, unless a blocking check stopped part of it.
+    record(lake, Build(uuid.uuid4().hex[:12], "full"), began, read, "success" if ok else "blocked")
+    if not ok:
         raise typer.Exit(1)
+
+
+def _build_incremental(models_root: Path) -> None:
+    """The hourly job's step, in this process, printing a line per model run."""
+    import time
+
+    from retreasure import log
+    from retreasure.engine.build import build_incremental
+    from retreasure.engine.runner import ModelRun
+
+    log.configure()
+    began = time.monotonic()
+
+    def progress(run: ModelRun) -> None:
+        window = "all of time" if run.whole else f"{run.start} .. {run.end}"
+        colour = "red" if run.blocked else "green"
+        written = f"{len(run.partitions)} partition(s)"
+        console.print(f"  [{colour}]built[/]   {run.ref} [{window}]  {run.rows:,} rows, {written}")
+
+    result = build_incremental(_lake(), load_models(models_root), progress)
+    console.print(
+        f"{result.mode.capitalize()} build {result.run_id}: {len(result.runs)} model run(s) "
+        f"in {time.monotonic() - began:.1f} s." + (" [red]A blocking check failed.[/]" if result.blocked else "")
+    )
+    if result.blocked:
+        raise typer.Exit(1)
+
+
+def _lake() -> Lake:
+    from retreasure.settings import get_settings
+
+    return Lake.from_settings(get_settings())
 
 
 @app.command()

@@ -9,11 +9,10 @@ import dagster as dg
 from retreasure.engine.contract import Contract
 
 DEFAULT_START = date(2025, 1, 1)
-PARTITIONED_MODES = ("overwrite_partitions", "upsert")
 
 
 def is_partitioned(contract: Contract) -> bool:
-    return contract.write_mode in PARTITIONED_MODES
+    return contract.partitioned
 
 
 def default_start() -> date:
@@ -33,13 +32,13 @@ def daily_partitions(start: date | str | None = None) -> dg.DailyPartitionsDefin
     return dg.DailyPartitionsDefinition(start_date=first.isoformat(), timezone="UTC")
 
 
-def partition_window(first: str, last: str | None = None, lookback_days: int = 0) -> tuple[date, date]:
-    """(start, end) to run a model for the days ``first``..``last`` (inclusive): the start moves back by the
-    contract's lookback so that late records of the days before are read again."""
+def partition_window(first: str, last: str | None = None) -> tuple[date, date]:
+    """(start, end) to run a model for the days ``first``..``last`` (inclusive). The contract's lookback is
+    not added here: the engine's runner applies it, once, to every window."""
     start, end = date.fromisoformat(first), date.fromisoformat(last or first)
     if end < start:
         raise ValueError(f"partition range {first}..{last} ends before it starts")
-    return start - timedelta(days=lookback_days), end
+    return start, end
 
 
 def days(first: date, last: date) -> list[str]:

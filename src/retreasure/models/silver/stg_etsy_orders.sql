@@ -9,8 +9,8 @@ versions AS (
     SELECT raw
     FROM bronze.etsy_receipts
     WHERE error IS NULL
-        -- Less the contract's lookback_days (1): a change landed the day after it happened is still read.
-        AND partition_date BETWEEN CAST(@start_date - INTERVAL 1 DAY AS DATE) AND @end_date
+        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+        AND partition_date BETWEEN @start_date AND @end_date
     QUALIFY row_number() OVER (
         PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
     ) = 1
