@@ -17,6 +17,15 @@ SUMMARY_SQL = {
         "SELECT round(sum(gross_sales - discounts + shipping) / nullif(sum(orders), 0), 2) AS v "
         "FROM gold.mart_sales_daily"
     ),
+    "Gross margin (EUR)": "SELECT sum(gross_margin) AS v FROM gold.mart_finance",
+    "Gross margin (%)": (
+        "SELECT round(100 * sum(gross_margin) / nullif(sum(net_revenue), 0), 2) AS v FROM gold.mart_finance"
+    ),
+    # Turnover over the whole period: cost of goods / average end-of-day stock value at cost (docs/kpis.md).
+    "Inventory turnover": (
+        "SELECT round(sum(cost_of_goods) / nullif(sum(value_on_hand) / count(DISTINCT day), 0), 4) AS v "
+        "FROM gold.mart_inventory"
+    ),
     "Conversion rate": (
         "SELECT round(count(*) FILTER (WHERE converted) / nullif(count(*), 0), 4) AS v FROM silver.sessions"
     ),

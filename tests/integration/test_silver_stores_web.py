@@ -8,7 +8,6 @@ delivery zone gets a second version) that the three weeks do not reach.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from datetime import date, timedelta
 from fractions import Fraction
@@ -30,6 +29,7 @@ from retreasure.sim.config import Faults, SimConfig
 from retreasure.sim.files import render_files
 from retreasure.sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import copy_lake, ordered_rows
 
 MODELS = (
     "stores",
@@ -80,8 +80,7 @@ def build(lake: Lake, names: tuple[str, ...] = MODELS, start: date | None = None
 
 
 def table(lake: Lake, name: str) -> list[dict[str, Any]]:
-    ref = TableRef("silver", name)
-    return lake.query(f"SELECT * FROM {ref} ORDER BY {KEYS[name]}", [ref]).to_pylist()
+    return ordered_rows(lake, TableRef("silver", name), KEYS[name])
 
 
 def snapshot(lake: Lake, names: tuple[str, ...] = MODELS) -> dict[str, list[dict[str, Any]]]:
@@ -118,9 +117,7 @@ def assert_rows(lake: Lake, name: str, key: str, want: dict[Any, dict[str, Any]]
 def silver(bronze_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Lake]:
     """The session's faulty business with these models built once (on a copy: bronze_lake is read-only)."""
     truth, source = bronze_lake
-    target = tmp_path_factory.mktemp("silver_stores_web") / "lake"
-    shutil.copytree(source.uri, target)
-    lake = Lake(target)
+    lake = copy_lake(source, tmp_path_factory.mktemp("silver_stores_web") / "lake")
     build(lake)
     return truth, lake
 
@@ -133,6 +130,7 @@ def pos_expected(truth: Truth) -> dict[str, dict[Any, dict[str, Any]]]:
     customers = {c.customer_id: c for c in truth["customers"]}
     stores = {s.store_id: s for s in truth["stores"]}
     orders = {o.order_id: o for o in truth["orders"] if o.channel == "pos"}
+    products = {p.product_id: p for p in truth["products"]}
     out: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
     for o in orders.values():
         key = f"pos:{o.channel_order_id}"
@@ -198,6 +196,8 @@ def pos_expected(truth: Truth) -> dict[str, dict[Any, dict[str, Any]]]:
                 "reason": m.reason,
                 "on_hand_after": m.on_hand_after,
                 "order_key": f"pos:{orders[m.order_id].channel_order_id}" if m.order_id in orders else None,
+                # The ERP's cost per unit, on goods bought in only.
+                "unit_cost": products[m.product_id].cost if m.reason == "acquired" else None,
             }
     return out
 

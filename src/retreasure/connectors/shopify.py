@@ -57,6 +57,7 @@ ORDER_FIELDS = f"""
     id status displayStatus createdAt updatedAt inTransitAt deliveredAt totalQuantity
     trackingInfo {{ company number url }}
   }}
+  fulfillmentOrders(first: 5) {{ nodes {{ id status fulfillBy }} }}
   refunds {{
     id createdAt updatedAt note totalRefundedSet {{ {MONEY} }}
     refundLineItems(first: 20) {{
@@ -354,5 +355,10 @@ def _levels(item: Any, url: str) -> Iterator[RawRecord]:
     if not levels:
         yield RawRecord(item, origin=url, error="inventory item without inventoryLevels")
         return
+    # The item's unit cost lives on the item, not the level: carry it into each level's item so that bronze
+    # keeps what cost of goods is computed from.
+    cost = item.get("unitCost")
     for level in levels:
+        if isinstance(level, dict) and isinstance(level.get("item"), dict):
+            level = {**level, "item": {**level["item"], "unitCost": cost}}
         yield RawRecord(level, origin=url)

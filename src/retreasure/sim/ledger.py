@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from retreasure.sim.model import Truth
+from retreasure.sim.model import Order, Refund, Truth
 
 CENT = Decimal("0.01")
 
@@ -40,6 +40,26 @@ class Rates:
 
 
 @dataclass
+class StockDay:
+    """A location's stock at the end of a day, and that day's outflow, at the products' unit cost."""
+
+    units: int = 0
+    value: Decimal = Decimal(0)  # units on hand x unit cost, EUR
+    unique_on_hand: int = 0  # one-of-a-kind items on hand
+    unique_sold: int = 0  # one-of-a-kind items sold that day, less those restocked
+    cost_of_goods: Decimal = Decimal(0)  # (units sold - units restocked) x unit cost, that day
+
+
+def names_its_line(order: Order, refund: Refund) -> bool:
+    """Whether the channel's refund says which line came back. Etsy's refund is one tax-inclusive amount, which
+    names a line only when exactly one line of the receipt is worth that much; every other channel names it."""
+    if order.channel != "etsy":
+        return True
+    worth = [line.unit_price * line.quantity - line.discount + line.tax for line in order.lines]
+    return worth.count(refund.amount + refund.tax) == 1
+
+
+@dataclass
 class Books:
     orders: int = 0
     orders_by_channel: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -53,6 +73,23 @@ class Books:
     converted_sessions: int = 0
     orders_to_ship: int = 0
     orders_shipped: int = 0
+    # Cost of goods, EUR: booked in the order's month, reversed in the refund's month for returned (restocked)
+    # goods when the refund names its line on the wire.
+    cost_of_goods_by_month_channel: dict[tuple[date, str], Decimal] = field(
+        default_factory=lambda: defaultdict(Decimal)
+    )
+    net_revenue_by_month_channel: dict[tuple[date, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    # Stock per (day, location id) at the end of each day from the first sale to the last simulated day.
+    stock: dict[tuple[date, str], StockDay] = field(default_factory=dict)
+
+    @property
+    def cost_of_goods(self) -> Decimal:
+        return sum(self.cost_of_goods_by_month_channel.values(), Decimal(0))
+
+    @property
+    def gross_margin(self) -> Decimal:
+        """Net revenue less cost of goods."""
+        return self.net_revenue - self.cost_of_goods
 
     @property
     def net_revenue(self) -> Decimal:
@@ -95,4 +132,55 @@ def books(truth: Truth) -> Books:
         out.tax_by_party[order.tax_party] -= rates.to_base(refund.tax, order.currency, day)
     out.sessions = len(truth["sessions"])
     out.converted_sessions = sum(s.converted for s in truth["sessions"])
+    _margins(truth, rates, out)
+    out.stock = stock_by_day(truth)
+    return out
+
+
+def _margins(truth: Truth, rates: Rates, out: Books) -> None:
+    """Net revenue and cost of goods per month and channel."""
+    cost = {p.product_id: p.cost for p in truth["products"]}
+    orders = {o.order_id: o for o in truth["orders"]}
+    for order in orders.values():
+        day, cur = order.created_at.date(), order.currency
+        key = (day.replace(day=1), order.channel)
+        for line in order.lines:
+            out.net_revenue_by_month_channel[key] += rates.to_base(line.unit_price * line.quantity, cur, day)
+            out.net_revenue_by_month_channel[key] -= rates.to_base(line.discount, cur, day)
+            out.cost_of_goods_by_month_channel[key] += cost[line.product_id] * line.quantity
+    for refund in truth["refunds"]:
+        order = orders[refund.order_id]
+        day = refund.created_at.date()
+        key = (day.replace(day=1), order.channel)
+        out.net_revenue_by_month_channel[key] -= rates.to_base(refund.amount, order.currency, day)
+        if names_its_line(order, refund):
+            line = next(x for x in order.lines if x.line_no == refund.line_no)
+            out.cost_of_goods_by_month_channel[key] -= cost[line.product_id] * refund.quantity
+
+
+def stock_by_day(truth: Truth) -> dict[tuple[date, str], StockDay]:
+    """Each location's end-of-day stock from the first sale to the last simulated day, from the movements."""
+    products = {p.product_id: p for p in truth["products"]}
+    moves = sorted(truth["inventory_movements"], key=lambda m: m.at)
+    locations = {p.location_id for p in products.values()}
+    first = min(o.created_at.date() for o in truth["orders"])
+    on_hand: dict[str, int] = defaultdict(int)
+    out: dict[tuple[date, str], StockDay] = {}
+    i, day = 0, first
+    while day <= truth.end:
+        days = {loc: StockDay() for loc in locations}
+        while i < len(moves) and moves[i].at.date() <= day:
+            move, i = moves[i], i + 1
+            on_hand[move.product_id] += move.change
+            product = products[move.product_id]
+            if move.at.date() == day and move.reason in ("sold", "restocked"):
+                days[product.location_id].cost_of_goods -= product.cost * move.change
+                days[product.location_id].unique_sold -= move.change if product.unique else 0
+        for pid, units in on_hand.items():
+            product, today = products[pid], days[products[pid].location_id]
+            today.units += units
+            today.value += units * product.cost
+            today.unique_on_hand += units if product.unique else 0
+        out.update({(day, loc): today for loc, today in days.items()})
+        day += timedelta(days=1)
     return out

@@ -43,9 +43,12 @@ SELECT
     coalesce(CAST(p.created_ts AS DATE), s.acquired_date) AS first_seen_date,
     coalesce(d.sold_on, []) AS sold_on,
     coalesce(d.units_sold, 0) AS units_sold,
-    d.first_sold_date
+    d.first_sold_date,
+    c.unit_cost,
+    c.source AS cost_source
 FROM skus k
 LEFT JOIN silver.stg_shopify_products p ON p.sku = k.sku
 LEFT JOIN silver.stg_etsy_listings e ON e.sku = k.sku
 LEFT JOIN store_stock s ON s.sku = k.sku
 LEFT JOIN sold d ON d.sku = k.sku
+LEFT JOIN silver.product_costs c ON c.sku = k.sku

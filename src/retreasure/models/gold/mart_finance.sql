@@ -1,6 +1,8 @@
 -- Revenue by month and channel for the accounts, with the FX effect: what converting each sale at its own
 -- order day's rate (the KPI convention) changed against converting it at the month's closing rate. A
 -- positive effect means the euro strengthened after the sale, so the month closed worth less in EUR.
+-- Cost of goods is booked in the order's month and reversed in the refund's month for returned goods (every
+-- return is restocked), so gross margin = net revenue - cost of goods matches revenue and refunds month by month.
 WITH lines AS (
     SELECT
         CAST(date_trunc('month', order_date) AS DATE) AS month,
@@ -10,7 +12,8 @@ WITH lines AS (
         gross,
         discount,
         gross_base,
-        discount_base
+        discount_base,
+        cost_of_goods
     FROM gold.fct_order_lines
 ),
 -- The closing rate is the one on the month's last day; for a month still open (or past the last published
@@ -33,6 +36,8 @@ sales AS (
         count(DISTINCT l.order_key) AS orders,
         sum(l.gross_base) AS gross_sales,
         sum(l.discount_base) AS discounts,
+        sum(l.cost_of_goods) AS cost_of_sales,
+        count(*) FILTER (WHERE l.cost_of_goods IS NULL) AS lines_without_cost,
         -- Empty, not short, when a currency has no closing rate: the not_null check then catches it.
         CASE
             WHEN count(*) FILTER (WHERE c.closing_rate IS NULL) = 0
@@ -43,8 +48,15 @@ sales AS (
     GROUP BY l.month, l.channel
 ),
 refunds AS (
-    SELECT CAST(date_trunc('month', refund_date) AS DATE) AS month, channel, sum(amount_base) AS refunds
-    FROM gold.fct_refunds
+    SELECT
+        CAST(date_trunc('month', r.refund_date) AS DATE) AS month,
+        r.channel,
+        sum(r.amount_base) AS refunds,
+        -- The returned units' cost comes back into stock. A refund that names no line (Etsy, when two lines of
+        -- the receipt are worth the same) cannot say which goods came back, so it reverses no cost.
+        coalesce(sum(l.unit_cost * r.quantity), 0) AS cost_returned
+    FROM gold.fct_refunds r
+    LEFT JOIN gold.fct_order_lines l ON l.line_key = r.line_key
     GROUP BY ALL
 ),
 joined AS (
@@ -55,9 +67,18 @@ joined AS (
         coalesce(s.gross_sales, 0) AS gross_sales,
         coalesce(s.discounts, 0) AS discounts,
         coalesce(r.refunds, 0) AS refunds,
+        coalesce(s.cost_of_sales, 0) - coalesce(r.cost_returned, 0) AS cost_of_goods,
+        coalesce(s.lines_without_cost, 0) AS lines_without_cost,
         CASE WHEN s.month IS NULL THEN 0 ELSE s.revenue_at_closing_rate END AS revenue_at_closing_rate
     FROM sales s
     FULL OUTER JOIN refunds r ON r.month = s.month AND r.channel = s.channel
+),
+totals AS (
+    SELECT
+        *,
+        gross_sales - discounts - refunds AS net_revenue,
+        gross_sales - discounts - refunds - cost_of_goods AS gross_margin
+    FROM joined
 )
 SELECT
     month,
@@ -67,7 +88,19 @@ SELECT
     discounts,
     gross_sales - discounts AS revenue,
     refunds,
-    gross_sales - discounts - refunds AS net_revenue,
+    net_revenue,
     revenue_at_closing_rate,
-    gross_sales - discounts - revenue_at_closing_rate AS fx_effect
-FROM joined
+    gross_sales - discounts - revenue_at_closing_rate AS fx_effect,
+    cost_of_goods,
+    gross_margin,
+    -- 100 * margin / net revenue to 2 decimals, half away from zero, on integer cents: exact, as money is.
+    CASE WHEN net_revenue <> 0 THEN
+        CAST(
+            sign(gross_margin) * sign(net_revenue)
+            * ((abs(CAST(gross_margin * 100 AS BIGINT)) * 20000 + abs(CAST(net_revenue * 100 AS BIGINT)))
+                // (2 * abs(CAST(net_revenue * 100 AS BIGINT))))
+            AS DECIMAL(18, 0)
+        ) * CAST(0.01 AS DECIMAL(3, 2))
+    END AS gross_margin_pct,
+    CAST(lines_without_cost AS INTEGER) AS lines_without_cost
+FROM totals

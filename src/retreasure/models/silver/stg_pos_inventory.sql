@@ -17,7 +17,9 @@ parsed AS (
         TRY_CAST(json_extract_string(raw, '$.change') AS INTEGER) AS quantity_change,
         json_extract_string(raw, '$.reason') AS reason,
         TRY_CAST(json_extract_string(raw, '$.on_hand_after') AS INTEGER) AS on_hand_after,
-        NULLIF(json_extract_string(raw, '$.receipt_id'), '') AS receipt_id
+        NULLIF(json_extract_string(raw, '$.receipt_id'), '') AS receipt_id,
+        -- The ERP's purchase cost per unit, EUR, written on goods bought in; empty on other movements.
+        TRY_CAST(NULLIF(json_extract_string(raw, '$.unit_cost'), '') AS DECIMAL(18, 2)) AS unit_cost
     FROM newest
 )
 SELECT
@@ -33,5 +35,6 @@ SELECT
     reason,
     on_hand_after,
     'pos:' || receipt_id AS order_key,
+    unit_cost,
     moved_ts AS updated_ts
 FROM parsed

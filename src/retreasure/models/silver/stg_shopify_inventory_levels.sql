@@ -19,7 +19,10 @@ parsed AS (
             CAST(json_extract(raw, '$.quantities') AS VARCHAR[]),
             q -> json_extract_string(q, '$.name') = 'available'
         )[1] AS available_quantity,
-        TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts
+        TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
+        -- The item's unitCost, carried into each of its levels by the connector (the shop's currency).
+        TRY_CAST(json_extract_string(raw, '$.item.unitCost.amount') AS DECIMAL(18, 2)) AS unit_cost,
+        json_extract_string(raw, '$.item.unitCost.currencyCode') AS unit_cost_currency
     FROM newest
 )
 SELECT
@@ -29,5 +32,7 @@ SELECT
     location_id,
     location_name,
     TRY_CAST(json_extract_string(available_quantity, '$.quantity') AS INTEGER) AS available,
-    updated_ts
+    updated_ts,
+    unit_cost,
+    unit_cost_currency
 FROM parsed

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from retreasure.sim.files.drop import Dropper, amount, csv_doc, days, plain, spoil_csv
-from retreasure.sim.model import Order, OrderLine, Store, Truth
+from retreasure.sim.model import BASE_CURRENCY, Order, OrderLine, Store, Truth
 
 SALES_HEADER = [
     "type",
@@ -35,7 +35,19 @@ SALES_HEADER = [
     "loyalty_email",
     "loyalty_phone",
 ]
-INVENTORY_HEADER = ["movement_id", "at", "store_id", "sku", "change", "reason", "on_hand_after", "receipt_id"]
+# unit_cost: the item's purchase cost per unit in EUR, as the stores' ERP books it when goods are bought in
+# (on acquired movements only; empty otherwise).
+INVENTORY_HEADER = [
+    "movement_id",
+    "at",
+    "store_id",
+    "sku",
+    "change",
+    "reason",
+    "on_hand_after",
+    "receipt_id",
+    "unit_cost",
+]
 PAYMENT_METHODS = ("card", "card", "contactless", "cash")
 DRIFT = {"sales": "cashier_id", "inventory": "bin_location"}  # the column a till update adds
 
@@ -75,6 +87,7 @@ class StoreFiles:
         self.hours = Hours(store, truth.start, truth.end)
         self.customers = {c.customer_id: c for c in truth["customers"]}
         self.titles = {p.product_id: p.title for p in truth["products"]}
+        self.costs = {p.product_id: p.cost for p in truth["products"]}
         orders = {o.order_id: o for o in truth["orders"] if o.channel == "pos" and o.store_id == store.store_id}
         self.sales: dict[int, list[tuple[datetime, list[str]]]] = defaultdict(list)
         self.stock: dict[int, list[tuple[datetime, list[str]]]] = defaultdict(list)
@@ -96,7 +109,8 @@ class StoreFiles:
             if move.location_id != store.store_id:
                 continue
             receipt = orders[move.order_id].channel_order_id if move.order_id in orders else ""
-            cells = [move.sku, str(move.change), move.reason, str(move.on_hand_after), receipt]
+            cost = amount(self.costs[move.product_id], BASE_CURRENCY) if move.reason == "acquired" else ""
+            cells = [move.sku, str(move.change), move.reason, str(move.on_hand_after), receipt, cost]
             row = [move.movement_id, self.hours.local(move.at), store.store_id, *cells]
             self.stock[self.hours.slot(move.at)].append((move.at, row))
 
