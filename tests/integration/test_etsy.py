@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,13 +27,13 @@ from retreasure.sim.config import Faults, SimConfig
 from retreasure.sim.model import Order, Truth
 from retreasure.sim.servers.etsy import EtsyServer, expected_counts
 from retreasure.sim.timeline import Timeline
+from tests.helpers import ALL_TIME, FAR, extract, stop_together
 
 API_KEY = "etsy-keystring-4f8a2c"
 TOKEN = "12345.etsy-access-token-9b7e1d"
 CREDS = {"api_key": API_KEY, "access_token": TOKEN}
 RECEIPTS = "/v3/application/shops/1/receipts"
 LISTINGS = "/v3/application/shops/1/listings"
-ALL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 FAST = 200  # requests per second where pacing is not what a test is about
 
 Serve = Callable[..., EtsyServer]
@@ -45,11 +44,7 @@ def running() -> Iterator[list[EtsyServer]]:
     """Every server this module starts; stopped together at the end, as each stop waits for a poll tick."""
     started: list[EtsyServer] = []
     yield started
-    stoppers = [threading.Thread(target=server.stop) for server in started]
-    for thread in stoppers:
-        thread.start()
-    for thread in stoppers:
-        thread.join()
+    stop_together(started)
 
 
 @pytest.fixture
@@ -79,13 +74,6 @@ def connect(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Et
     yield make
     for source in sources:
         source.close()
-
-
-def extract(
-    source: EtsySource, entity: str, start: datetime = ALL_TIME, end: datetime | None = None
-) -> list[RawRecord]:
-    end = end or datetime(2100, 1, 1, tzinfo=UTC)
-    return list(source.extract(source.entity(entity), Window(start, end)))
 
 
 def decode(m: dict[str, Any]) -> Decimal:
@@ -265,7 +253,7 @@ def test_daily_quota_exhaustion_fails_fast(
     received: list[RawRecord] = []
     started = time.monotonic()
     with pytest.raises(HttpError) as caught:
-        received.extend(source.extract(source.entity("receipts"), Window(ALL_TIME, datetime(2100, 1, 1, tzinfo=UTC))))
+        received.extend(source.extract(source.entity("receipts"), Window(ALL_TIME, FAR)))
     assert time.monotonic() - started < 3
     message = str(caught.value)
     assert message.startswith("etsy:") and "longer than a run waits" in message and "86400" in message

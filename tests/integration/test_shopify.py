@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import RawRecord, Window, load_sources, parse_instant
+from retreasure.connectors.base import Window, load_sources, parse_instant
 from retreasure.connectors.shopify import QUERIES, ShopifySource
 from retreasure.http.client import AuthError
 from retreasure.lake import Lake, TableRef
@@ -27,12 +26,11 @@ from retreasure.sim.model import Order, Truth, money
 from retreasure.sim.servers.shopify import ShopifyServer, expected_counts
 from retreasure.sim.timeline import Timeline
 from tests.conftest import SMALL
+from tests.helpers import ALL_TIME, extract, stop_together
 from tests.pii_scan import clear_values_in_parquet
 
 TOKEN = "shpat_fake_0123456789abcdef"
 GRAPHQL = "/admin/api/2025-10/graphql.json"
-ALL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-FAR = datetime(2100, 1, 1, tzinfo=UTC)
 FAST = 1_000_000.0  # restore rate (points/s) where throttling is not what a test is about
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "shopify"
 
@@ -45,11 +43,7 @@ def running() -> Iterator[list[ShopifyServer]]:
     """Every server this module starts, stopped together at the end (each stop waits for a poll tick)."""
     started: list[ShopifyServer] = []
     yield started
-    stoppers = [threading.Thread(target=server.stop) for server in started]
-    for thread in stoppers:
-        thread.start()
-    for thread in stoppers:
-        thread.join()
+    stop_together(started)
 
 
 @pytest.fixture
@@ -88,10 +82,6 @@ def connect(make_settings: Callable[..., Settings]) -> Iterator[Connect]:
 def faulty_wire() -> Truth:
     """Ten days in which a third of the orders are sent twice, broken or drifted."""
     return simulate(SimConfig(SMALL.seed, SMALL.start, 10, SMALL.scale, Faults(0.3, 0.0, 0.3, 0.3)))
-
-
-def extract(source: ShopifySource, entity: str, start: datetime = ALL_TIME, end: datetime = FAR) -> list[RawRecord]:
-    return list(source.extract(source.entity(entity), Window(start, end)))
 
 
 def shopify_orders(truth: Truth, as_of: datetime | None = None) -> dict[str, Order]:
@@ -185,6 +175,9 @@ def test_orders_equal_the_truth(clean_truth: Truth, serve: Serve, connect: Conne
         assert len(node["fulfillments"]) == len(state.fulfillments)
         delivered = [f["deliveredAt"] for f in node["fulfillments"] if f["deliveredAt"]]
         assert len(delivered) == len(state.delivered)
+        promises = node["fulfillmentOrders"]["nodes"]
+        assert [parse_instant(f["fulfillBy"]) for f in promises] == [order.ship_by]
+        assert [f["status"] for f in promises] == ["CLOSED" if state.fulfillments else "OPEN"]
         assert [money_of(r, "totalRefundedSet") for r in node["refunds"]] == [r.amount + r.tax for r in state.refunds]
     assert currencies["EUR"] and currencies["JPY"] and len(currencies) >= 3
 
@@ -230,6 +223,9 @@ def test_products_customers_and_stock_equal_the_truth(clean_truth: Truth, serve:
         assert level["quantities"] == [
             {"name": "available", "quantity": stock[by_sku[level["item"]["sku"]].product_id]}
         ]
+        # The item's cost travels with each of its levels: bronze keeps what cost of goods is computed from.
+        assert Decimal(level["item"]["unitCost"]["amount"]) == by_sku[level["item"]["sku"]].cost
+        assert level["item"]["unitCost"]["currencyCode"] == "EUR"
 
 
 def test_incremental_windows_with_lookback_lose_nothing(clean_truth: Truth, serve: Serve, connect: Connect) -> None:
@@ -409,7 +405,8 @@ def test_graphql_errors_like_shopify(clean_truth: Truth, serve: Serve) -> None:
     timeline = Timeline(clean_truth)
     states = [timeline.state(o, server.clock) for o in expected]
     refund_lines = sum(len(state.refunds) for state in states if state)
-    returned = sum(1 + len(o.lines) for o in expected) + refund_lines  # each node and its nested nodes
+    # Each node and its nested nodes: its lines and its one fulfillment order.
+    returned = sum(1 + len(o.lines) + 1 for o in expected) + refund_lines
     assert cost["requestedQueryCost"] == 251 and cost["actualQueryCost"] == 1 + returned
     assert gql(server, "{ shop { id } }").json()["data"]["shop"]["id"] == "gid://shopify/Shop/1"
 

@@ -8,7 +8,6 @@ drifted and broken copies; on that one silver is built window by window and must
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -36,6 +35,7 @@ from retreasure.sim.servers.etsy import EtsyServer
 from retreasure.sim.servers.etsy import expected_counts as etsy_counts
 from retreasure.sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import copy_lake
 
 MINE = (
     "tax_rates",
@@ -87,11 +87,6 @@ def assert_clean(runs: dict[str, ModelRun]) -> None:
 def snapshot(lake: Lake) -> dict[str, list[dict[str, Any]]]:
     refs = [TableRef("silver", name) for name in MINE]
     return {ref.name: lake.query(f"SELECT * FROM {ref} ORDER BY ALL", [ref]).to_pylist() for ref in refs}
-
-
-def copy_lake(lake: Lake, to: Path) -> Lake:
-    shutil.copytree(lake.uri, to)
-    return Lake(to)
 
 
 # -- what the truth says each table holds ---------------------------------------------------------

@@ -31,6 +31,7 @@ from retreasure.sim.model import Truth
 from retreasure.sim.servers.shopify import ShopifyServer, default_clock, shopify_orders, shopify_products
 from retreasure.sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, SMALL, VAULT_KEY
+from tests.helpers import copy_lake, ordered_rows
 
 ORDER_MODELS = ("stg_shopify_orders", "stg_shopify_order_lines", "stg_shopify_refunds", "stg_shopify_fulfillments")
 DIMENSIONS = ("stg_shopify_products", "stg_shopify_customers", "stg_shopify_inventory_levels")
@@ -79,17 +80,11 @@ def build(
 
 
 def table(lake: Lake, name: str) -> list[dict[str, Any]]:
-    ref = TableRef("silver", name)
-    return lake.query(f"SELECT * FROM {ref} ORDER BY {KEYS[name]}", [ref]).to_pylist()
+    return ordered_rows(lake, TableRef("silver", name), KEYS[name])
 
 
 def snapshot(lake: Lake) -> dict[str, list[dict[str, Any]]]:
     return {name: table(lake, name) for name in MODELS}
-
-
-def copy_lake(source: Path, target: Path) -> Lake:
-    shutil.copytree(source, target)
-    return Lake(target)
 
 
 # -- the truth as Shopify shows it at a moment -----------------------------------------------------
@@ -123,6 +118,7 @@ def expected(truth: Truth, clock: datetime) -> dict[str, dict[str, dict[str, Any
             "tax_country": o.tax_country,
             "tax_region": o.tax_region,
             "ship_country": o.ship_country,
+            "ship_by_ts": o.ship_by,
             "discount_code": o.discount_code,
             "session_id": o.session_id,
             "campaign": o.campaign,

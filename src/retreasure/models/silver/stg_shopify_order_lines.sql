@@ -3,8 +3,8 @@ WITH newest AS (
     SELECT raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
-        -- One day of lookback: changes stamped late on the day before may land after that day's run.
-        AND partition_date BETWEEN @start_date - INTERVAL 1 DAY AND @end_date
+        -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
+        AND partition_date BETWEEN @start_date AND @end_date
     QUALIFY row_number() OVER (
         PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
     ) = 1

@@ -4,8 +4,8 @@ WITH newest AS (
     SELECT raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
-        -- One day of lookback: changes stamped late on the day before may land after that day's run.
-        AND partition_date BETWEEN @start_date - INTERVAL 1 DAY AND @end_date
+        -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
+        AND partition_date BETWEEN @start_date AND @end_date
     QUALIFY row_number() OVER (
         PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
     ) = 1
@@ -49,6 +49,11 @@ parsed AS (
             json_extract_string(raw, '$.billingAddress.provinceCode')
         ) AS province,
         json_extract_string(raw, '$.shippingAddress.countryCode') AS ship_country,
+        -- The promise lives on the order's fulfillment orders; the earliest one binds (ISO strings in one format
+        -- sort as instants). An order sent before fulfillmentOrders was asked for has none: NULL.
+        TRY_CAST(
+            list_min(json_extract_string(raw, '$.fulfillmentOrders.nodes[*].fulfillBy')) AS TIMESTAMPTZ
+        ) AS ship_by_ts,
         json_extract_string(raw, '$.discountCodes[0]') AS discount_code,
         list_filter(
             CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
@@ -80,8 +85,7 @@ SELECT
     -- Only US states tax separately; Shopify also fills provinceCode for other countries' regions.
     CASE WHEN tax_country = 'US' THEN coalesce(province, '') ELSE '' END AS tax_region,
     ship_country,
-    -- Shopify's order does not carry the promised dispatch time (that lives on its fulfillment orders).
-    CAST(NULL AS TIMESTAMPTZ) AS ship_by_ts,
+    ship_by_ts,
     discount_code,
     json_extract_string(session_attribute, '$.value') AS session_id,
     json_extract_string(campaign_attribute, '$.value') AS campaign

@@ -20,6 +20,8 @@ What it imitates, because the connector must cope with it:
   gets ``THROTTLED`` (HTTP 200 by default, 429 configurable, with ``Retry-After`` from the deficit).
 - The base's random fault bursts: "429"s as THROTTLED answers (with the same configurable status), 500 as a
   JSON ``INTERNAL_SERVER_ERROR``, 502/503 as the HTML pages Shopify's edge sends.
+- An order's promised dispatch time is ``fulfillBy`` on its one ``fulfillmentOrders`` node (the truth's
+  ``ship_by``); status ``OPEN`` until it ships, then ``CLOSED``.
 - The wire faults the simulator chose per order: ``duplicate`` (the node sent twice), ``malformed`` (an extra,
   broken copy: no ``id``, or ``updatedAt`` "not-a-date") and ``schema_drift`` (an unknown extra field, no
   ``phone``).
@@ -524,6 +526,17 @@ def order_node(state: OrderState, customer: Customer, products: dict[str, Produc
         },
         "lineItems": {"nodes": [line_node(line) for line in o.lines]},
         "fulfillments": fulfillments,
+        # The dispatch promise lives on the order's fulfillment order, not the order: one per order here,
+        # as the shop has one location. Its id reuses the order's number (ids are unique per resource type).
+        "fulfillmentOrders": {
+            "nodes": [
+                {
+                    "id": gid("FulfillmentOrder", o.channel_order_id),
+                    "status": "CLOSED" if state.fulfillments else "OPEN",
+                    "fulfillBy": iso(o.ship_by),
+                }
+            ]
+        },
         "refunds": [refund_node(r) for r in state.refunds],
     }
 

@@ -1,0 +1,51 @@
+"""Small helpers several test modules share: free ports, fake servers started and stopped, connector reads,
+lake copies and ordered table reads. Mechanisms only; what a test asserts stays in the test."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from retreasure.connectors.base import RawRecord, Source, Window
+from retreasure.lake import Lake, TableRef
+from retreasure.sim.servers.base import FakeServer
+
+ALL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+FAR = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_together(servers: Sequence[FakeServer]) -> None:
+    """Stop fake servers in parallel: each stop waits for its poll tick, so one by one adds up."""
+    stoppers = [threading.Thread(target=server.stop) for server in servers]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+
+
+def extract(source: Source, entity: str, start: datetime = ALL_TIME, end: datetime = FAR) -> list[RawRecord]:
+    """Every record a connector yields for one entity changed in [start, end)."""
+    return list(source.extract(source.entity(entity), Window(start, end)))
+
+
+def copy_lake(source: Lake | Path, target: Path) -> Lake:
+    """A private copy of a lake (the session's lakes are read-only)."""
+    shutil.copytree(source.uri if isinstance(source, Lake) else source, target)
+    return Lake(target)
+
+
+def ordered_rows(lake: Lake, ref: TableRef, order_by: str) -> list[dict[str, Any]]:
+    """A whole table as dicts, in a stable order."""
+    return lake.query(f"SELECT * FROM {ref} ORDER BY {order_by}", [ref]).to_pylist()
