@@ -1,0 +1,92 @@
+-- Where each online order goes: the ship-to address of the newest version of every Shopify, eBay and Etsy order.
+-- Name and street lines stay PII tokens (the bronze masks them); only operations sees them in clear, through the
+-- vault, at the moment a parcel is packed. City, postal code and country are not personal on their own.
+WITH shopify AS (
+    SELECT raw
+    FROM bronze.shopify_orders
+    WHERE error IS NULL
+        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+        AND partition_date BETWEEN @start_date AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+ebay AS (
+    SELECT raw
+    FROM bronze.ebay_orders
+    WHERE error IS NULL
+        AND partition_date BETWEEN @start_date AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+etsy AS (
+    SELECT raw
+    FROM bronze.etsy_receipts
+    WHERE error IS NULL
+        AND partition_date BETWEEN @start_date AND @end_date
+    QUALIFY row_number() OVER (
+        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
+    ) = 1
+),
+addresses AS (
+    SELECT
+        'shopify:' || json_extract_string(raw, '$.legacyResourceId') AS order_key,
+        'shopify' AS channel,
+        TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
+        TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
+        coalesce(
+            json_extract_string(raw, '$.shippingAddress.name'), json_extract_string(raw, '$.shippingAddress.lastName')
+        ) AS name_token,
+        json_extract_string(raw, '$.shippingAddress.address1') AS street_token,
+        json_extract_string(raw, '$.shippingAddress.address2') AS street2_token,
+        json_extract_string(raw, '$.shippingAddress.city') AS city,
+        json_extract_string(raw, '$.shippingAddress.provinceCode') AS region,
+        json_extract_string(raw, '$.shippingAddress.zip') AS postal_code,
+        json_extract_string(raw, '$.shippingAddress.countryCode') AS country
+    FROM shopify
+    UNION ALL
+    SELECT
+        'ebay:' || json_extract_string(raw, '$.orderId'),
+        'ebay',
+        TRY_CAST(json_extract_string(raw, '$.creationDate') AS TIMESTAMPTZ),
+        TRY_CAST(json_extract_string(raw, '$.lastModifiedDate') AS TIMESTAMPTZ),
+        json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.fullName'),
+        json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.addressLine1'),
+        json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.addressLine2'),
+        json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.city'),
+        json_extract_string(
+            raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.stateOrProvince'
+        ),
+        json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.postalCode'),
+        json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.countryCode')
+    FROM ebay
+    UNION ALL
+    SELECT
+        'etsy:' || json_extract_string(raw, '$.receipt_id'),
+        'etsy',
+        to_timestamp(TRY_CAST(json_extract_string(raw, '$.create_timestamp') AS BIGINT)),
+        to_timestamp(TRY_CAST(json_extract_string(raw, '$.updated_timestamp') AS BIGINT)),
+        json_extract_string(raw, '$.name'),
+        json_extract_string(raw, '$.first_line'),
+        json_extract_string(raw, '$.second_line'),
+        json_extract_string(raw, '$.city'),
+        nullif(json_extract_string(raw, '$.state'), ''),
+        json_extract_string(raw, '$.zip'),
+        json_extract_string(raw, '$.country_iso')
+    FROM etsy
+)
+SELECT
+    order_key,
+    channel,
+    order_ts,
+    CAST(order_ts AT TIME ZONE 'UTC' AS DATE) AS order_date,
+    updated_ts,
+    name_token,
+    street_token,
+    street2_token,
+    city,
+    region,
+    postal_code,
+    country
+FROM addresses

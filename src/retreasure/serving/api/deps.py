@@ -1,0 +1,60 @@
+"""What a route needs besides its caller: the lake, the settings, and the default date range."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from retreasure.lake.store import Lake
+from retreasure.serving import queries
+from retreasure.serving.api.paging import PageRequest, page_request
+from retreasure.serving.api.problems import Problem
+from retreasure.settings import Settings
+
+DEFAULT_DAYS = 30
+
+
+def lake(request: Request) -> Lake:
+    return request.app.state.lake
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def date_range(lake: Lake, start: date | None, end: date | None) -> tuple[date, date]:
+    """``from``/``to`` as given; by default the last 30 days of data (ending on the newest order's day)."""
+    end = end or queries.data_as_of(lake).date()
+    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end:
+        raise Problem(422, f"from ({start}) is after to ({end})", "invalid-request")
+    return start, end
+
+
+# Parameter types shared by the routes (FastAPI reads the Depends/Query inside the annotation).
+LakeDep = Annotated[Lake, Depends(lake)]
+SettingsDep = Annotated[Settings, Depends(settings)]
+PageDep = Annotated[PageRequest, Depends(page_request)]
+From = Annotated[date | None, Query(alias="from", description="First day, inclusive (default: 30 days before to).")]
+To = Annotated[date | None, Query(alias="to", description="Last day, inclusive (default: the newest order's day).")]
+AsOf = Annotated[
+    str | None,
+    Query(
+        description="Judge at this moment: YYYY-MM-DD (the end of that day, UTC) or an ISO 8601 time "
+        "(default: when the newest order was placed).",
+        examples=["2025-03-21", "2025-03-21T12:00:00Z"],
+    ),
+]
+
+
+def as_of(lake: Lake, value: str | None) -> datetime:
+    """The moment an ``as_of`` parameter names; a bare day means its end, so that day's events count."""
+    try:
+        parsed: date | datetime | None = None
+        if value:
+            parsed = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(422, f"as_of {value!r} is neither a day (YYYY-MM-DD) nor an ISO 8601 time") from None
+    return queries.as_of_moment(lake, parsed)

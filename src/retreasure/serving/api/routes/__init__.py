@@ -1,0 +1,1 @@
+"""One router per business area; each declares the area whose roles it admits."""

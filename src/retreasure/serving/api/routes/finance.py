@@ -1,0 +1,36 @@
+"""Finance: the month's revenue, margin and tax reports, the same rows the period exports write."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from retreasure.serving import reports
+from retreasure.serving.api import deps
+from retreasure.serving.api.problems import Problem
+from retreasure.serving.api.security import require
+
+router = APIRouter(prefix="/v1/finance", tags=["finance"], dependencies=[Depends(require("finance"))])
+
+
+@router.get("/reports/{report}", summary="Revenue, margin or tax liability for one accounting month (EUR)")
+def report(
+    report: str,
+    period: Annotated[str, Query(description="The accounting month, YYYY-MM.", examples=["2025-03"])],
+    page: deps.PageDep,
+    lake: deps.LakeDep,
+) -> dict[str, Any]:
+    """revenue and margin: one row per channel; tax: per tax party (seller owes, marketplace remitted) and
+    jurisdiction."""
+    if report not in reports.REPORTS:
+        raise Problem(404, f"no report named {report!r}; known: {', '.join(reports.REPORTS)}", "unknown-report")
+    try:
+        reports.parse_period(period)
+    except ValueError as exc:
+        raise Problem(422, str(exc), "invalid-request") from None
+    try:
+        table = reports.finance_report(lake, report, period)
+    except ValueError as exc:  # the report exists but its gold table or columns are not built in this lake
+        raise Problem(404, str(exc), "report-not-available") from None
+    return page.page(table.to_pylist(), report=report, period=period)

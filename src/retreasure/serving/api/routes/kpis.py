@@ -1,0 +1,30 @@
+"""Leadership: the headline KPIs per day, week or month, with the range's totals."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from retreasure.serving import queries
+from retreasure.serving.api import deps
+from retreasure.serving.api.security import require
+
+router = APIRouter(prefix="/v1", tags=["kpis"], dependencies=[Depends(require("kpis"))])
+
+
+@router.get("/kpis", summary="Orders, sales, refunds, net revenue, AOV, sessions, conversion and new customers")
+def kpis(
+    page: deps.PageDep,
+    lake: deps.LakeDep,
+    start: deps.From = None,
+    end: deps.To = None,
+    grain: Literal["day", "week", "month"] = "day",
+    channel: Literal["shopify", "ebay", "etsy", "pos"] | None = None,
+    store: Annotated[str | None, Query(description="A store id (BER, LON, NYC): its till sales only.")] = None,
+) -> dict[str, Any]:
+    """EUR amounts; a week starts on Monday; a period cut by the range holds only its days inside it."""
+    start, end = deps.date_range(lake, start, end)
+    totals = queries.kpi_totals(lake, start, end, channel, store)
+    rows = queries.kpis(lake, start, end, grain, channel, store)
+    return page.page(rows, **{"from": start, "to": end, "grain": grain}, totals=totals)

@@ -1,0 +1,386 @@
+"""The HTTP API on a real uvicorn server over the session's gold lake: keys and roles, PII, numbers, paging."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time as clock
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pytest
+import uvicorn
+
+from retreasure.bronze.pii import normalise
+from retreasure.lake import Lake, TableRef
+from retreasure.serving import auth
+from retreasure.serving.api.app import create_app
+from retreasure.settings import Settings
+from retreasure.sim.model import Truth
+from tests.conftest import HMAC_KEY, VAULT_KEY
+
+PROBLEM = "application/problem+json"
+# The issue's role map, written out here rather than read from the code under test.
+EXPECTED_ROLES = {
+    "/v1/fulfillment/": {"operations", "admin"},
+    "/v1/marketing/": {"marketing", "admin"},
+    "/v1/finance/": {"finance", "admin"},
+    "/v1/kpis": {"leadership", "finance", "marketing", "operations", "admin"},
+}
+# Values for the path and required query parameters of each route, so that every route can be called.
+PATH_VALUES = {"{report}": "revenue", "{name}": "subscribers"}
+REQUIRED_QUERY = {"/v1/finance/reports/{report}": {"period": "2025-03"}}
+
+
+@dataclass
+class Api:
+    url: str
+    lake: Lake
+    settings: Settings
+    truth: Truth
+    keys: dict[str, str]
+    routes: list[str]
+
+    def get(self, path: str, role: str | None = None, **params: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
+        return httpx.get(self.url + path, headers=headers, params=params, timeout=60)
+
+    def json(self, path: str, role: str, **params: Any) -> dict[str, Any]:
+        response = self.get(path, role, **params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def walk(self, path: str, role: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a list, following the Link header's next page to the end."""
+        items: list[dict[str, Any]] = []
+        response = self.get(path, role, **params)
+        while True:
+            assert response.status_code == 200, response.text
+            body = response.json()
+            items.extend(body["items"])
+            link = response.headers.get("link")
+            assert (link is None) == (body["next_cursor"] is None)
+            if link is None:
+                return items
+            next_url = link.split(";")[0].strip("<>")
+            assert body["next_cursor"] in next_url
+            response = httpx.get(next_url, headers={"X-API-Key": self.keys[role]}, timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The API served over a private copy of the gold lake (it writes keys into ops.api_keys)."""
+    truth, gold = gold_lake
+    root = tmp_path_factory.mktemp("api")
+    lake = Lake(shutil.copytree(gold.uri, root / "lake"))
+    settings = Settings(_env_file=None, lake_uri=lake.uri, pii_hmac_key=HMAC_KEY, pii_vault_key=VAULT_KEY)  # type: ignore[call-arg]
+    keys = {role: auth.create_key(lake, role, f"test {role}") for role in auth.ROLES}
+    with serving(settings) as url:
+        # Every route the app documents, as its OpenAPI document lists them.
+        routes = sorted(p for p in httpx.get(url + "/openapi.json").json()["paths"] if p.startswith("/v1/"))
+        yield Api(url, lake, settings, truth, keys, routes)
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The API over ``settings`` on a real uvicorn server on loopback, in a thread; yields its URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = clock.monotonic() + 30
+    while not server.started:
+        assert clock.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        clock.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _callable(route: str) -> tuple[str, dict[str, str]]:
+    path = route
+    for placeholder, value in PATH_VALUES.items():
+        path = path.replace(placeholder, value)
+    return path, REQUIRED_QUERY.get(route, {})
+
+
+def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body)
+    assert body["status"] == status and body["instance"] == httpx.URL(str(response.request.url)).path
+    return body
+
+
+def test_health_and_docs_answer_without_a_key(api: Api) -> None:
+    response = api.get("/health")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+    assert api.get("/docs").status_code == 200
+
+
+def test_every_v1_route_refuses_a_missing_wrong_or_revoked_key(api: Api) -> None:
+    assert len(api.routes) >= 7  # orders, metrics, audiences, members, campaigns, finance report, kpis
+    revoked = auth.create_key(api.lake, "admin", "to revoke")
+    assert httpx.get(api.url + "/v1/kpis", headers={"X-API-Key": revoked}).status_code == 200
+    assert auth.revoke_key(api.lake, auth.key_id_of(revoked) or "")
+    for route in api.routes:
+        path, params = _callable(route)
+        for headers in ({}, {"Authorization": "Bearer rt_0000_wrong"}, {"X-API-Key": revoked}):
+            response = httpx.get(api.url + path, params=params, headers=headers)
+            _assert_problem(response, 401)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_each_role_reaches_its_areas_only(api: Api) -> None:
+    for route in api.routes:
+        path, params = _callable(route)
+        allowed = next(roles for prefix, roles in EXPECTED_ROLES.items() if route.startswith(prefix))
+        for role in auth.ROLES:
+            response = api.get(path, role, **params)
+            if role in allowed:
+                assert response.status_code == 200, (route, role, response.text)
+            else:
+                _assert_problem(response, 403)
+    assert api.get("/v1/finance/reports/revenue", "marketing", period="2025-03").status_code == 403
+
+
+def _truth_orders(truth: Truth) -> dict[str, Any]:
+    return {f"{o.channel}:{o.channel_order_id}": o for o in truth["orders"]}
+
+
+def test_only_operations_sees_clear_ship_to_addresses(api: Api) -> None:
+    customers = {c.customer_id: c for c in api.truth["customers"]}
+    orders = _truth_orders(api.truth)
+    clear = api.walk("/v1/fulfillment/orders", "operations", limit=1000)
+    masked = api.walk("/v1/fulfillment/orders", "admin", limit=1000)
+    assert clear and [r["order_key"] for r in clear] == [r["order_key"] for r in masked]
+    for row, token_row in zip(clear, masked, strict=True):
+        person = customers[orders[row["order_key"]].customer_id]
+        assert row["ship_to_name"] == f"{person.first_name} {person.last_name}"
+        assert row["ship_to_street"] == person.street
+        assert row["ship_to_postal_code"] == person.postal_code and row["ship_country"] == person.country
+        assert token_row["ship_to_name"].startswith("pii:name:")
+        assert token_row["ship_to_street"].startswith("pii:street:")
+        assert person.street not in str(token_row) and person.last_name not in str(token_row)
+    assert api.get("/v1/fulfillment/orders", "leadership").status_code == 403
+
+
+def test_the_queue_is_every_online_order_unshipped_at_the_end(api: Api) -> None:
+    truth = api.truth
+    end = datetime.combine(truth.end, time.max, UTC)
+    # The simulator also plans shipments past its last day; at the end those orders are still waiting.
+    shipped = {f.order_id for f in truth["fulfillments"] if f.shipped_at <= end}
+    expected = {
+        f"{o.channel}:{o.channel_order_id}" for o in truth["orders"] if o.channel != "pos" and o.order_id not in shipped
+    }
+    queue = api.walk("/v1/fulfillment/orders", "operations", as_of=truth.end.isoformat(), limit=1000)
+    assert {r["order_key"] for r in queue} == expected
+    overdue = api.walk("/v1/fulfillment/orders", "operations", status="overdue", as_of=truth.end.isoformat())
+    orders = _truth_orders(truth)
+    # Overdue: promised dispatch before the end; an order whose channel sent no promise is never overdue.
+    promises = {r["order_key"]: r["ship_by_ts"] for r in queue if r["ship_by_ts"]}
+    assert promises and all(datetime.fromisoformat(at) == orders[k].ship_by for k, at in promises.items())
+    assert {r["order_key"] for r in overdue} == {k for k in promises if orders[k].ship_by < end}
+
+
+def test_pagination_walks_every_row_once(api: Api) -> None:
+    whole = api.json("/v1/fulfillment/orders", "operations", limit=1000)
+    assert whole["next_cursor"] is None and len(whole["items"]) > 7
+    paged = api.walk("/v1/fulfillment/orders", "operations", limit=7)
+    keys = [r["order_key"] for r in paged]
+    assert len(keys) == len(set(keys)) and keys == [r["order_key"] for r in whole["items"]]
+    first = api.json("/v1/fulfillment/orders", "operations", limit=7)
+    # A cursor belongs to its list: replayed with another filter, it is refused.
+    _assert_problem(api.get("/v1/fulfillment/orders", "operations", cursor=first["next_cursor"], channel="ebay"), 400)
+
+
+def test_audience_members_are_hashed_e_mails_of_consenting_customers(api: Api) -> None:
+    import hashlib
+
+    truth = api.truth
+    shop_buyers = {o.customer_id for o in truth["orders"] if o.channel == "shopify"}
+    consenting = {
+        hashlib.sha256(c.email.strip().lower().encode()).hexdigest()
+        for c in truth["customers"]
+        if c.accepts_marketing and c.customer_id in shop_buyers
+    }
+    assert consenting
+    members = {m["email_sha256"] for m in api.walk("/v1/marketing/audiences/subscribers/members", "marketing", limit=5)}
+    assert members == consenting
+    emails = {normalise("email", c.email) for c in truth["customers"]}
+    sizes = {a["name"]: a["size"] for a in api.json("/v1/marketing/audiences", "marketing")["items"]}
+    assert sizes["subscribers"] == len(consenting)
+    for name, size in sizes.items():
+        hashes = [m["email_sha256"] for m in api.walk(f"/v1/marketing/audiences/{name}/members", "marketing")]
+        assert len(hashes) == size and set(hashes) <= consenting, name
+    body = api.get("/v1/marketing/audiences/subscribers/members", "marketing", limit=1000).text
+    assert not any(email in body for email in emails)
+
+
+def test_kpis_equal_gold(api: Api) -> None:
+    start, end = api.truth.start, api.truth.end
+    body = api.json("/v1/kpis", "leadership", **{"from": start.isoformat(), "to": end.isoformat(), "grain": "month"})
+    expected = api.lake.query(
+        "SELECT count(DISTINCT order_key) AS orders, sum(gross_base) AS gross, sum(discount_base) AS discounts "
+        "FROM gold.fct_order_lines WHERE order_date BETWEEN $s AND $e",
+        [TableRef("gold", "fct_order_lines")],
+        {"s": start, "e": end},
+    ).to_pylist()[0]
+    refunds = (
+        api.lake.query(
+            "SELECT sum(amount_base) AS r FROM gold.fct_refunds WHERE refund_date BETWEEN $s AND $e",
+            [TableRef("gold", "fct_refunds")],
+            {"s": start, "e": end},
+        )
+        .column("r")[0]
+        .as_py()
+    )
+    totals = body["totals"]
+    assert totals["orders"] == expected["orders"]
+    assert Decimal(totals["gross_sales"]) == expected["gross"]
+    assert Decimal(totals["discounts"]) == expected["discounts"]
+    assert Decimal(totals["refunds"]) == refunds
+    assert Decimal(totals["net_revenue"]) == expected["gross"] - expected["discounts"] - refunds
+    periods = body["items"]
+    assert [p["period"] for p in periods] == sorted({date(d.year, d.month, 1).isoformat() for d in (start, end)})
+    assert sum(Decimal(p["gross_sales"]) for p in periods) == expected["gross"]
+    assert sum(p["orders"] for p in periods) == expected["orders"]
+    _assert_problem(api.get("/v1/kpis", "leadership", grain="year"), 422)
+
+
+def test_finance_report_equals_gold_mart_finance(api: Api) -> None:
+    month = api.truth.start.replace(day=1)
+    rows = api.walk("/v1/finance/reports/revenue", "finance", period=month.strftime("%Y-%m"))
+    expected = api.lake.query(
+        "SELECT channel, net_revenue, fx_effect FROM gold.mart_finance WHERE month = $m ORDER BY channel",
+        [TableRef("gold", "mart_finance")],
+        {"m": month},
+    ).to_pylist()
+    assert expected
+    assert [(r["channel"], Decimal(r["net_revenue"]), Decimal(r["fx_effect"])) for r in rows] == [
+        (e["channel"], e["net_revenue"], e["fx_effect"]) for e in expected
+    ]
+    _assert_problem(api.get("/v1/finance/reports/cashflow", "finance", period="2025-03"), 404)
+    _assert_problem(api.get("/v1/finance/reports/revenue", "finance", period="2025-13"), 422)
+    _assert_problem(api.get("/v1/finance/reports/revenue", "finance"), 422)
+
+
+def test_unknown_paths_and_bad_parameters_are_problems(api: Api) -> None:
+    _assert_problem(api.get("/v1/nothing-here", "admin"), 404)
+    _assert_problem(api.get("/v1/marketing/audiences/nobody/members", "marketing"), 404)
+    _assert_problem(api.get("/v1/kpis", "leadership", limit=10**6), 422)
+    _assert_problem(api.get("/v1/kpis", "leadership", **{"from": "yesterday"}), 422)
+    _assert_problem(api.get("/v1/kpis", "leadership", cursor="not-a-cursor"), 400)
+
+
+def test_a_failure_inside_is_a_500_problem_that_tells_nothing(tmp_path: Path) -> None:
+    """Over a lake with no gold tables the KPI query fails: the client gets a problem document, not a trace."""
+    settings = Settings(_env_file=None, lake_uri=str(tmp_path / "lake"), pii_hmac_key=HMAC_KEY)  # type: ignore[call-arg]
+    key = auth.create_key(Lake.from_settings(settings), "leadership")
+    with serving(settings) as url:
+        params = {"from": "2025-03-01", "to": "2025-03-02"}
+        response = httpx.get(url + "/v1/kpis", headers={"X-API-Key": key}, params=params)
+    body = _assert_problem(response, 500)
+    assert "Catalog" not in body["detail"] and "Traceback" not in response.text
+
+
+def test_keys_cli_prints_a_working_key_stored_only_as_a_hash(api: Api) -> None:
+    env = {**os.environ, "RETREASURE_LAKE_URI": api.lake.uri, "RETREASURE_LOG_LEVEL": "WARNING"}
+    cli = [sys.executable, "-m", "retreasure", "keys"]
+    created = subprocess.run([*cli, "create", "--role", "finance", "--name", "books"], env=env, **_TEXT)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[0]
+    assert api.get("/v1/finance/reports/tax", None).status_code == 401
+    response = httpx.get(api.url + "/v1/finance/reports/tax", params={"period": "2025-03"}, headers={"X-API-Key": key})
+    assert response.status_code == 200, response.text
+    listed = subprocess.run([*cli, "list"], env=env, **_TEXT)
+    key_id = auth.key_id_of(key) or ""
+    assert key_id in listed.stdout and key not in listed.stdout
+    stored = b"".join(p.read_bytes() for p in Path(api.lake.uri, "ops", "api_keys").rglob("*.parquet"))
+    assert key.encode() not in stored and key.split("_")[-1].encode() not in stored
+    revoked = subprocess.run([*cli, "revoke", key_id], env=env, **_TEXT)
+    assert revoked.returncode == 0, revoked.stderr
+    response = httpx.get(api.url + "/v1/finance/reports/tax", params={"period": "2025-03"}, headers={"X-API-Key": key})
+    _assert_problem(response, 401)
+
+
+_TEXT: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 120}
+
+
+def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api) -> None:
+    env = {**os.environ, "RETREASURE_LAKE_URI": api.lake.uri, "RETREASURE_PII_HMAC_KEY": HMAC_KEY}
+    env["RETREASURE_PII_VAULT_KEY"] = VAULT_KEY
+    refused = subprocess.run(
+        [sys.executable, "-m", "retreasure", "serve"], env={**env, "RETREASURE_SERVE__HOST": "0.0.0.0"}, **_TEXT
+    )
+    assert refused.returncode == 2 and "--host" in refused.stdout
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "retreasure", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = clock.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert clock.monotonic() < deadline and server.poll() is None, "retreasure serve did not start"
+                clock.sleep(0.2)
+        key = api.keys["finance"]
+        response = httpx.get(url + "/v1/finance/reports/tax", params={"period": "2025-03"}, headers={"X-API-Key": key})
+        assert response.status_code == 200, response.text
+        _assert_problem(httpx.get(url + "/v1/kpis", headers={"Authorization": f"Bearer {key}x"}), 401)
+    finally:
+        server.terminate()
+        _, logs = server.communicate(timeout=30)
+    assert f'"key_id": "{auth.key_id_of(key)}"' in logs and '"status": 200' in logs
+    assert key not in logs and key.split("_")[-1] not in logs
+
+
+def test_a_new_commit_is_seen_by_the_next_request(api: Api) -> None:
+    """The read layer keeps snapshots per Delta version: a shipment committed now leaves the queue at once.
+
+    Last in the module: it writes to the module's copy of the lake.
+    """
+    before = api.walk("/v1/fulfillment/orders", "operations", limit=1000)
+    order = before[0]
+    ref = TableRef("silver", "fulfillments")
+    shipped = datetime.fromisoformat(order["order_ts"])
+    row = {
+        "fulfillment_key": f"{order['order_key']}:test",
+        "order_key": order["order_key"],
+        "channel": order["channel"],
+        "shipped_ts": shipped,
+        "shipped_date": shipped.date(),
+        "carrier": "DHL",
+        "tracking_number": "TEST",
+        "updated_ts": shipped,
+    }
+    schema = api.lake.dataset(ref).schema
+    api.lake.append(ref, pa.Table.from_pylist([row], schema=schema))
+    after = api.walk("/v1/fulfillment/orders", "operations", limit=1000)
+    assert [r["order_key"] for r in after] == [r["order_key"] for r in before[1:]]
