@@ -17,15 +17,17 @@ from typer.testing import CliRunner
 from retreasure.bronze.ingest import run_ingest
 from retreasure.bronze.landing import bronze_table
 from retreasure.connectors.base import load_sources
+from retreasure.engine.changes import BUILDS
 from retreasure.engine.models import MODELS_DIR, load_models
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
 from retreasure.pipeline.cli import app
 from retreasure.pipeline.definitions import build_definitions
+from retreasure.pipeline.exports import EXPORT_JOB
 from retreasure.pipeline.incidents import incidents
 from retreasure.pipeline.partitions import is_partitioned, partition_window
 from retreasure.pipeline.resources import RetreasureResource
-from retreasure.pipeline.schedules import FILES_JOB, INGEST_JOB, MODELS_JOB
+from retreasure.pipeline.schedules import FILES_JOB, INCREMENTAL_JOB, INGEST_JOB, MODELS_JOB
 from retreasure.pipeline.sensors import SENSOR
 from retreasure.quality.checks import DQ_RESULTS
 from retreasure.settings import get_settings
@@ -105,8 +107,14 @@ def test_definitions_have_every_bronze_table_and_model_with_their_lineage(env: L
     fx_rates = graph.get(dg.AssetKey(["silver", "fx_rates"]))
     assert dg.AssetKey(["bronze", "ecb_fx_rates"]) in fx_rates.parent_keys
     assert graph.get(dg.AssetKey(["bronze", "ecb_fx_rates"])).group_name == "bronze"
-    assert {j.name for j in defs.jobs} == {INGEST_JOB, FILES_JOB, MODELS_JOB}  # type: ignore[union-attr]
-    assert {s.name for s in defs.schedules} == {f"{INGEST_JOB}_schedule", f"{MODELS_JOB}_schedule"}  # type: ignore[union-attr]
+    jobs = {INGEST_JOB, FILES_JOB, MODELS_JOB, INCREMENTAL_JOB, EXPORT_JOB}
+    assert {j.name for j in defs.jobs} == jobs  # type: ignore[union-attr]
+    assert {s.name for s in defs.schedules} == {  # type: ignore[union-attr]
+        f"{INGEST_JOB}_schedule",
+        f"{MODELS_JOB}_schedule",
+        f"{INCREMENTAL_JOB}_schedule",
+        f"{EXPORT_JOB}_schedule",
+    }
     assert {s.name for s in defs.sensors} == {SENSOR}  # type: ignore[union-attr]
 
     # Building them opens nothing: no lake, no landing folder come into being.
@@ -191,8 +199,8 @@ def test_the_landing_sensor_asks_once_per_new_file_and_the_run_lands_it(env: Lak
 # -- partitions ------------------------------------------------------------------------------------------------
 def test_a_partition_key_becomes_its_day_widened_by_the_lookback(env: Lake, tmp_path: Path) -> None:
     assert partition_window("2025-03-05") == (date(2025, 3, 5), date(2025, 3, 5))
-    assert partition_window("2025-03-05", lookback_days=3) == (date(2025, 3, 2), date(2025, 3, 5))
-    assert partition_window("2025-03-05", "2025-03-07", 2) == (date(2025, 3, 3), date(2025, 3, 7))
+    # The lookback is the runner's to add, once: the partition's window is the days themselves.
+    assert partition_window("2025-03-05", "2025-03-07") == (date(2025, 3, 5), date(2025, 3, 7))
     with pytest.raises(ValueError, match="ends before"):
         partition_window("2025-03-05", "2025-03-04")
 
@@ -228,6 +236,30 @@ def test_a_partition_key_becomes_its_day_widened_by_the_lookback(env: Lake, tmp_
 
 
 # -- build and backfill ----------------------------------------------------------------------------------------
+def test_the_hourly_job_builds_what_bronze_gained_and_nothing_more(
+    env: Lake, tmp_path: Path, own_logging: None
+) -> None:
+    root = _with_fx_rates(tmp_path / "models")
+    defs = build_definitions(models_root=root, sources=load_sources(), retry_delay_s=0.01)
+    _land_ecb(env)
+    assert run_ingest(get_settings(), env, ["ecb"])[0].status == "success"
+    hourly = defs.resolve_job_def(INCREMENTAL_JOB)
+    assert hourly.execute_in_process().success  # no build before it: a full one
+    assert env.count(TableRef("silver", "fx_rates")) > 3 * 30
+    assert hourly.execute_in_process().success  # nothing new: no model runs
+    again = CliRunner().invoke(app, ["build", "--incremental", "--models-root", str(root)])
+    assert again.exit_code == 0 and "0 model run(s)" in again.output, again.output
+    log = env.query(f"SELECT mode, status, models, windows FROM {BUILDS} ORDER BY started_at", [BUILDS]).to_pylist()
+    assert [(r["mode"], r["status"], r["models"]) for r in log] == [
+        ("full", "success", 1),
+        ("incremental", "success", 0),
+        ("incremental", "success", 0),
+    ]
+    assert json.loads(log[0]["windows"]) == {"silver.fx_rates": [["1970-01-01", "9999-12-31"]]}
+    schedule = defs.resolve_schedule_def(f"{INCREMENTAL_JOB}_schedule")
+    assert schedule.cron_schedule == "35 * * * *" and schedule.job_name == INCREMENTAL_JOB
+
+
 def _snapshot(lake: Lake, first: str, last: str) -> dict[str, bytes]:
     """Every row of the given days of each table, in one order, as Arrow IPC bytes."""
     found = {}

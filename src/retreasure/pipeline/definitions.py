@@ -23,11 +23,14 @@ from retreasure.pipeline.assets import (
     retry_policy,
     source_keys,
 )
+from retreasure.pipeline.exports import finance_export_job, monthly_export_schedule
 from retreasure.pipeline.partitions import daily_partitions, is_partitioned
 from retreasure.pipeline.resources import JSON_LOGS_ENV, RetreasureResource
 from retreasure.pipeline.schedules import (
     files_job,
     hourly_ingest_schedule,
+    hourly_models_schedule,
+    incremental_job,
     ingest_job,
     models_job,
     nightly_models_schedule,
@@ -62,7 +65,7 @@ def build_definitions(
         *bronze_assets(sources, policy),
         *model_assets(models, partitions if partitioned else None, policy),
     ]
-    jobs: list[UnresolvedAssetJobDefinition] = []
+    jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     if sources:
@@ -81,10 +84,15 @@ def build_definitions(
         daily = partitioned and any(is_partitioned(m.contract) for m in models.values())
         first_day = partitions.start.date()
         schedules.append(nightly_models_schedule(nightly, daily, first_day))
+        hourly_models = incremental_job(models_root, policy)
+        jobs.append(hourly_models)
+        schedules.append(hourly_models_schedule(hourly_models))
+    # The month's finance files for accounting (reads gold only; see serving/exports).
+    export = finance_export_job(policy)
     return dg.Definitions(
         assets=assets,
-        jobs=jobs,
-        schedules=schedules,
+        jobs=[*jobs, export],
+        schedules=[*schedules, monthly_export_schedule(export)],
         sensors=sensors,
         resources={RESOURCE_KEY: resource or RetreasureResource()},
     )
