@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 
-.PHONY: setup demo test lint bench-ingest clean
+.PHONY: setup demo test lint bench-ingest bench-api bench-pipeline clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -33,6 +33,12 @@ lint: setup
 
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest
+
+bench-api: setup
+	$(VENV)/bin/python -m bench.api
+
+bench-pipeline: setup
+	$(VENV)/bin/python -m bench.pipeline
 
 clean:
 	rm -rf lake landing sim-data .pytest_cache
