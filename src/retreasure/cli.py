@@ -213,7 +213,8 @@ def demo(
     _print_kpis(lake)
     console.print(
         f"Next: query the lake with DuckDB ({lake.uri}: bronze.*, silver.*, gold.*, ops.ingest_log, ops.dq_results, "
-        "quarantine.*), read docs/kpis.md for what each figure means, or run `retreasure ui` for the lineage."
+        "quarantine.*), read docs/kpis.md for what each figure means, run `retreasure ui` for the lineage, or "
+        "`retreasure keys create --role admin` then `retreasure dashboard` and `retreasure serve` (docs/api.md)."
     )
     if any(r.status == "failed" for r in runs) or any(r.blocked for r in built):
         raise typer.Exit(1)
