@@ -11,6 +11,7 @@ Write modes:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -54,10 +55,15 @@ def run_model(
     end: date = ALL_TIME[1],
     run_id: str | None = None,
     table_checks: bool = True,
+    written_before: Sequence[object] = (),
+    dq: list[CheckResult] | None = None,
 ) -> ModelRun:
     """Build ``model`` for the window [start, end] (all of time by default), its contract's lookback days
     before ``start`` included, and check it. ``table_checks=False`` applies the row rules only: for a run
-    that more windows of the same model follow, the table being checked once, after the last."""
+    that more windows of the same model follow, the table being checked once, after the last, over the
+    partitions of every window (``written_before``). A windowed run's table checks read the partitions it
+    wrote, a whole run's the whole table. The results go to ``dq`` when given (a build writes them to
+    ``ops.dq_results`` once, at its end), else straight to ``ops.dq_results``."""
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
     start = widened(model, start, end)
@@ -75,8 +81,12 @@ def run_model(
         )
     run = ModelRun(model.ref, start, end, kept.num_rows, quarantined.num_rows)
     run.partitions = _write(lake, model, kept, start, end)
-    run.checks = row_checks + (run_table_checks(lake, model.ref, contract, run_id) if table_checks else [])
-    record_results(lake, run.checks)
+    written = None if run.whole or not contract.partitioned else sorted({*written_before, *run.partitions})
+    run.checks = row_checks + (run_table_checks(lake, model.ref, contract, run_id, written) if table_checks else [])
+    if dq is None:
+        record_results(lake, run.checks)
+    else:
+        dq.extend(run.checks)
     log.info(
         "model built",
         extra={
