@@ -70,9 +70,9 @@ def run_model(
     con = _connect(lake, model)
     try:
         result = con.execute(model.render(start, end)).fetch_arrow_table()
+        kept, quarantined, row_checks = apply_row_rules(result, contract, str(model.ref), run_id, con)
     finally:
         con.close()
-    kept, quarantined, row_checks = apply_row_rules(result, contract, str(model.ref), run_id)
     if quarantined.num_rows:
         lake.insert_new(
             TableRef("quarantine", f"{model.ref.layer}_{model.ref.name}"),

@@ -19,6 +19,9 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "restricted")
+# Partition column types DuckDB reads back from Delta's partition paths as they are (a string value is
+# URL-encoded in its path: those tables stay Arrow datasets).
+_HIVE_TYPES = {pa.date32(): "DATE", pa.int64(): "BIGINT", pa.int32(): "INTEGER"}
 
 
 @dataclass(frozen=True, order=True)
@@ -211,10 +214,13 @@ class Lake:
         return new_rows.num_rows
 
     # -- reads -----------------------------------------------------------------------------------
-    def connect(self, refs: Iterable[TableRef] | None = None) -> duckdb.DuckDBPyConnection:
+    def connect(self, refs: Iterable[TableRef] | None = None, native: bool = False) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection where each table is a view named ``layer.name``.
 
         Tables are read as Arrow datasets, so DuckDB pushes filters and projections into the Parquet scan.
+        ``native``: local tables read by DuckDB's own Parquet reader instead, two to three times faster over a
+        day-partitioned year of files, but with the files' column types rather than the table's schema: for
+        queries that count and compare, not for rows that are written back.
         """
         con = duckdb.connect()
         refs = list(refs) if refs is not None else self.tables()
@@ -223,10 +229,26 @@ class Lake:
         for ref in refs:
             if not self.exists(ref):
                 continue
-            alias = f"__{ref.layer}__{ref.name}"
-            con.register(alias, self.dataset(ref))
-            con.execute(f"CREATE VIEW {ref.layer}.{ref.name} AS SELECT * FROM {alias}")
+            scan = self._native_scan(ref) if native and self.is_local else None
+            if scan is None:
+                scan = f"__{ref.layer}__{ref.name}"
+                con.register(scan, self.dataset(ref))
+            con.execute(f"CREATE VIEW {ref.layer}.{ref.name} AS SELECT * FROM {scan}")
         return con
+
+    def _native_scan(self, ref: TableRef) -> str | None:
+        """``read_parquet`` over the snapshot's files, partition values typed as the table declares them; None
+        when DuckDB could not read it so (no files, a partition column of a type the paths do not carry)."""
+        table = self.delta(ref)
+        files = table.file_uris()
+        schema = pa.schema(table.schema().to_arrow())
+        types = {c: _HIVE_TYPES.get(schema.field(c).type) for c in table.metadata().partition_columns}
+        if not files or None in types.values():
+            return None
+        paths = ", ".join("'" + f.removeprefix("file://").replace("'", "''") + "'" for f in files)
+        hive = ", ".join(f"'{c}': {t}" for c, t in types.items())
+        options = f", hive_partitioning = true, hive_types = {{{hive}}}" if types else ", hive_partitioning = false"
+        return f"read_parquet([{paths}]{options}, union_by_name = true)"
 
     def query(
         self, sql: str, refs: Iterable[TableRef] | None = None, params: dict[str, object] | None = None

@@ -93,11 +93,13 @@ def _failing(check: NotNull | AcceptedValues | Expression) -> tuple[str, str]:
 
 
 def apply_row_rules(
-    table: pa.Table, contract: Contract, name: str, run_id: str
+    table: pa.Table, contract: Contract, name: str, run_id: str, con: duckdb.DuckDBPyConnection | None = None
 ) -> tuple[pa.Table, pa.Table, list[CheckResult]]:
-    """(rows to keep, rows to quarantine, one result per rule). Warn-level rules count but keep their rows."""
+    """(rows to keep, rows to quarantine, one result per rule). Warn-level rules count but keep their rows.
+    On ``con`` when given (the connection the rows came from: a new one costs ~25 ms to open and close)."""
     now = datetime.now(UTC)
-    con = duckdb.connect()
+    own = con is None
+    con = con or duckdb.connect()
     con.register("result", table.append_column("__row", pa.array(range(table.num_rows), pa.int64())))
     dropped: set[int] = set()
     quarantined: list[dict[str, object]] = []
@@ -135,7 +137,9 @@ def apply_row_rules(
                             "quarantined_at": now,
                         }
                     )
-    con.close()
+    con.unregister("result")
+    if own:
+        con.close()
     if not dropped:
         return table, pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA), results
     keep = pa.array([i not in dropped for i in range(table.num_rows)])
@@ -171,9 +175,10 @@ def run_table_checks(
     now = datetime.now(UTC)
     results = []
     part = contract.partition_by if written is not None else None
-    # One connection for all the checks: opening one costs more than most checks' queries.
+    # One connection for all the checks: opening one costs more than most checks' queries. The checks count and
+    # compare keys, so DuckDB's own Parquet reader serves them (faster over many files than Arrow datasets).
     targets = [TableRef(*c.to.split(".")[:2]) for c in contract.table_checks if isinstance(c, Relationship)]
-    con = lake.connect([ref, *targets])
+    con = lake.connect([ref, *targets], native=True)
     try:
         for check in contract.table_checks:
             scope = WINDOWED_SCOPE[type(check)] if part else "table"
