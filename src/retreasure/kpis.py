@@ -1,4 +1,4 @@
-"""The headline KPIs as one summary, read from gold (and silver where gold has no mart yet)."""
+"""The headline KPIs as one summary, read from the gold marts (the ops tables for data quality)."""
 
 from __future__ import annotations
 
@@ -26,19 +26,14 @@ SUMMARY_SQL = {
         "SELECT round(sum(cost_of_goods) / nullif(sum(value_on_hand) / count(DISTINCT day), 0), 4) AS v "
         "FROM gold.mart_inventory"
     ),
-    "Conversion rate": (
-        "SELECT round(count(*) FILTER (WHERE converted) / nullif(count(*), 0), 4) AS v FROM silver.sessions"
-    ),
-    "Average customer value (EUR)": (
-        "SELECT round(avg(v), 2) AS v FROM (SELECT sum(subtotal_base - discount_base) AS v FROM silver.orders "
-        "WHERE customer_token IS NOT NULL GROUP BY customer_token)"
-    ),
+    # Ratios are recomputed from the marts' counts, never averaged over their rows.
+    "Conversion rate": "SELECT round(sum(orders) / nullif(sum(sessions), 0), 4) AS v FROM gold.mart_marketing",
+    "Average lifetime value (EUR)": "SELECT round(avg(lifetime_value), 2) AS v FROM gold.mart_customers",
     "Fulfillment rate": (
-        "SELECT round(count(*) FILTER (WHERE order_key IN (SELECT order_key FROM silver.fulfillments)) "
-        "/ nullif(count(*), 0), 4) AS v FROM silver.orders WHERE channel <> 'pos'"
+        "SELECT round(sum(orders_shipped) / nullif(sum(orders_to_ship), 0), 4) AS v FROM gold.mart_fulfillment"
     ),
     "Median delivery days": (
-        "SELECT round(median(epoch(delivered_ts - shipped_ts) / 86400), 1) AS v FROM silver.fulfillments "
+        "SELECT round(median(epoch(delivered_ts - shipped_ts) / 86400), 1) AS v FROM gold.fct_fulfillments "
         "WHERE delivered_ts IS NOT NULL"
     ),
     "Tax owed by us (EUR)": "SELECT sum(tax_liability) AS v FROM gold.mart_tax_liability WHERE tax_party = 'seller'",
