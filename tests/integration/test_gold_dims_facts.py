@@ -329,10 +329,11 @@ def test_fct_inventory_daily_matches_the_stock_movements(built: tuple[Truth, Lak
         for r in rows(lake, "SELECT sku, day, on_hand_end FROM gold.fct_inventory_daily WHERE source = 'shopify'")
     }
     assert set(warehouse) == {p.sku for p in truth["products"] if p.location_id == "WH"}
-    # The truth keeps its running balance in movement order (movement_id), and a few web sales are stamped a
-    # little before the same day's buying-in; Shopify reports that balance at the latest movement time.
-    wh = [m for m in truth["inventory_movements"] if m.location_id == "WH"]
-    balance = {m.sku: m.on_hand_after for m in sorted(wh, key=lambda m: m.movement_id)}
+    # Shopify reports the balance at each product's latest movement; add it up from the changes independently.
+    balance: dict[str, int] = defaultdict(int)
+    for m in truth["inventory_movements"]:
+        if m.location_id == "WH":
+            balance[m.sku] += m.change
     assert warehouse == {sku: (m.at.date(), balance[sku]) for sku, m in last_wh.items()}
 
 
