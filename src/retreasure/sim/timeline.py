@@ -1,11 +1,13 @@
-"""What a channel can see of the truth at a moment: the state of each order as of the server's clock.
+"""What a channel can see of the truth at a moment: each order's state and each product's stock, as of a clock.
 
 The fake servers share this, so that "updated since" filters, fulfillments and refunds appear exactly when
-they happened, and an incremental reader sees an order change over time as it would in production.
+they happened, an incremental reader sees an order change over time as it would in production, and every
+channel listing a product reports the same stock for it.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +24,50 @@ class OrderState:
     fulfillments: list[Fulfillment] = field(default_factory=list)
     delivered: dict[str, datetime] = field(default_factory=dict)  # fulfillment_id -> delivered_at
     refunds: list[Refund] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class Stock:
+    """A product's stock as a channel shows it at some moment."""
+
+    on_hand: int
+    moved_at: datetime  # its latest movement
+    state_since: datetime  # when it last came into stock or sold out (its first movement if never)
+
+
+@dataclass(slots=True)
+class StockHistory:
+    """One product's stock over time: its movements' changes summed in time order."""
+
+    at: list[datetime] = field(default_factory=list)
+    on_hand: list[int] = field(default_factory=list)
+    since: list[datetime] = field(default_factory=list)
+
+    def add(self, at: datetime, change: int) -> None:
+        """Append a movement; movements must come in (at, movement_id) order."""
+        before = self.on_hand[-1] if self.on_hand else 0
+        after = before + change
+        same_state = bool(self.on_hand) and (before > 0) == (after > 0)
+        self.at.append(at)
+        self.on_hand.append(after)
+        self.since.append(self.since[-1] if same_state else at)
+
+    def as_of(self, clock: datetime) -> Stock | None:
+        """The stock at the clock; None before the product's first movement (not yet bought in)."""
+        i = bisect.bisect_right(self.at, clock)
+        if i == 0:
+            return None
+        return Stock(self.on_hand[i - 1], self.at[i - 1], self.since[i - 1])
+
+
+def stock_histories(truth: Truth, channel: str) -> dict[str, StockHistory]:
+    """Stock histories of the products listed on a channel, by product id."""
+    listed = {p.product_id for p in truth["products"] if channel in p.channels}
+    histories: dict[str, StockHistory] = defaultdict(StockHistory)
+    for move in sorted(truth["inventory_movements"], key=lambda m: (m.at, m.movement_id)):
+        if move.product_id in listed:
+            histories[move.product_id].add(move.at, move.change)
+    return dict(histories)
 
 
 class Timeline:

@@ -9,10 +9,9 @@ a drifted shape). Field names and types follow Etsy's published OpenAPI schemas 
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any, ClassVar
 from retreasure.sim.config import Faults
 from retreasure.sim.model import MINOR_UNITS, Order, OrderLine, Product, Truth
 from retreasure.sim.servers.base import FakeServer, Request, Response
-from retreasure.sim.timeline import OrderState
+from retreasure.sim.timeline import OrderState, stock_histories
 
 BASE = "/v3/application"
 SHOP_CURRENCY = "EUR"  # listings are priced in the shop's currency; receipts in the buyer's
@@ -142,16 +141,7 @@ class EtsyServer(FakeServer):
         self.shop_id = shop_id
         super().__init__(truth, credentials, faults, seed, clock, host, port)
         self.receipts: dict[str, Order] = {o.channel_order_id: o for o in self.timeline.by_channel.get("etsy", ())}
-        # Per listed product, its stock history: (at, on hand after, since when in that state).
-        self.history: dict[str, list[tuple[datetime, int, datetime]]] = defaultdict(list)
-        for move in sorted(truth["inventory_movements"], key=lambda m: (m.at, m.movement_id)):
-            product = self.timeline.products[move.product_id]
-            if "etsy" not in product.channels:
-                continue
-            past = self.history[move.product_id]
-            was_active = bool(past) and past[-1][1] > 0
-            since = past[-1][2] if past and was_active == (move.on_hand_after > 0) else move.at
-            past.append((move.at, move.on_hand_after, since))
+        self.stock = stock_histories(truth, "etsy")
 
     # -- FakeServer hooks ------------------------------------------------------------------------
     def routes(self) -> None:
@@ -389,13 +379,13 @@ class EtsyServer(FakeServer):
     def listings(self, as_of: datetime) -> list[ListingState]:
         """Every listing of the shop at ``as_of``: products listed on Etsy that were acquired by then."""
         found = []
-        for pid, past in self.history.items():
-            i = bisect.bisect_right(past, as_of, key=lambda h: h[0])
-            if i == 0:
+        for pid, history in self.stock.items():
+            stock = history.as_of(as_of)
+            if stock is None:
                 continue
-            at, on_hand, since = past[i - 1]
+            state = "active" if stock.on_hand > 0 else "sold_out"
             product = self.timeline.products[pid]
-            found.append(ListingState(product, on_hand, "active" if on_hand > 0 else "sold_out", at, since))
+            found.append(ListingState(product, stock.on_hand, state, stock.moved_at, stock.state_since))
         return found
 
     def listing(self, s: ListingState) -> dict[str, Any]:

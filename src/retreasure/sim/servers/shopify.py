@@ -49,7 +49,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -57,7 +57,7 @@ from typing import Any, ClassVar
 from retreasure.sim.config import Faults
 from retreasure.sim.model import BASE_CURRENCY, Customer, Order, OrderLine, Product, Refund, Truth, money
 from retreasure.sim.servers.base import FakeServer, Request, Response
-from retreasure.sim.timeline import OrderState
+from retreasure.sim.timeline import OrderState, Stock, stock_histories
 
 API_PATH = r"/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json"
 CHANNEL = "shopify"
@@ -565,26 +565,6 @@ def inventory_item_id(p: Product) -> int:
 # -- what the shop holds at a moment ---------------------------------------------------------------
 
 
-@dataclass
-class StockHistory:
-    """One listed product's stock over time: movement times and on-hand after each."""
-
-    at: list[datetime] = field(default_factory=list)
-    on_hand: list[int] = field(default_factory=list)
-
-    def as_of(self, clock: datetime) -> tuple[int, datetime | None, datetime | None]:
-        """(on hand, last movement, last change between in stock and sold out), as of the clock."""
-        i = bisect.bisect_right(self.at, clock)
-        if i == 0:
-            return 0, None, None
-        flipped = None
-        for j in range(i - 1, 0, -1):
-            if (self.on_hand[j] > 0) != (self.on_hand[j - 1] > 0):
-                flipped = self.at[j]
-                break
-        return self.on_hand[i - 1], self.at[i - 1], flipped
-
-
 def shopify_products(truth: Truth, clock: datetime) -> list[Product]:
     """Products listed on Shopify that the shop held by the clock."""
     return [p for p in truth["products"] if CHANNEL in p.channels and p.acquired_at <= clock]
@@ -645,12 +625,7 @@ class ShopifyServer(FakeServer):
         self._request_ids = 0
         super().__init__(truth, credentials, faults, seed, clock, host, port)
         self.fx = FxTable(truth)
-        self.stock: dict[str, StockHistory] = defaultdict(StockHistory)
-        for move in sorted(truth["inventory_movements"], key=lambda m: (m.at, m.movement_id)):
-            if CHANNEL in self.timeline.products[move.product_id].channels:
-                history = self.stock[move.product_id]
-                history.at.append(move.at)
-                history.on_hand.append((history.on_hand[-1] if history.on_hand else 0) + move.change)
+        self.stock = stock_histories(truth, CHANNEL)
 
     # -- FakeServer hooks ------------------------------------------------------------------------
     def routes(self) -> None:
@@ -859,12 +834,23 @@ class ShopifyServer(FakeServer):
 
         return render
 
+    def _held(self, clock: datetime) -> list[tuple[Product, Stock]]:
+        """Products the shop held by the clock, with their stock then."""
+        held = []
+        for p in shopify_products(self.truth, clock):
+            stock = self.stock[p.product_id].as_of(clock)
+            if stock is not None:  # always, as a product's first movement is its buying-in
+                held.append((p, stock))
+        return held
+
     def _product_rows(self, clock: datetime) -> list[Row]:
         rows = []
-        for p in shopify_products(self.truth, clock):
-            on_hand, _, flipped = self.stock[p.product_id].as_of(clock)
-            updated = max(p.acquired_at, flipped) if flipped else p.acquired_at
-            rows.append(Row(p.shopify_product_id, p.acquired_at, updated, self._product_renderer(p, on_hand, updated)))
+        for p, stock in self._held(clock):
+            # A product changes when it sells out or comes back; each sale alone changes only its inventory.
+            updated = stock.state_since
+            rows.append(
+                Row(p.shopify_product_id, p.acquired_at, updated, self._product_renderer(p, stock.on_hand, updated))
+            )
         return rows
 
     def _product_renderer(self, p: Product, on_hand: int, updated: datetime) -> Callable[[str], dict[str, Any]]:
@@ -907,11 +893,10 @@ class ShopifyServer(FakeServer):
 
     def _inventory_rows(self, clock: datetime) -> list[Row]:
         rows = []
-        for p in shopify_products(self.truth, clock):
-            on_hand, moved, _ = self.stock[p.product_id].as_of(clock)
-            updated = moved or p.acquired_at
+        for p, stock in self._held(clock):
+            updated = stock.moved_at
             rows.append(
-                Row(inventory_item_id(p), p.acquired_at, updated, self._inventory_renderer(p, on_hand, updated))
+                Row(inventory_item_id(p), p.acquired_at, updated, self._inventory_renderer(p, stock.on_hand, updated))
             )
         return rows
 
