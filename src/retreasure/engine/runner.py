@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from retreasure.bronze.landing import BRONZE_SCHEMA
 from retreasure.engine.models import ALL_TIME, Model
-from retreasure.lake.store import Lake, TableRef
+from retreasure.lake.store import Lake, TableRef, connection
 from retreasure.log import get_logger
 from retreasure.quality.checks import CheckResult, apply_row_rules, record_results, run_table_checks
 
@@ -114,7 +114,9 @@ def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     # The connection made a view of every input that exists: asking DuckDB spares opening each table again.
     present = {
         f"{schema}.{name}"
-        for schema, name in con.execute("SELECT schema_name, view_name FROM duckdb_views()").fetchall()
+        for schema, name in con.execute(
+            "SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database()"
+        ).fetchall()
     }
     for ref in model.inputs:
         if str(ref) not in present:
@@ -154,7 +156,7 @@ def _newest(
     lake: Lake, ref: TableRef, data: pa.Table, keys: list[str], part: str, version: str, whole: bool
 ) -> pa.Table:
     """The rows of the partitions ``data`` touches, as they stand after it: newest version per key wins."""
-    con = duckdb.connect()
+    con = connection()
     con.register("incoming", data)
     source = "SELECT *, 1 AS __new FROM incoming"
     if not whole and data.num_rows:
