@@ -39,6 +39,9 @@ def connection() -> duckdb.DuckDBPyConnection:
         database = _DATABASE.get(os.getpid())
         if database is None:
             database = _DATABASE[os.getpid()] = duckdb.connect()
+            # Parquet footers read once per process: checks and models read the same files over and over, and a
+            # Delta data file never changes once written (a new version writes new files).
+            database.execute("SET GLOBAL parquet_metadata_cache = true")
         con = database.cursor()
         catalog = f"__work{next(_CATALOGS)}"
     con.execute(f"ATTACH ':memory:' AS {catalog}")
@@ -132,8 +135,8 @@ class Lake:
     def dataset(self, ref: TableRef) -> pads.Dataset:
         snapshot = self._snapshot(ref)
         version = snapshot.table.version()
-        if version not in snapshot.datasets:
-            snapshot.datasets[version] = self._open_dataset(ref, snapshot.table)
+        if version not in snapshot.datasets:  # one version kept: a write moves the table object on in place
+            snapshot.datasets = {version: self._open_dataset(ref, snapshot.table)}
         return snapshot.datasets[version]
 
     def _open_dataset(self, ref: TableRef, table: DeltaTable) -> pads.Dataset:
@@ -177,11 +180,12 @@ class Lake:
         txn: tuple[str, int] | None = None,
     ) -> None:
         commit = CommitProperties(app_transactions=[Transaction(*txn)]) if txn else None
+        exists = self.exists(ref)
         write_deltalake(
-            self.table_uri(ref),
+            self._target(ref, exists),
             data,
             mode="append",
-            partition_by=list(partition_by) if partition_by and not self.exists(ref) else None,
+            partition_by=list(partition_by) if partition_by and not exists else None,
             storage_options=self.storage_options,
             commit_properties=commit,
         )
@@ -219,7 +223,7 @@ class Lake:
         """Replace the rows matching ``predicate`` (a partition, say) with ``data``; the whole table without."""
         exists = self.exists(ref)
         write_deltalake(
-            self.table_uri(ref),
+            self._target(ref, exists),
             data,
             mode="overwrite",
             predicate=predicate if exists else None,
@@ -227,6 +231,10 @@ class Lake:
             schema_mode=None if predicate and exists else "overwrite",
             storage_options=self.storage_options,
         )
+
+    def _target(self, ref: TableRef, exists: bool) -> str | DeltaTable:
+        """What a write goes to: the table as already opened (its log not replayed again), else its URI."""
+        return self.delta(ref) if exists and self.is_local else self.table_uri(ref)
 
     def merge(self, ref: TableRef, data: pa.Table, keys: Sequence[str]) -> dict[str, int]:
         """Upsert on ``keys``: for small dimension tables (a merge rewrites the files it touches)."""
@@ -303,7 +311,7 @@ class Lake:
         snapshot = self._snapshot(ref)
         version = snapshot.table.version()
         if version not in snapshot.scans:
-            snapshot.scans[version] = _native_scan(snapshot.table)
+            snapshot.scans = {version: _native_scan(snapshot.table)}
         return snapshot.scans[version]
 
     def query(
