@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from retreasure.lake import Lake, TableRef
+from retreasure.lake import Lake
 from retreasure.sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
-from tests.helpers import copy_lake
+from tests.helpers import copy_lake, rows_without
 
 pytestmark = pytest.mark.e2e
 
@@ -48,11 +48,6 @@ def _kill_mid_build(lake: Path) -> None:
         process.wait(timeout=30)
 
 
-def _rows(lake: Lake, ref: TableRef) -> list[dict]:
-    columns = ", ".join(f'"{c}"' for c in lake.dataset(ref).schema.names if c not in VOLATILE)
-    return lake.query(f"SELECT {columns} FROM {ref} ORDER BY ALL", [ref]).to_pylist()
-
-
 def test_a_build_killed_midway_then_rerun_equals_one_clean_build(
     bronze_lake: tuple[Truth, Lake], gold_lake: tuple[Truth, Lake], tmp_path: Path
 ) -> None:
@@ -72,4 +67,4 @@ def test_a_build_killed_midway_then_rerun_equals_one_clean_build(
         map(str, expected)
     )
     for ref in expected:
-        assert _rows(lake, ref) == _rows(clean, ref), f"{ref} differs from one clean build"
+        assert rows_without(lake, ref, VOLATILE) == rows_without(clean, ref, VOLATILE), f"{ref} differs"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from retreasure.lake import Lake
 from retreasure.sim.model import Truth
 from retreasure.sim.stage import expected_counts
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_sim_fakes_ingest_by_hand(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from retreasure.lake import Lake
 from retreasure.serving.auth import create_key
 from retreasure.sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,19 +55,13 @@ class Served:
     marketing_key: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`retreasure dashboard` on a free port over a private copy of the gold lake, with two keys."""
     root = tmp_path_factory.mktemp("dashboards")
     lake = Lake(shutil.copytree(gold_lake[1].uri, root / "lake"))
     keys = create_key(lake, "admin", "e2e admin"), create_key(lake, "marketing", "e2e marketing")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETREASURE_")} | {
         "RETREASURE_LAKE_URI": lake.uri,
         "RETREASURE_PII_HMAC_KEY": HMAC_KEY,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from retreasure.serving.api.app import create_app
 from retreasure.settings import Settings
 from retreasure.sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import free_port
 
 PROBLEM = "application/problem+json"
 # The issue's role map, written out here rather than read from the code under test.
@@ -78,12 +78,6 @@ class Api:
             response = httpx.get(next_url, headers={"X-API-Key": self.keys[role]}, timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def api(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """The API served over a private copy of the gold lake (it writes keys into ops.api_keys)."""
@@ -101,7 +95,7 @@ def api(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory)
 @contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The API over ``settings`` on a real uvicorn server on loopback, in a thread; yields its URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_config=None))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = clock.monotonic() + 30
@@ -333,7 +327,7 @@ def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api) -> N
         [sys.executable, "-m", "retreasure", "serve"], env={**env, "RETREASURE_SERVE__HOST": "0.0.0.0"}, **_TEXT
     )
     assert refused.returncode == 2 and "--host" in refused.stdout
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "retreasure", "serve", "--port", str(port)],
         env=env,

@@ -35,7 +35,7 @@ from retreasure.sim.servers.etsy import EtsyServer
 from retreasure.sim.servers.etsy import expected_counts as etsy_counts
 from retreasure.sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, VAULT_KEY
-from tests.helpers import copy_lake
+from tests.helpers import copy_lake, order_amounts
 
 MINE = (
     "tax_rates",
@@ -112,17 +112,7 @@ def expected(truth: Truth, channel: str, updated: dict[str, datetime] | None = N
             "order_ts": order.created_at,
             "order_date": order.created_at.date(),
             "updated_ts": version,
-            "currency": order.currency,
-            "subtotal": order.subtotal,
-            "discount": order.discount,
-            "shipping": order.shipping,
-            "tax": order.tax,
-            "total": order.total,
-            "tax_party": order.tax_party,
-            "tax_country": order.tax_country,
-            "tax_region": order.tax_region,
-            "ship_country": order.ship_country,
-            "ship_by_ts": order.ship_by,
+            **order_amounts(order),
         }
         for line in order.lines:
             tables["order_lines"][f"{channel}:{line.line_id}"] = {

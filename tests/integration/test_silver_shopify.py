@@ -31,7 +31,7 @@ from retreasure.sim.model import Truth
 from retreasure.sim.servers.shopify import ShopifyServer, default_clock, shopify_orders, shopify_products
 from retreasure.sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, SMALL, VAULT_KEY
-from tests.helpers import copy_lake, ordered_rows
+from tests.helpers import copy_lake, order_amounts, ordered_rows
 
 ORDER_MODELS = ("stg_shopify_orders", "stg_shopify_order_lines", "stg_shopify_refunds", "stg_shopify_fulfillments")
 DIMENSIONS = ("stg_shopify_products", "stg_shopify_customers", "stg_shopify_inventory_levels")
@@ -108,17 +108,7 @@ def expected(truth: Truth, clock: datetime) -> dict[str, dict[str, dict[str, Any
             "order_ts": o.created_at,
             "order_date": o.created_at.date(),
             "updated_ts": state.updated_at,
-            "currency": o.currency,
-            "subtotal": o.subtotal,
-            "discount": o.discount,
-            "shipping": o.shipping,
-            "tax": o.tax,
-            "total": o.total,
-            "tax_party": o.tax_party,
-            "tax_country": o.tax_country,
-            "tax_region": o.tax_region,
-            "ship_country": o.ship_country,
-            "ship_by_ts": o.ship_by,
+            **order_amounts(o),
             "discount_code": o.discount_code,
             "session_id": o.session_id,
             "campaign": o.campaign,

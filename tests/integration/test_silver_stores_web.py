@@ -29,7 +29,7 @@ from retreasure.sim.config import Faults, SimConfig
 from retreasure.sim.files import render_files
 from retreasure.sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
-from tests.helpers import copy_lake, ordered_rows
+from tests.helpers import copy_lake, order_amounts, ordered_rows
 
 MODELS = (
     "stores",
@@ -142,17 +142,7 @@ def pos_expected(truth: Truth) -> dict[str, dict[Any, dict[str, Any]]]:
             "customer_token": masker.token("email", customer.email) if customer else None,
             "order_ts": o.created_at,
             "order_date": o.created_at.date(),
-            "currency": o.currency,
-            "subtotal": o.subtotal,
-            "discount": o.discount,
-            "shipping": o.shipping,
-            "tax": o.tax,
-            "total": o.total,
-            "tax_party": o.tax_party,
-            "tax_country": o.tax_country,
-            "tax_region": o.tax_region,
-            "ship_country": o.ship_country,
-            "ship_by_ts": o.ship_by,
+            **order_amounts(o),
             "discount_code": o.discount_code,
             "session_id": None,
             "campaign": None,
