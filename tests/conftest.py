@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -9,12 +10,22 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from retreasure.lake import Lake
 from retreasure.settings import Settings
 from retreasure.sim.business import simulate
 from retreasure.sim.config import Faults, SimConfig
 from retreasure.sim.model import Truth
+
+# Generated-variant tests run real files, tables and servers per example: few examples, no per-example deadline
+# (a shared 2-core machine makes timings noisy), derandomised in CI so a red run can be replayed as it was.
+hypothesis_settings.register_profile(
+    "default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profile("default"), derandomize=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 SMALL = SimConfig(seed=11, start=date(2025, 3, 1), days=21, scale=0.2)
 HMAC_KEY = "test-hmac-key-0123456789abcdef"
