@@ -17,7 +17,7 @@ from retreasure.bronze.pii import PiiMasker
 from retreasure.engine.build import build
 from retreasure.engine.models import Model, load_models
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.ledger import Rates
+from retreasure.sim.ledger import Promises, Rates, data_clock, promises
 from retreasure.sim.model import Order, Truth
 from tests.conftest import HMAC_KEY
 
@@ -133,7 +133,7 @@ def test_fulfillment_rate_and_lateness_per_channel_equal_the_truth(built: tuple[
         got_n = sum(r["orders_to_ship"] for r in mart if r["channel"] == channel)
         got_s = sum(r["orders_shipped"] for r in mart if r["channel"] == channel)
         assert Decimal(got_s) / Decimal(got_n) == Decimal(s) / Decimal(n), channel
-    got_late = {c: sum(r["late_shipments"] for r in mart if r["channel"] == c) for c in ("shopify", "ebay", "etsy")}
+    got_late = {c: sum(r["shipped_late"] for r in mart if r["channel"] == c) for c in ("shopify", "ebay", "etsy")}
     assert got_late == {c: late.get(c, 0) for c in ("shopify", "ebay", "etsy")}
     assert all(late[c] > 0 for c in ("shopify", "ebay", "etsy")), dict(late)
     with_promise = {c: sum(r["orders_with_ship_by"] for r in mart if r["channel"] == c) for c in got_late}
@@ -141,6 +141,33 @@ def test_fulfillment_rate_and_lateness_per_channel_equal_the_truth(built: tuple[
     assert sum(r["orders_delivered"] for r in mart) == sum(delivered.values()) > 0
     for r in mart:
         assert r["fulfillment_rate"] == round(Decimal(r["orders_shipped"]) / Decimal(r["orders_to_ship"]), 4)
+
+
+def test_promises_kept_per_channel_and_day_equal_the_truth_at_the_data_clock(built: tuple[Truth, Lake]) -> None:
+    """On time, shipped late, overdue and not shipped (late too), pending: each (channel, order day) equals the
+    simulator's truth judged at the data's clock, and the period's last days do hold overdue unshipped orders."""
+    truth, lake = built
+    expected = promises(truth)
+    assert sum(p.overdue_unshipped for p in expected.values()) > 0, "no overdue unshipped order to judge"
+    assert sum(p.pending for p in expected.values()) > 0, "no pending order to leave out"
+    mart = rows(lake, "SELECT * FROM gold.mart_fulfillment")
+    got = {
+        (r["channel"], r["order_date"]): Promises(
+            r["shipped_on_time"], r["shipped_late"], r["overdue_unshipped"], r["orders_pending"]
+        )
+        for r in mart
+    }
+    assert got == expected
+    assert {r["judged_at"] for r in mart} == {data_clock(truth)}
+    for r in mart:
+        truth_day = expected[(r["channel"], r["order_date"])]
+        assert r["late_orders"] == truth_day.late
+        rate = truth_day.on_time_rate
+        assert r["on_time_rate"] == (None if rate is None else round(rate, 4)), (r["channel"], r["order_date"])
+    # The flattering reading (lateness among shipped orders only) would call these days perfect.
+    overdue_days = [k for k, p in expected.items() if p.overdue_unshipped and not p.shipped_late]
+    assert overdue_days
+    assert all(got[k].on_time_rate is not None and got[k].on_time_rate < 1 for k in overdue_days)
 
 
 def test_sessions_conversions_revenue_and_spend_per_campaign_equal_the_truth(built: tuple[Truth, Lake]) -> None:

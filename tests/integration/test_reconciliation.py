@@ -58,3 +58,23 @@ def test_conversion_and_fulfillment_rates_equal_the_books(built: tuple[Books, La
         "FROM silver.orders WHERE channel <> 'pos'"
     ).to_pylist()[0]
     assert (shipped["n"], shipped["s"]) == (truth.orders_to_ship, truth.orders_shipped)
+
+
+def test_on_time_rate_equals_the_books(built: tuple[Books, Lake]) -> None:
+    """Overdue orders not shipped count as late at the data's clock; pending ones are not judged."""
+    truth, lake = built
+    kept = truth.promises_kept
+    assert kept.overdue_unshipped > 0 and kept.pending > 0
+    row = lake.query(
+        "SELECT sum(shipped_on_time) AS on_time, sum(shipped_late) AS shipped_late, "
+        "sum(overdue_unshipped) AS overdue, sum(orders_pending) AS pending, sum(late_orders) AS late "
+        "FROM gold.mart_fulfillment"
+    ).to_pylist()[0]
+    assert (row["on_time"], row["shipped_late"], row["overdue"], row["pending"]) == (
+        kept.on_time,
+        kept.shipped_late,
+        kept.overdue_unshipped,
+        kept.pending,
+    )
+    assert row["late"] == kept.late
+    assert Decimal(row["on_time"]) / Decimal(row["on_time"] + row["late"]) == kept.on_time_rate
