@@ -3,11 +3,12 @@ broken records, schema drift, 429s and 5xx, truncated files)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
 from retreasure.engine.build import build
+from retreasure.kpis import summary
 from retreasure.lake import Lake
 from retreasure.sim.ledger import Books, books
 from retreasure.sim.model import Truth
@@ -78,3 +79,6 @@ def test_on_time_rate_equals_the_books(built: tuple[Books, Lake]) -> None:
     )
     assert row["late"] == kept.late
     assert Decimal(row["on_time"]) / Decimal(row["on_time"] + row["late"]) == kept.on_time_rate
+    assert kept.on_time_rate is not None
+    shown = dict(summary(lake))["On-time rate"]
+    assert Decimal(str(shown)) == kept.on_time_rate.quantize(Decimal("0.0001"), ROUND_HALF_UP)
