@@ -9,6 +9,7 @@ import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlglot
@@ -21,6 +22,8 @@ from retreasure.sim.ledger import Promises, Rates, data_clock, promises
 from retreasure.sim.model import Order, Truth
 from tests.conftest import HMAC_KEY
 
+MART_FULFILLMENT = TableRef("gold", "mart_fulfillment")
+ORDERS, FULFILLMENTS = TableRef("silver", "orders"), TableRef("silver", "fulfillments")
 MARTS = tuple(TableRef("gold", n) for n in ("mart_customers", "mart_fulfillment", "mart_marketing", "mart_finance"))
 
 
@@ -168,6 +171,37 @@ def test_promises_kept_per_channel_and_day_equal_the_truth_at_the_data_clock(bui
     overdue_days = [k for k, p in expected.items() if p.overdue_unshipped and not p.shipped_late]
     assert overdue_days
     assert all(got[k].on_time_rate is not None and got[k].on_time_rate < 1 for k in overdue_days)
+
+
+def test_promises_judged_at_an_earlier_clock_equal_the_truth_at_that_clock(
+    built: tuple[Truth, Lake], tmp_path: Path
+) -> None:
+    """Silver as it stood mid-period (orders and parcels up to an order placed then): the mart, rebuilt, judges
+    at that clock, when far more orders were overdue or pending than at the end."""
+    truth, full = built
+    online = sorted(o.created_at for o in truth["orders"] if o.channel != "pos")
+    clock = online[len(online) // 2]
+    lake = Lake(shutil.copytree(full.uri, tmp_path / "lake"))
+    cuts = {ORDERS: ("order_ts", "order_date"), FULFILLMENTS: ("shipped_ts", "shipped_date")}
+    for ref, (moment, partition) in cuts.items():
+        kept = lake.query(f"SELECT * FROM {ref} WHERE {moment} <= $clock", [ref], {"clock": clock})
+        lake.overwrite(ref, kept, partition_by=[partition])
+    runs = build(lake, select={MART_FULFILLMENT})
+    assert [str(r.ref) for r in runs if r.blocked] == []
+
+    expected = promises(truth, clock)
+    assert sum(p.overdue_unshipped for p in expected.values()) > sum(
+        p.overdue_unshipped for p in promises(truth).values()
+    )
+    mart = rows(lake, "SELECT * FROM gold.mart_fulfillment")
+    got = {
+        (r["channel"], r["order_date"]): Promises(
+            r["shipped_on_time"], r["shipped_late"], r["overdue_unshipped"], r["orders_pending"]
+        )
+        for r in mart
+    }
+    assert got == expected
+    assert {r["judged_at"] for r in mart} == {clock}
 
 
 def test_sessions_conversions_revenue_and_spend_per_campaign_equal_the_truth(built: tuple[Truth, Lake]) -> None:
