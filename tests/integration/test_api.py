@@ -205,6 +205,7 @@ def test_on_time_rate_of_the_last_days_counts_overdue_orders_not_shipped_as_late
     start = min(day for (_, day), p in judged.items() if p.overdue_unshipped)
     body = api.json("/v1/fulfillment/metrics", "operations", **{"from": start.isoformat(), "to": truth.end.isoformat()})
     got = {r["channel"]: r for r in body["items"]}
+    queue_as_of = api.json("/v1/fulfillment/orders", "operations", limit=1)["as_of"]
     flattered = []
     for channel, row in got.items():
         days = [p for (c, day), p in judged.items() if c == channel and day >= start]
@@ -217,6 +218,8 @@ def test_on_time_rate_of_the_last_days_counts_overdue_orders_not_shipped_as_late
         rate = want.on_time_rate
         assert row["on_time_rate"] == (None if rate is None else float(round(rate, 4))), channel
         assert datetime.fromisoformat(row["judged_at"]) == data_clock(truth)
+        # One clock: the queue's default "as of" is the moment the mart judged its promises at.
+        assert row["judged_at"] == queue_as_of
         if want.overdue_unshipped and rate is not None:
             # Lateness among shipped orders only, as it once was read, would have said better than this.
             assert rate < Decimal(want.on_time) / Decimal(want.on_time + want.shipped_late), channel

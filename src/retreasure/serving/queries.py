@@ -130,16 +130,25 @@ def rows(lake: Lake, sql: str, refs: list[TableRef], params: dict[str, object] |
 
 
 # The same clock as gold.mart_fulfillment's judged_at: a parcel can leave after the last order was placed.
-_CLOCK_SQL = """
-SELECT greatest((SELECT max(order_ts) FROM silver.orders), (SELECT max(shipped_ts) FROM silver.fulfillments)) AS at
-"""
+_CLOCK_SQL = "SELECT greatest({newest}) AS at"
+_NEWEST = {
+    ORDERS: "(SELECT max(order_ts) FROM silver.orders)",
+    FULFILLMENTS: "(SELECT max(shipped_ts) FROM silver.fulfillments)",
+}
+_BUILT_SQL = "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables"
 
 
 def data_as_of(lake: Lake) -> datetime:
     """The data's clock: the newest order placed or parcel shipped in the lake (UTC); the epoch for an empty lake."""
-    refs = [ORDERS, FULFILLMENTS] if lake.exists(FULFILLMENTS) else [ORDERS]
-    sql = _CLOCK_SQL if len(refs) == 2 else "SELECT max(order_ts) AS at FROM silver.orders"
-    found = rows(lake, sql, refs)[0]["at"]
+    cursor = _snapshots.cursor(lake, list(_NEWEST))
+    try:
+        # Asked of the snapshot database, which holds just the tables that exist: no extra look at the lake.
+        built = {name for (name,) in cursor.execute(_BUILT_SQL).fetchall()}
+        newest = [sql for ref, sql in _NEWEST.items() if str(ref) in built]
+        clock_sql = _CLOCK_SQL.format(newest=", ".join(newest))
+        found = cursor.execute(clock_sql).fetch_arrow_table().to_pylist()[0]["at"] if newest else None
+    finally:
+        cursor.close()
     return found.astimezone(UTC) if found else datetime(1970, 1, 1, tzinfo=UTC)
 
 
