@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import httpx
@@ -295,6 +295,43 @@ def test_page_shows_gold_and_follows_its_filter(served: Served, page: Page, case
     case.change(page)
     after = changed(page, case.label, shown)
     assert parse(after) == expected_after, f"{case.label} after the filter: shown {after}, gold {expected_after}"
+
+
+PROMISES = (
+    "SELECT sum(shipped_on_time) AS on_time, sum(shipped_late) AS shipped_late, "
+    "sum(overdue_unshipped) AS overdue FROM gold.mart_fulfillment WHERE order_date BETWEEN $start AND $end"
+)
+
+
+def on_time_rates(lake: Lake, channel: str | None = None) -> tuple[Decimal, Decimal, int]:
+    """(the on-time rate as docs/kpis.md defines it, the flattering one that ignores overdue orders not shipped,
+    late orders) over the default window, from gold's counts, rounded as the page shows a rate."""
+    sql = PROMISES + (" AND channel = $channel" if channel else "")
+    params = window(lake) | ({"channel": channel} if channel else {})
+    row = lake.query(sql, params=params).to_pylist()[0]
+    on_time, shipped_late, overdue = row["on_time"], row["shipped_late"], row["overdue"]
+    assert overdue > 0, "no overdue order not shipped: the test would not tell the two readings apart"
+    shown = Decimal("0.0001")
+    honest = (Decimal(on_time) / (on_time + shipped_late + overdue)).quantize(shown, ROUND_HALF_UP)
+    flattering = (Decimal(on_time) / (on_time + shipped_late)).quantize(shown, ROUND_HALF_UP)
+    return honest, flattering, shipped_late + overdue
+
+
+def test_operations_on_time_rate_counts_overdue_orders_not_shipped_as_late(served: Served, page: Page) -> None:
+    honest, flattering, late = on_time_rates(served.lake)
+    assert honest < flattering
+    sign_in(page, served.url, served.admin_key)
+    open_page(page, "Operations")
+    shown = metric(page, "On-time rate")
+    assert parse(shown) == honest, f"on-time rate shown {shown}, gold {honest} (flattering: {flattering})"
+    assert parse(metric(page, "Late orders")) == late
+
+    honest_etsy, flattering_etsy, late_etsy = on_time_rates(served.lake, "etsy")
+    assert honest_etsy < flattering_etsy
+    choose(page, "Channels", "Etsy")
+    after = changed(page, "On-time rate", shown)
+    assert parse(after) == honest_etsy, f"Etsy on-time rate shown {after}, gold {honest_etsy}"
+    assert parse(metric(page, "Late orders")) == late_etsy
 
 
 def test_marketing_key_sees_only_marketing(served: Served, page: Page) -> None:

@@ -9,6 +9,7 @@ import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlglot
@@ -17,10 +18,12 @@ from retreasure.bronze.pii import PiiMasker
 from retreasure.engine.build import build
 from retreasure.engine.models import Model, load_models
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.ledger import Rates
+from retreasure.sim.ledger import Promises, Rates, data_clock, promises
 from retreasure.sim.model import Order, Truth
 from tests.conftest import HMAC_KEY
 
+MART_FULFILLMENT = TableRef("gold", "mart_fulfillment")
+ORDERS, FULFILLMENTS = TableRef("silver", "orders"), TableRef("silver", "fulfillments")
 MARTS = tuple(TableRef("gold", n) for n in ("mart_customers", "mart_fulfillment", "mart_marketing", "mart_finance"))
 
 
@@ -133,7 +136,7 @@ def test_fulfillment_rate_and_lateness_per_channel_equal_the_truth(built: tuple[
         got_n = sum(r["orders_to_ship"] for r in mart if r["channel"] == channel)
         got_s = sum(r["orders_shipped"] for r in mart if r["channel"] == channel)
         assert Decimal(got_s) / Decimal(got_n) == Decimal(s) / Decimal(n), channel
-    got_late = {c: sum(r["late_shipments"] for r in mart if r["channel"] == c) for c in ("shopify", "ebay", "etsy")}
+    got_late = {c: sum(r["shipped_late"] for r in mart if r["channel"] == c) for c in ("shopify", "ebay", "etsy")}
     assert got_late == {c: late.get(c, 0) for c in ("shopify", "ebay", "etsy")}
     assert all(late[c] > 0 for c in ("shopify", "ebay", "etsy")), dict(late)
     with_promise = {c: sum(r["orders_with_ship_by"] for r in mart if r["channel"] == c) for c in got_late}
@@ -141,6 +144,64 @@ def test_fulfillment_rate_and_lateness_per_channel_equal_the_truth(built: tuple[
     assert sum(r["orders_delivered"] for r in mart) == sum(delivered.values()) > 0
     for r in mart:
         assert r["fulfillment_rate"] == round(Decimal(r["orders_shipped"]) / Decimal(r["orders_to_ship"]), 4)
+
+
+def test_promises_kept_per_channel_and_day_equal_the_truth_at_the_data_clock(built: tuple[Truth, Lake]) -> None:
+    """On time, shipped late, overdue and not shipped (late too), pending: each (channel, order day) equals the
+    simulator's truth judged at the data's clock, and the period's last days do hold overdue unshipped orders."""
+    truth, lake = built
+    expected = promises(truth)
+    assert sum(p.overdue_unshipped for p in expected.values()) > 0, "no overdue unshipped order to judge"
+    assert sum(p.pending for p in expected.values()) > 0, "no pending order to leave out"
+    mart = rows(lake, "SELECT * FROM gold.mart_fulfillment")
+    got = {
+        (r["channel"], r["order_date"]): Promises(
+            r["shipped_on_time"], r["shipped_late"], r["overdue_unshipped"], r["orders_pending"]
+        )
+        for r in mart
+    }
+    assert got == expected
+    assert {r["judged_at"] for r in mart} == {data_clock(truth)}
+    for r in mart:
+        truth_day = expected[(r["channel"], r["order_date"])]
+        assert r["late_orders"] == truth_day.late
+        rate = truth_day.on_time_rate
+        assert r["on_time_rate"] == (None if rate is None else round(rate, 4)), (r["channel"], r["order_date"])
+    # The flattering reading (lateness among shipped orders only) would call these days perfect.
+    overdue_days = [k for k, p in expected.items() if p.overdue_unshipped and not p.shipped_late]
+    assert overdue_days
+    assert all(got[k].on_time_rate is not None and got[k].on_time_rate < 1 for k in overdue_days)
+
+
+def test_promises_judged_at_an_earlier_clock_equal_the_truth_at_that_clock(
+    built: tuple[Truth, Lake], tmp_path: Path
+) -> None:
+    """Silver as it stood mid-period (orders and parcels up to an order placed then): the mart, rebuilt, judges
+    at that clock, when far more orders were overdue or pending than at the end."""
+    truth, full = built
+    online = sorted(o.created_at for o in truth["orders"] if o.channel != "pos")
+    clock = online[len(online) // 2]
+    lake = Lake(shutil.copytree(full.uri, tmp_path / "lake"))
+    cuts = {ORDERS: ("order_ts", "order_date"), FULFILLMENTS: ("shipped_ts", "shipped_date")}
+    for ref, (moment, partition) in cuts.items():
+        kept = lake.query(f"SELECT * FROM {ref} WHERE {moment} <= $clock", [ref], {"clock": clock})
+        lake.overwrite(ref, kept, partition_by=[partition])
+    runs = build(lake, select={MART_FULFILLMENT})
+    assert [str(r.ref) for r in runs if r.blocked] == []
+
+    expected = promises(truth, clock)
+    assert sum(p.overdue_unshipped for p in expected.values()) > sum(
+        p.overdue_unshipped for p in promises(truth).values()
+    )
+    mart = rows(lake, "SELECT * FROM gold.mart_fulfillment")
+    got = {
+        (r["channel"], r["order_date"]): Promises(
+            r["shipped_on_time"], r["shipped_late"], r["overdue_unshipped"], r["orders_pending"]
+        )
+        for r in mart
+    }
+    assert got == expected
+    assert {r["judged_at"] for r in mart} == {clock}
 
 
 def test_sessions_conversions_revenue_and_spend_per_campaign_equal_the_truth(built: tuple[Truth, Lake]) -> None:

@@ -3,11 +3,12 @@ broken records, schema drift, 429s and 5xx, truncated files)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
 from retreasure.engine.build import build
+from retreasure.kpis import summary
 from retreasure.lake import Lake
 from retreasure.sim.ledger import Books, books
 from retreasure.sim.model import Truth
@@ -58,3 +59,26 @@ def test_conversion_and_fulfillment_rates_equal_the_books(built: tuple[Books, La
         "FROM silver.orders WHERE channel <> 'pos'"
     ).to_pylist()[0]
     assert (shipped["n"], shipped["s"]) == (truth.orders_to_ship, truth.orders_shipped)
+
+
+def test_on_time_rate_equals_the_books(built: tuple[Books, Lake]) -> None:
+    """Overdue orders not shipped count as late at the data's clock; pending ones are not judged."""
+    truth, lake = built
+    kept = truth.promises_kept
+    assert kept.overdue_unshipped > 0 and kept.pending > 0
+    row = lake.query(
+        "SELECT sum(shipped_on_time) AS on_time, sum(shipped_late) AS shipped_late, "
+        "sum(overdue_unshipped) AS overdue, sum(orders_pending) AS pending, sum(late_orders) AS late "
+        "FROM gold.mart_fulfillment"
+    ).to_pylist()[0]
+    assert (row["on_time"], row["shipped_late"], row["overdue"], row["pending"]) == (
+        kept.on_time,
+        kept.shipped_late,
+        kept.overdue_unshipped,
+        kept.pending,
+    )
+    assert row["late"] == kept.late
+    assert Decimal(row["on_time"]) / Decimal(row["on_time"] + row["late"]) == kept.on_time_rate
+    assert kept.on_time_rate is not None
+    shown = dict(summary(lake))["On-time rate"]
+    assert Decimal(str(shown)) == kept.on_time_rate.quantize(Decimal("0.0001"), ROUND_HALF_UP)

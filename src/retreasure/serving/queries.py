@@ -4,9 +4,10 @@ Every function names the tables it reads (a DuckDB connection then sees just tho
 rows: dicts of Python values (``Decimal`` for EUR amounts, ``date``/``datetime`` in UTC). Nothing here returns
 clear PII: customers and addresses are tokens; revealing them is the caller's decision (``serving.pii``).
 
-"As of": audiences and the overdue flag are judged against the data's own clock, the time of the newest order
-in silver (``data_as_of``), not the wall clock, so that the same lake gives the same answer on any day; callers
-may pass ``as_of`` to ask about another moment.
+"As of": audiences and the overdue flag are judged against the data's own clock, the newest order placed or
+parcel shipped in silver (``data_as_of``), not the wall clock, so that the same lake gives the same answer on any
+day; callers may pass ``as_of`` to ask about another moment. gold.mart_fulfillment judges its unshipped orders at
+the same clock (its ``judged_at``).
 
 Reads go through in-memory Arrow snapshots of those tables, each kept while its Delta version does not move:
 opening a Delta table's files costs far more than the queries (see docs/benchmarks.md, API), and checking the
@@ -16,6 +17,7 @@ version on every call means a build's new commit is seen by the very next reques
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -127,9 +129,26 @@ def rows(lake: Lake, sql: str, refs: list[TableRef], params: dict[str, object] |
         cursor.close()
 
 
+# The same clock as gold.mart_fulfillment's judged_at: a parcel can leave after the last order was placed.
+_CLOCK_SQL = "SELECT greatest({newest}) AS at"
+_NEWEST = {
+    ORDERS: "(SELECT max(order_ts) FROM silver.orders)",
+    FULFILLMENTS: "(SELECT max(shipped_ts) FROM silver.fulfillments)",
+}
+_BUILT_SQL = "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables"
+
+
 def data_as_of(lake: Lake) -> datetime:
-    """The data's clock: when the newest order in the lake was placed (UTC); the epoch for an empty lake."""
-    found = rows(lake, "SELECT max(order_ts) AS at FROM silver.orders", [ORDERS])[0]["at"]
+    """The data's clock: the newest order placed or parcel shipped in the lake (UTC); the epoch for an empty lake."""
+    cursor = _snapshots.cursor(lake, list(_NEWEST))
+    try:
+        # Asked of the snapshot database, which holds just the tables that exist: no extra look at the lake.
+        built = {name for (name,) in cursor.execute(_BUILT_SQL).fetchall()}
+        newest = [sql for ref, sql in _NEWEST.items() if str(ref) in built]
+        clock_sql = _CLOCK_SQL.format(newest=", ".join(newest))
+        found = cursor.execute(clock_sql).fetch_arrow_table().to_pylist()[0]["at"] if newest else None
+    finally:
+        cursor.close()
     return found.astimezone(UTC) if found else datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -318,15 +337,20 @@ def fulfillment_queue(
 _FULFILLMENT_METRICS_SQL = """
 WITH counts AS (
     SELECT
-        channel,
+        {key} AS channel,
         sum(orders_to_ship) AS orders_to_ship,
         sum(orders_shipped) AS orders_shipped,
         sum(orders_with_ship_by) AS orders_with_ship_by,
-        sum(late_shipments) AS late_shipments,
-        sum(orders_delivered) AS orders_delivered
+        sum(shipped_on_time) AS shipped_on_time,
+        sum(shipped_late) AS shipped_late,
+        sum(overdue_unshipped) AS overdue_unshipped,
+        sum(late_orders) AS late_orders,
+        sum(orders_pending) AS orders_pending,
+        sum(orders_delivered) AS orders_delivered,
+        max(judged_at) AS judged_at
     FROM gold.mart_fulfillment
-    WHERE order_date BETWEEN $start AND $end
-    GROUP BY channel
+    WHERE order_date BETWEEN $start AND $end {filter}
+    GROUP BY ALL
 ), first_parcels AS (
     SELECT
         channel,
@@ -334,16 +358,16 @@ WITH counts AS (
         date_diff('second', min(order_ts), min(shipped_ts)) / 3600.0 AS hours_to_ship,
         date_diff('second', min(shipped_ts), arg_min(delivered_ts, shipped_ts)) / 86400.0 AS delivery_days
     FROM gold.fct_fulfillments
-    WHERE order_date BETWEEN $start AND $end
+    WHERE order_date BETWEEN $start AND $end {filter}
     GROUP BY channel, order_key
 ), times AS (
     SELECT
-        channel,
+        {key} AS channel,
         round(median(hours_to_ship), 2) AS median_hours_to_ship,
         round(avg(hours_to_ship), 2) AS avg_hours_to_ship,
         round(median(delivery_days), 2) AS median_delivery_days
     FROM first_parcels
-    GROUP BY channel
+    GROUP BY ALL
 )
 SELECT
     c.channel,
@@ -353,23 +377,57 @@ SELECT
     t.median_hours_to_ship,
     t.avg_hours_to_ship,
     CAST(c.orders_with_ship_by AS BIGINT) AS orders_with_ship_by,
-    CAST(c.late_shipments AS BIGINT) AS late_shipments,
-    round(c.late_shipments / nullif(c.orders_with_ship_by, 0), 4) AS late_rate,
+    CAST(c.shipped_on_time AS BIGINT) AS shipped_on_time,
+    CAST(c.shipped_late AS BIGINT) AS shipped_late,
+    CAST(c.overdue_unshipped AS BIGINT) AS overdue_unshipped,
+    CAST(c.late_orders AS BIGINT) AS late_orders,
+    CAST(c.orders_pending AS BIGINT) AS orders_pending,
+    round(c.shipped_on_time / nullif(c.shipped_on_time + c.late_orders, 0), 4) AS on_time_rate,
     CAST(c.orders_delivered AS BIGINT) AS orders_delivered,
-    t.median_delivery_days
+    t.median_delivery_days,
+    c.judged_at
 FROM counts c
 LEFT JOIN times t USING (channel)
 ORDER BY c.channel
 """
 
 
-def fulfillment_metrics(lake: Lake, start: date, end: date) -> list[dict[str, Any]]:
-    """Per online channel, for orders placed between ``start`` and ``end``: rate, time to ship, lateness, delivery.
+def _fulfillment_sql(by_channel: bool, channels: Sequence[str]) -> str:
+    """The metrics query per channel or over the channels together; only fixed text is spliced."""
+    key = "channel" if by_channel else "'all'"
+    where = " AND list_contains($channels, channel)" if channels else ""
+    return _FULFILLMENT_METRICS_SQL.replace("{key}", key).replace("{filter}", where)
 
-    Counts are sums of gold.mart_fulfillment's days; times are recomputed over the range's first parcels
-    (medians cannot be summed).
+
+def _fulfillment_params(start: date, end: date, channels: Sequence[str]) -> dict[str, object]:
+    params: dict[str, object] = {"start": start, "end": end}
+    if channels:
+        params["channels"] = list(channels)
+    return params
+
+
+def fulfillment_metrics(lake: Lake, start: date, end: date, channels: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Per online channel (``channels``, or all), for orders placed between ``start`` and ``end``: rate, time to
+    ship, lateness, delivery.
+
+    Counts are sums of gold.mart_fulfillment's days, promises judged at its ``judged_at`` (the data's clock): an
+    order not shipped and past its promise is late, one still within it is pending and not judged. The on-time
+    rate is over the judged orders (on time + late), recomputed from the sums; times are recomputed over the
+    range's first parcels (medians cannot be summed).
     """
-    return rows(lake, _FULFILLMENT_METRICS_SQL, [MART_FULFILLMENT, FCT_FULFILLMENTS], {"start": start, "end": end})
+    sql = _fulfillment_sql(True, channels)
+    return rows(lake, sql, [MART_FULFILLMENT, FCT_FULFILLMENTS], _fulfillment_params(start, end, channels))
+
+
+def fulfillment_totals(lake: Lake, start: date, end: date, channels: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The same metrics over ``channels`` (or all) together, by the same query; None when no order is in range."""
+    sql = _fulfillment_sql(False, channels)
+    found = rows(lake, sql, [MART_FULFILLMENT, FCT_FULFILLMENTS], _fulfillment_params(start, end, channels))
+    if not found:
+        return None
+    total = found[0]
+    total.pop("channel")
+    return total
 
 
 # -- marketing -------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from retreasure.sim.model import Order, Refund, Truth
@@ -50,6 +50,64 @@ class StockDay:
     cost_of_goods: Decimal = Decimal(0)  # (units sold - units restocked) x unit cost, that day
 
 
+@dataclass
+class Promises:
+    """The online orders of a channel and day that carry a promised dispatch time, judged at a clock.
+
+    Each order is in exactly one bucket: shipped (by its first parcel) on time or late; not shipped and past its
+    promise (overdue: late too); not shipped and still within it (pending: not judged yet).
+    """
+
+    on_time: int = 0
+    shipped_late: int = 0
+    overdue_unshipped: int = 0
+    pending: int = 0
+
+    @property
+    def late(self) -> int:
+        return self.shipped_late + self.overdue_unshipped
+
+    @property
+    def judged(self) -> int:
+        return self.on_time + self.late
+
+    @property
+    def on_time_rate(self) -> Decimal | None:
+        """On time / judged; None while every promise is pending."""
+        return Decimal(self.on_time) / Decimal(self.judged) if self.judged else None
+
+
+def data_clock(truth: Truth) -> datetime:
+    """The data's own clock: the newest order placed or parcel shipped."""
+    return max([o.created_at for o in truth["orders"]] + [f.shipped_at for f in truth["fulfillments"]])
+
+
+def promises(truth: Truth, clock: datetime | None = None) -> dict[tuple[str, date], Promises]:
+    """Per (channel, order day): the promises of the orders placed by ``clock`` (default: the data's clock),
+    judged with what had happened by then."""
+    at = clock or data_clock(truth)
+    first_parcel: dict[str, datetime] = {}
+    for f in truth["fulfillments"]:
+        if f.shipped_at <= at:
+            first_parcel[f.order_id] = min(f.shipped_at, first_parcel.get(f.order_id, f.shipped_at))
+    out: dict[tuple[str, date], Promises] = defaultdict(Promises)
+    for order in truth["orders"]:
+        if order.ship_by is None or order.created_at > at:
+            continue
+        day = out[(order.channel, order.created_at.date())]
+        shipped = first_parcel.get(order.order_id)
+        if shipped is not None:
+            if shipped > order.ship_by:
+                day.shipped_late += 1
+            else:
+                day.on_time += 1
+        elif order.ship_by < at:
+            day.overdue_unshipped += 1
+        else:
+            day.pending += 1
+    return dict(out)
+
+
 def names_its_line(order: Order, refund: Refund) -> bool:
     """Whether the channel's refund says which line came back. Etsy's refund is one tax-inclusive amount, which
     names a line only when exactly one line of the receipt is worth that much; every other channel names it."""
@@ -73,6 +131,8 @@ class Books:
     converted_sessions: int = 0
     orders_to_ship: int = 0
     orders_shipped: int = 0
+    # Ship-by promises per (channel, order day), judged at the data's clock.
+    promises_by_channel_day: dict[tuple[str, date], Promises] = field(default_factory=dict)
     # Cost of goods, EUR: booked in the order's month, reversed in the refund's month for returned (restocked)
     # goods when the refund names its line on the wire.
     cost_of_goods_by_month_channel: dict[tuple[date, str], Decimal] = field(
@@ -104,6 +164,17 @@ class Books:
     def fulfillment_rate(self) -> Decimal:
         return Decimal(self.orders_shipped) / Decimal(self.orders_to_ship) if self.orders_to_ship else Decimal(0)
 
+    @property
+    def promises_kept(self) -> Promises:
+        """Every channel and day's promises together."""
+        total = Promises()
+        for day in self.promises_by_channel_day.values():
+            total.on_time += day.on_time
+            total.shipped_late += day.shipped_late
+            total.overdue_unshipped += day.overdue_unshipped
+            total.pending += day.pending
+        return total
+
 
 def books(truth: Truth) -> Books:
     """Every headline figure, from the truth alone."""
@@ -132,6 +203,7 @@ def books(truth: Truth) -> Books:
         out.tax_by_party[order.tax_party] -= rates.to_base(refund.tax, order.currency, day)
     out.sessions = len(truth["sessions"])
     out.converted_sessions = sum(s.converted for s in truth["sessions"])
+    out.promises_by_channel_day = promises(truth)
     _margins(truth, rates, out)
     out.stock = stock_by_day(truth)
     return out

@@ -1,7 +1,16 @@
--- Shipping performance by channel and order day: how many online orders went out, how fast, and how many
--- left after the dispatch time promised to the buyer. Store sales are handed over at the till and excluded.
+-- Shipping performance by channel and order day: how many online orders went out, how fast, and whether the
+-- dispatch time promised to the buyer was kept. Store sales are handed over at the till and excluded.
 -- Each order is judged by its first parcel: that is when the buyer's order started to move.
-WITH online_orders AS (
+-- An order not shipped is judged at the data's clock, the newest order or parcel in silver (the clock the API's
+-- "as of" defaults to): past its promise it is late (overdue), before it still pending, neither late nor on time.
+-- The clock moves only when silver.orders or silver.fulfillments does, and either change rebuilds this mart.
+WITH clock AS (
+    SELECT greatest(
+        (SELECT max(order_ts) FROM silver.orders),
+        (SELECT max(shipped_ts) FROM silver.fulfillments)
+    ) AS judged_at
+),
+online_orders AS (
     SELECT order_key, channel, order_date, order_ts, ship_by_ts
     FROM silver.orders
     WHERE channel <> 'pos'
@@ -21,10 +30,16 @@ judged AS (
         o.order_date,
         o.ship_by_ts,
         p.shipped_ts IS NOT NULL AS shipped,
-        p.shipped_ts > o.ship_by_ts AS late,
+        CASE
+            WHEN o.ship_by_ts IS NULL THEN NULL
+            WHEN p.shipped_ts IS NOT NULL THEN CASE WHEN p.shipped_ts > o.ship_by_ts THEN 'shipped_late' ELSE 'on_time' END
+            WHEN o.ship_by_ts < c.judged_at THEN 'overdue'
+            ELSE 'pending'
+        END AS promise,
         date_diff('second', o.order_ts, p.shipped_ts) / 3600.0 AS hours_to_ship,
         date_diff('second', p.shipped_ts, p.delivered_ts) / 86400.0 AS delivery_days
     FROM online_orders o
+    CROSS JOIN clock c
     LEFT JOIN first_parcels p ON p.order_key = o.order_key
 ),
 daily AS (
@@ -34,7 +49,10 @@ daily AS (
         count(*) AS orders_to_ship,
         count(*) FILTER (WHERE shipped) AS orders_shipped,
         count(*) FILTER (WHERE ship_by_ts IS NOT NULL) AS orders_with_ship_by,
-        count(*) FILTER (WHERE late) AS late_shipments,
+        count(*) FILTER (WHERE promise = 'on_time') AS shipped_on_time,
+        count(*) FILTER (WHERE promise = 'shipped_late') AS shipped_late,
+        count(*) FILTER (WHERE promise = 'overdue') AS overdue_unshipped,
+        count(*) FILTER (WHERE promise = 'pending') AS orders_pending,
         median(hours_to_ship) AS median_hours_to_ship,
         avg(hours_to_ship) AS avg_hours_to_ship,
         count(delivery_days) AS orders_delivered,
@@ -43,15 +61,23 @@ daily AS (
     GROUP BY channel, order_date
 )
 SELECT
-    channel,
-    order_date,
-    CAST(orders_to_ship AS INTEGER) AS orders_to_ship,
-    CAST(orders_shipped AS INTEGER) AS orders_shipped,
-    CAST(round(orders_shipped / orders_to_ship, 4) AS DECIMAL(7, 4)) AS fulfillment_rate,
-    CAST(round(median_hours_to_ship, 2) AS DECIMAL(12, 2)) AS median_hours_to_ship,
-    CAST(round(avg_hours_to_ship, 2) AS DECIMAL(12, 2)) AS avg_hours_to_ship,
-    CAST(orders_with_ship_by AS INTEGER) AS orders_with_ship_by,
-    CAST(late_shipments AS INTEGER) AS late_shipments,
-    CAST(orders_delivered AS INTEGER) AS orders_delivered,
-    CAST(round(median_delivery_days, 2) AS DECIMAL(9, 2)) AS median_delivery_days
-FROM daily
+    d.channel,
+    d.order_date,
+    CAST(d.orders_to_ship AS INTEGER) AS orders_to_ship,
+    CAST(d.orders_shipped AS INTEGER) AS orders_shipped,
+    CAST(round(d.orders_shipped / d.orders_to_ship, 4) AS DECIMAL(7, 4)) AS fulfillment_rate,
+    CAST(round(d.median_hours_to_ship, 2) AS DECIMAL(12, 2)) AS median_hours_to_ship,
+    CAST(round(d.avg_hours_to_ship, 2) AS DECIMAL(12, 2)) AS avg_hours_to_ship,
+    CAST(d.orders_with_ship_by AS INTEGER) AS orders_with_ship_by,
+    CAST(d.shipped_on_time AS INTEGER) AS shipped_on_time,
+    CAST(d.shipped_late AS INTEGER) AS shipped_late,
+    CAST(d.overdue_unshipped AS INTEGER) AS overdue_unshipped,
+    CAST(d.shipped_late + d.overdue_unshipped AS INTEGER) AS late_orders,
+    CAST(d.orders_pending AS INTEGER) AS orders_pending,
+    CAST(round(d.shipped_on_time / nullif(d.shipped_on_time + d.shipped_late + d.overdue_unshipped, 0), 4)
+        AS DECIMAL(7, 4)) AS on_time_rate,
+    CAST(d.orders_delivered AS INTEGER) AS orders_delivered,
+    CAST(round(d.median_delivery_days, 2) AS DECIMAL(9, 2)) AS median_delivery_days,
+    c.judged_at
+FROM daily d
+CROSS JOIN clock c

@@ -47,7 +47,7 @@ def orders(
     return body
 
 
-@router.get("/metrics", summary="Fulfillment rate, time to ship, late shipments and delivery time by channel")
+@router.get("/metrics", summary="Fulfillment rate, time to ship, on-time rate and delivery time by channel")
 def metrics(
     page: deps.PageDep,
     lake: deps.LakeDep,
