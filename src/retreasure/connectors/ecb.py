@@ -70,6 +70,10 @@ def shown(value: str) -> str:
     return repr(value if len(value) <= SHOWN else value[:SHOWN] + "...")
 
 
+def is_rate(element: Element) -> bool:
+    return any(local(name) in ("currency", "rate") for name in element.attrib)
+
+
 def day_of(cube: Element) -> tuple[date | None, list[str]]:
     """The business day a ``<Cube>`` of rates is for, or the problems that leave it without one."""
     when = cube.get("time")
@@ -137,9 +141,10 @@ class EcbSource(FileSource):
                     parent = ancestors[-1] if ancestors else None
                     if local(element.tag) != "Cube":
                         continue
-                    # A day is a Cube with a time, or one that still holds entries at its end (a day's rates
-                    # without their time); the envelope's Cube holds none by then: each day leaves it when read.
-                    if "time" in element.attrib or len(element):
+                    # A day is a Cube with a time, or one that is no rate and still holds entries at its end (a
+                    # day's rates without their time); the envelope's Cube holds none by then: each day leaves it
+                    # when read. A rate with something inside is its day's to report, whole.
+                    if "time" in element.attrib or (len(element) and not is_rate(element)):
                         yield from self._rates(element, origin)
                         days += "time" in element.attrib
                         if parent is not None:
