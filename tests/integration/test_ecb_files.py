@@ -270,11 +270,13 @@ def test_ingest_lands_a_days_good_rates_and_quarantines_each_bad_one_with_every_
     assert not any(c in {"JPY", "gb p"} for _, c in got)
 
 
-def test_a_day_without_rates_and_a_rate_outside_any_day_are_reported(ecb: EcbSource, tmp_path: Path) -> None:
+def test_odd_shapes_are_reported_whole_never_dropped(ecb: EcbSource, tmp_path: Path) -> None:
+    """A day without rates, a rate with something inside, an entry that is no <Cube>, a rate outside any day."""
     odd = tmp_path / "eurofxref-daily_odd.xml"
     odd.write_text(
         "<Envelope><Cube><Cube time='2025-03-04'/><Cube time='2025-03-05'><Cube currency='USD' rate='1.07'>"
-        "<Cube currency='GBP' rate='0.85'/></Cube></Cube></Cube><Cube currency='JPY' rate='170'/></Envelope>"
+        "<Cube currency='GBP' rate='0.85'/></Cube><Rate currency='CHF' rate='0.95'/></Cube></Cube>"
+        "<Cube currency='JPY' rate='170'/></Envelope>"
     )
     records = read(ecb, odd)
     assert [(r.payload, r.key, problems(r.error)) for r in records] == [
@@ -282,11 +284,16 @@ def test_a_day_without_rates_and_a_rate_outside_any_day_are_reported(ecb: EcbSou
         (
             '<Cube time="2025-03-05"><Cube currency="USD" rate="1.07"><Cube currency="GBP" rate="0.85"/></Cube></Cube>',
             "2025-03-05/USD",
-            ["<Cube> with 1 element(s) inside is not a rate entry"],
+            ["the rate entry holds 1 element(s)"],
+        ),
+        (
+            '<Cube time="2025-03-05"><Rate currency="CHF" rate="0.95"/></Cube>',
+            "2025-03-05/CHF",
+            ["<Rate> is not a <Cube> rate entry"],
         ),
         ('<Cube currency="JPY" rate="170"/>', None, ["the rate is outside any <Cube> of a day, so it has no time"]),
     ]
-    assert [r.partition_date for r in records] == [date(2025, 3, 4), date(2025, 3, 5), None]
+    assert [r.partition_date for r in records] == [date(2025, 3, 4), date(2025, 3, 5), date(2025, 3, 5), None]
 
 
 # -- generated variants: days x currencies x broken rates ------------------------------------------------------

@@ -53,7 +53,7 @@ def attributes(element: Element) -> str:
 
 
 def canonical(element: Element) -> str:
-    """An element's XML without the file's layout (indentation, quote style, namespaces)."""
+    """An element's XML without the file's layout (indentation, quote style, attribute order, namespaces)."""
     inner = escape(element.text.strip()) if element.text and element.text.strip() else ""
     inner += "".join(canonical(child) for child in element)
     name = local(element.tag)
@@ -90,8 +90,10 @@ def day_of(cube: Element) -> tuple[date | None, list[str]]:
 def rate_problems(entry: Element) -> list[str]:
     """Everything wrong with one rate entry: its element, its currency code, its rate."""
     problems = []
-    if local(entry.tag) != "Cube" or len(entry):
-        problems.append(f"<{local(entry.tag)}> with {len(entry)} element(s) inside is not a rate entry")
+    if local(entry.tag) != "Cube":
+        problems.append(f"<{local(entry.tag)}> is not a <Cube> rate entry")
+    if len(entry):
+        problems.append(f"the rate entry holds {len(entry)} element(s)")
     currency, rate = entry.get("currency"), entry.get("rate")
     if currency is None:
         problems.append("no currency")
