@@ -181,8 +181,8 @@ def test_the_landing_sensor_asks_once_per_new_file_and_the_run_lands_it(env: Lak
 
     ingest = defs.resolve_job_def(FILES_JOB).execute_in_process(asset_selection=request.asset_selection)
     assert ingest.success and _materialized(ingest) == {"bronze/ecb_fx_rates"}
-    # One record per day the file publishes (its <Cube time="..."> elements).
-    assert env.count(TableRef("bronze", "ecb_fx_rates")) == ECB_FIXTURE.read_text().count('<Cube time="') == 64
+    # One record per rate the file publishes (its <Cube currency="..."> elements): 64 days of 31 currencies.
+    assert env.count(TableRef("bronze", "ecb_fx_rates")) == ECB_FIXTURE.read_text().count("<Cube currency=") == 64 * 31
     models = defs.resolve_job_def(MODELS_JOB).execute_in_process()
     assert models.success and all(e.passed for e in models.get_asset_check_evaluations())
     assert env.count(TableRef("silver", "fx_rates")) > 0

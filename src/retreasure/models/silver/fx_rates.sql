@@ -1,17 +1,21 @@
 -- Daily reference rates per EUR for every calendar day: ECB publishes on TARGET business days only, so a
 -- weekend or holiday carries the previous business day's rate forward (up to 10 days past the last one).
-WITH days AS (
+-- Bronze holds one record per currency and business day, keyed '<day>/<currency>': its day's Cube around the one
+-- rate, <Cube time="2025-03-04"><Cube currency="USD" rate="1.0812"/></Cube>. A currency whose rate of a day was
+-- quarantined carries its previous rate over that day, as on a closed day.
+WITH rates AS (
     SELECT raw
     FROM bronze.ecb_fx_rates
     WHERE error IS NULL
     QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY ingested_at DESC, record_hash) = 1
 ),
 published AS (
+    -- The day's attributes are in the first tag, the rate's in the second, in whichever order the file had them.
     SELECT
-        CAST(regexp_extract(raw, 'time="([0-9-]{10})"', 1) AS DATE) AS published_date,
-        unnest(regexp_extract_all(raw, '<Cube currency="([A-Z]{3})" rate="([^"]*)"', 1)) AS currency,
-        unnest(regexp_extract_all(raw, '<Cube currency="([A-Z]{3})" rate="([^"]*)"', 2)) AS rate_text
-    FROM days
+        CAST(regexp_extract(raw, '^<Cube[^>]* time="([0-9]{4}-[0-9]{2}-[0-9]{2})"', 1) AS DATE) AS published_date,
+        regexp_extract(raw, '^<Cube[^>]*><Cube[^>]* currency="([A-Z]{3})"', 1) AS currency,
+        regexp_extract(raw, '^<Cube[^>]*><Cube[^>]* rate="([^"]*)"', 1) AS rate_text
+    FROM rates
 ),
 bounds AS (
     SELECT min(published_date) AS first_day, max(published_date) + INTERVAL 10 DAY AS last_day FROM published

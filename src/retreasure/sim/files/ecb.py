@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -51,13 +52,24 @@ def history(by_day: dict[date, list[tuple[str, Decimal]]], drift: bool) -> Doc:
     return Doc(head, records, "</Cube></gesmes:Envelope>\n", "\n")
 
 
+ENTRY = re.compile(r"<Cube currency=(['\"])([A-Z]{3})\1 rate=\1([^'\"]*)\1")
+# How one rate of a day comes broken: a decimal comma, no value, a minus sign, a currency code in lower case.
+SPOILS: tuple[Callable[[str, str], tuple[str, str]], ...] = (
+    lambda currency, rate: (currency, rate.replace(".", ",") if "." in rate else rate + ",0"),
+    lambda currency, rate: (currency, ""),
+    lambda currency, rate: (currency, "-" + rate),
+    lambda currency, rate: (currency.lower(), rate),
+)
+
+
 def spoil_day(record: str, rng: random.Random) -> str:
-    """A second copy of a day with one rate in a decimal comma: still XML, so the rest of the file parses."""
-    marker = "rate='" if "rate='" in record else 'rate="'
-    starts = [m.end() for m in re.finditer(re.escape(marker), record)]
-    at = rng.choice(starts)
-    value_end = record.index(marker[-1], at)
-    return record[:at] + record[at:value_end].replace(".", ",") + record[value_end:]
+    """A second copy of a day with one rate broken: still XML, so the rest of the file parses. Its other rates
+    are the true ones (they land once); the broken rate is the one bad record."""
+    entry = rng.choice(list(ENTRY.finditer(record)))
+    quote = entry.group(1)
+    currency, rate = rng.choice(SPOILS)(entry.group(2), entry.group(3))
+    broken = f"<Cube currency={quote}{currency}{quote} rate={quote}{rate}{quote}"
+    return record[: entry.start()] + broken + record[entry.end() :]
 
 
 def render(truth: Truth, dropper: Dropper) -> None:
@@ -76,6 +88,6 @@ def render(truth: Truth, dropper: Dropper) -> None:
 
 
 def expected(truth: Truth, as_of: datetime | None = None) -> dict[str, int]:
-    """Distinct business days with published rates up to ``as_of``."""
-    published = {fx.date for fx in truth["fx_rates"] if as_of is None or fx.date <= as_of.date()}
+    """Published rates up to ``as_of``: one record per currency and business day."""
+    published = {(fx.date, fx.currency) for fx in truth["fx_rates"] if as_of is None or fx.date <= as_of.date()}
     return {"ecb_fx_rates": len(published)}
