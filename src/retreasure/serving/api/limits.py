@@ -51,7 +51,8 @@ def refused_head(buffered: bytes) -> tuple[int, str]:
 
 def oversize(scope: Scope) -> tuple[int, str] | None:
     """Status and detail when a request that reached the application is over a limit; None when within."""
-    target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b"")) + 1
+    query: bytes = scope.get("query_string", b"")
+    target = len(scope.get("raw_path") or scope["path"].encode()) + (len(query) + 1 if query else 0)
     if target > MAX_TARGET_BYTES:
         return 414, TARGET_TOO_LONG
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
