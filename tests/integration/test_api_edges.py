@@ -314,3 +314,16 @@ def test_generated_url_lengths_are_answered_or_refused_with_a_414(server: Server
         assert_raw_problem(answer, 414)
     else:
         assert answer[0] == 200, answer[2][:300]
+
+
+@hypothesis_settings(max_examples=25)
+@given(size=st.one_of(st.integers(min_value=0, max_value=1024 * 1024), st.integers(MAX_HEADERS - 200, MAX_HEADERS)))
+def test_generated_header_sizes_are_answered_or_refused_with_a_431(server: Server, size: int) -> None:
+    key = server.keys["admin"]
+    headers = [(b"Host", b"127.0.0.1"), (b"X-API-Key", key.encode()), (b"X-Filler", b"f" * size)]
+    lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    answer = raw_request(server.url, b"GET /v1/kpis HTTP/1.1\r\n" + lines + b"\r\n")
+    if len(lines) > MAX_HEADERS:  # every "name: value" line with its CRLF
+        assert_raw_problem(answer, 431)
+    else:
+        assert answer[0] == 200, answer[2][:300]
