@@ -51,13 +51,19 @@ def date_range(lake: Lake, start: date | None, end: date | None) -> tuple[date, 
 LakeDep = Annotated[Lake, Depends(lake)]
 SettingsDep = Annotated[Settings, Depends(settings)]
 PageDep = Annotated[PageRequest, Depends(page_request)]
-From = Annotated[date | None, Query(alias="from", description="First day, inclusive (default: 30 days before to).")]
-To = Annotated[date | None, Query(alias="to", description="Last day, inclusive (default: the newest order's day).")]
+From = Annotated[
+    date | None,
+    Query(alias="from", description=f"First day, inclusive, {SUPPORTED_DAYS} (default: 29 days before to)."),
+]
+To = Annotated[
+    date | None,
+    Query(alias="to", description=f"Last day, inclusive, {SUPPORTED_DAYS} (default: the newest order's day)."),
+]
 AsOf = Annotated[
     str | None,
     Query(
-        description="Judge at this moment: YYYY-MM-DD (the end of that day, UTC) or an ISO 8601 time "
-        "(default: when the newest order was placed).",
+        description="Judge at this moment: YYYY-MM-DD (the end of that day, UTC) or an ISO 8601 time, on a day "
+        f"from {SUPPORTED_DAYS} (default: when the newest order was placed).",
         examples=["2025-03-21", "2025-03-21T12:00:00Z"],
     ),
 ]
