@@ -187,8 +187,13 @@ def test_unknown_routes_wrong_methods_and_broken_requests_are_problems(server: S
     audience = server.get("/v1/marketing/audiences/" + key.replace("_", "-") + "/members", {}, key)
     assert_problem(audience, 404, "/v1/marketing/audiences/{name}/members")
     assert key.replace("_", "-") not in audience.text
-    for garbage in (b"NOT HTTP AT ALL\r\n\r\n", b"GET /v1/kpis HTTP/1.1\r\nbad header line\r\n\r\n"):
-        assert_raw_problem(raw_request(server.url, garbage), 400)
+    broken = (
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /v1/kpis HTTP/1.1\r\nbad header line\r\n\r\n",
+        b"GET /v1/kpis?to=\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # bytes no URL may hold
+    )
+    for request in broken:
+        assert_raw_problem(raw_request(server.url, request), 400)
 
 
 # -- generated variants -----------------------------------------------------------------------------------
