@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from retreasure.bronze.pii import normalise
 from retreasure.lake import Lake, TableRef
 from retreasure.serving import auth
 from retreasure.serving.api.app import create_app
+from retreasure.serving.api.server import server_config
 from retreasure.settings import Settings
 from retreasure.sim.ledger import Promises, data_clock, promises
 from retreasure.sim.model import Truth
@@ -96,7 +98,7 @@ def api(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory)
 @contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The API over ``settings`` on a real uvicorn server on loopback, in a thread; yields its URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_config=None))
+    server = uvicorn.Server(server_config(create_app(settings), "127.0.0.1", free_port(), log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = clock.monotonic() + 30
@@ -117,12 +119,39 @@ def _callable(route: str) -> tuple[str, dict[str, str]]:
     return path, REQUIRED_QUERY.get(route, {})
 
 
-def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+@contextmanager
+def serving_cli(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`retreasure serve` in a subprocess on a free loopback port, logging to ``log``; yields its URL."""
+    port = free_port()
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "retreasure", "serve", "--port", str(port)], env=env, stderr=stderr
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = clock.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert clock.monotonic() < deadline and server.poll() is None, "retreasure serve did not start"
+                clock.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def assert_problem(response: httpx.Response, status: int, route: str | EllipsisType | None = ...) -> dict[str, Any]:
+    """A problem document of ``status``; its instance is ``route`` (default: the request's own path; None: no
+    route matched, so no instance)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
     body = response.json()
-    assert {"type", "title", "status", "detail", "instance"} <= set(body)
-    assert body["status"] == status and body["instance"] == httpx.URL(str(response.request.url)).path
+    assert {"type", "title", "status", "detail"} <= set(body) and body["type"].startswith("urn:retreasure:problem:")
+    expected = httpx.URL(str(response.request.url)).path if route is ... else route
+    assert body["status"] == status and body.get("instance") == expected
     return body
 
 
@@ -141,7 +170,7 @@ def test_every_v1_route_refuses_a_missing_wrong_or_revoked_key(api: Api) -> None
         path, params = _callable(route)
         for headers in ({}, {"Authorization": "Bearer rt_0000_wrong"}, {"X-API-Key": revoked}):
             response = httpx.get(api.url + path, params=params, headers=headers)
-            _assert_problem(response, 401)
+            assert_problem(response, 401, route)
             assert response.headers["www-authenticate"].startswith("Bearer")
 
 
@@ -154,7 +183,7 @@ def test_each_role_reaches_its_areas_only(api: Api) -> None:
             if role in allowed:
                 assert response.status_code == 200, (route, role, response.text)
             else:
-                _assert_problem(response, 403)
+                assert_problem(response, 403, route)
     assert api.get("/v1/finance/reports/revenue", "marketing", period="2025-03").status_code == 403
 
 
@@ -239,7 +268,7 @@ def test_pagination_walks_every_row_once(api: Api) -> None:
     assert len(keys) == len(set(keys)) and keys == [r["order_key"] for r in whole["items"]]
     first = api.json("/v1/fulfillment/orders", "operations", limit=7)
     # A cursor belongs to its list: replayed with another filter, it is refused.
-    _assert_problem(api.get("/v1/fulfillment/orders", "operations", cursor=first["next_cursor"], channel="ebay"), 400)
+    assert_problem(api.get("/v1/fulfillment/orders", "operations", cursor=first["next_cursor"], channel="ebay"), 400)
 
 
 def test_audience_members_are_hashed_e_mails_of_consenting_customers(api: Api) -> None:
@@ -293,7 +322,7 @@ def test_kpis_equal_gold(api: Api) -> None:
     assert [p["period"] for p in periods] == sorted({date(d.year, d.month, 1).isoformat() for d in (start, end)})
     assert sum(Decimal(p["gross_sales"]) for p in periods) == expected["gross"]
     assert sum(p["orders"] for p in periods) == expected["orders"]
-    _assert_problem(api.get("/v1/kpis", "leadership", grain="year"), 422)
+    assert_problem(api.get("/v1/kpis", "leadership", grain="year"), 422)
 
 
 def test_finance_report_equals_gold_mart_finance(api: Api) -> None:
@@ -308,17 +337,19 @@ def test_finance_report_equals_gold_mart_finance(api: Api) -> None:
     assert [(r["channel"], Decimal(r["net_revenue"]), Decimal(r["fx_effect"])) for r in rows] == [
         (e["channel"], e["net_revenue"], e["fx_effect"]) for e in expected
     ]
-    _assert_problem(api.get("/v1/finance/reports/cashflow", "finance", period="2025-03"), 404)
-    _assert_problem(api.get("/v1/finance/reports/revenue", "finance", period="2025-13"), 422)
-    _assert_problem(api.get("/v1/finance/reports/revenue", "finance"), 422)
+    report = "/v1/finance/reports/{report}"
+    assert_problem(api.get("/v1/finance/reports/cashflow", "finance", period="2025-03"), 404, report)
+    assert_problem(api.get("/v1/finance/reports/revenue", "finance", period="2025-13"), 422, report)
+    assert_problem(api.get("/v1/finance/reports/revenue", "finance"), 422, report)
 
 
 def test_unknown_paths_and_bad_parameters_are_problems(api: Api) -> None:
-    _assert_problem(api.get("/v1/nothing-here", "admin"), 404)
-    _assert_problem(api.get("/v1/marketing/audiences/nobody/members", "marketing"), 404)
-    _assert_problem(api.get("/v1/kpis", "leadership", limit=10**6), 422)
-    _assert_problem(api.get("/v1/kpis", "leadership", **{"from": "yesterday"}), 422)
-    _assert_problem(api.get("/v1/kpis", "leadership", cursor="not-a-cursor"), 400)
+    assert_problem(api.get("/v1/nothing-here", "admin"), 404, None)
+    members = "/v1/marketing/audiences/{name}/members"
+    assert_problem(api.get("/v1/marketing/audiences/nobody/members", "marketing"), 404, members)
+    assert_problem(api.get("/v1/kpis", "leadership", limit=10**6), 422)
+    assert_problem(api.get("/v1/kpis", "leadership", **{"from": "yesterday"}), 422)
+    assert_problem(api.get("/v1/kpis", "leadership", cursor="not-a-cursor"), 400)
 
 
 def test_a_failure_inside_is_a_500_problem_that_tells_nothing(tmp_path: Path) -> None:
@@ -328,7 +359,7 @@ def test_a_failure_inside_is_a_500_problem_that_tells_nothing(tmp_path: Path) ->
     with serving(settings) as url:
         params = {"from": "2025-03-01", "to": "2025-03-02"}
         response = httpx.get(url + "/v1/kpis", headers={"X-API-Key": key}, params=params)
-    body = _assert_problem(response, 500)
+    body = assert_problem(response, 500)
     assert "Catalog" not in body["detail"] and "Traceback" not in response.text
 
 
@@ -345,49 +376,32 @@ def test_keys_cli_prints_a_working_key_stored_only_as_a_hash(api: Api) -> None:
     key_id = auth.key_id_of(key) or ""
     assert key_id in listed.stdout and key not in listed.stdout
     stored = b"".join(p.read_bytes() for p in Path(api.lake.uri, "ops", "api_keys").rglob("*.parquet"))
-    assert key.encode() not in stored and key.split("_")[-1].encode() not in stored
+    assert key.encode() not in stored and key.split("_", 2)[2].encode() not in stored
     revoked = subprocess.run([*cli, "revoke", key_id], env=env, **_TEXT)
     assert revoked.returncode == 0, revoked.stderr
     response = httpx.get(api.url + "/v1/finance/reports/tax", params={"period": "2025-03"}, headers={"X-API-Key": key})
-    _assert_problem(response, 401)
+    assert_problem(response, 401, "/v1/finance/reports/{report}")
 
 
 _TEXT: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 120}
 
 
-def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api) -> None:
+def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api, tmp_path: Path) -> None:
     env = {**os.environ, "RETREASURE_LAKE_URI": api.lake.uri, "RETREASURE_PII_HMAC_KEY": HMAC_KEY}
     env["RETREASURE_PII_VAULT_KEY"] = VAULT_KEY
     refused = subprocess.run(
         [sys.executable, "-m", "retreasure", "serve"], env={**env, "RETREASURE_SERVE__HOST": "0.0.0.0"}, **_TEXT
     )
     assert refused.returncode == 2 and "--host" in refused.stdout
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "retreasure", "serve", "--port", str(port)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = clock.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert clock.monotonic() < deadline and server.poll() is None, "retreasure serve did not start"
-                clock.sleep(0.2)
-        key = api.keys["finance"]
+    log = tmp_path / "serve.log"
+    key = api.keys["finance"]
+    with serving_cli(env, log) as url:
         response = httpx.get(url + "/v1/finance/reports/tax", params={"period": "2025-03"}, headers={"X-API-Key": key})
         assert response.status_code == 200, response.text
-        _assert_problem(httpx.get(url + "/v1/kpis", headers={"Authorization": f"Bearer {key}x"}), 401)
-    finally:
-        server.terminate()
-        _, logs = server.communicate(timeout=30)
+        assert_problem(httpx.get(url + "/v1/kpis", headers={"Authorization": f"Bearer {key}x"}), 401)
+    logs = log.read_text()
     assert f'"key_id": "{auth.key_id_of(key)}"' in logs and '"status": 200' in logs
-    assert key not in logs and key.split("_")[-1] not in logs
+    assert key not in logs and key.split("_", 2)[2] not in logs
 
 
 def test_a_new_commit_is_seen_by_the_next_request(api: Api) -> None:

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from retreasure.lake.store import Lake
 from retreasure.log import get_logger
 from retreasure.serving.api import problems
+from retreasure.serving.api.limits import RequestLimits
 from retreasure.serving.api.routes import finance, fulfillment, kpis, marketing
 from retreasure.serving.api.security import presented_key
 from retreasure.serving.auth import key_id_of
@@ -35,7 +36,8 @@ async def _access_log(request: Request, call_next: Callable[[Request], Awaitable
         "request",
         extra={
             "method": request.method,
-            "path": request.url.path,
+            # The route as documented, not the client's text: a path no route matched may hold anything.
+            "path": problems.route_path(request.scope) or "(no route)",
             "status": response.status_code,
             "ms": round((time.perf_counter() - started) * 1000, 1),
             "key_id": caller.key_id if caller else (key_id_of(key) if key else None),
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.lake = Lake.from_settings(settings)
     problems.install(app)
+    # The limits first, inside the access log: a refused request is still logged.
+    app.add_middleware(RequestLimits)
     app.middleware("http")(_access_log)
 
     @app.get("/health", tags=["health"], summary="Liveness: answers without a key")

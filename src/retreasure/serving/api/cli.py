@@ -45,6 +45,7 @@ def serve(
     import uvicorn
 
     from retreasure.serving.api.app import create_app
+    from retreasure.serving.api.server import server_config
 
     settings = _settings()
     bind = host or settings.serve.host
@@ -61,7 +62,8 @@ def serve(
         logging.getLogger(name).handlers = logging.getLogger("retreasure").handlers
         logging.getLogger(name).propagate = False
     app = create_app(settings)
-    uvicorn.run(app, host=bind, port=port or settings.serve.api_port, access_log=False, log_config=None)
+    config = server_config(app, bind, port or settings.serve.api_port, access_log=False, log_config=None)
+    uvicorn.Server(config).run()
 
 
 Role = Annotated[str, typer.Option(help=f"One of: {', '.join(auth.ROLES)}.")]

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 
-from retreasure.serving.api.problems import Problem
+from retreasure.serving.api.problems import Problem, invalid_parameter
 
 PAGING_PARAMS = ("cursor", "limit")
 
@@ -70,6 +70,6 @@ def page_request(
     """FastAPI dependency: the requested page, bounded by ``serve.page_size`` and ``serve.max_page_size``."""
     serve = request.app.state.settings.serve
     if limit is not None and limit > serve.max_page_size:
-        raise Problem(422, f"limit must be at most {serve.max_page_size}", "invalid-request")
+        raise invalid_parameter("limit", f"at most {serve.max_page_size}", error_type="less_than_equal")
     offset = decode_cursor(cursor, _fingerprint(request)) if cursor else 0
     return PageRequest(request, response, offset, limit or serve.page_size)

@@ -1,11 +1,15 @@
 """Errors as RFC 9457 problem details: one JSON shape (type, title, status, detail, instance) for every failure.
 
 Clients branch on ``type`` (a URN that names the problem) and ``status``; ``detail`` is for people and never
-carries a secret (it is passed through the log masker); ``instance`` is the request's path.
+carries a secret (it is passed through the log masker). No rejected value is ever sent back: a detail names the
+parameter and says why, because the value may be a credential pasted in the wrong place. For the same reason
+``instance`` is the path of the route that answered as the API documents it (``/v1/marketing/audiences/{name}/
+members``), never the client's own text, and is left out when no route matched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -28,9 +32,14 @@ _TYPE_BY_STATUS = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    413: "content-too-large",
+    414: "uri-too-long",
     422: "invalid-request",
+    431: "header-fields-too-large",
     500: "internal-error",
 }
+# Shortest rejected input worth looking for in a message: shorter ones are ordinary words and digits.
+_ECHO_MIN_CHARS = 4
 
 
 class Problem(Exception):
@@ -52,6 +61,29 @@ class Problem(Exception):
         self.extensions = extensions
 
 
+def invalid_parameter(name: str, why: str, place: str = "query", error_type: str = "value_error") -> Problem:
+    """A 422 about one parameter, in the same shape as a validation error: its name and why, never its value."""
+    error = {"loc": [place, name], "msg": why, "type": error_type}
+    return Problem(422, f"{name}: {why}", "invalid-request", errors=[error])
+
+
+def problem_body(status: int, detail: str, kind: str | None = None, instance: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + (kind or _TYPE_BY_STATUS.get(status, "error")),
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": redact(detail),
+    }
+    if instance is not None:
+        body["instance"] = instance
+    return body
+
+
+def route_path(scope: Mapping[str, Any]) -> str | None:
+    """The documented path of the route that matched the request (its template), None when none did."""
+    return getattr(scope.get("route"), "path_format", None)
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -60,14 +92,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    body = {
-        "type": TYPE_PREFIX + (kind or _TYPE_BY_STATUS.get(status, "error")),
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": redact(detail),
-        "instance": request.url.path,
-        **extensions,
-    }
+    body = {**problem_body(status, detail, kind, route_path(request.scope)), **extensions}
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
@@ -76,21 +101,41 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc.status, exc.detail, exc.kind, exc.headers, **exc.extensions)
 
 
+_HTTP_DETAIL = {
+    404: "no route answers this path; the routes are listed at /docs",
+    405: "this route does not answer this method (see the Allow header)",
+}
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem_response(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    # Starlette's own 404 and 405 say no more than their title; a clearer sentence helps.
+    detail = str(exc.detail)
+    if detail == HTTPStatus(exc.status_code).phrase:
+        detail = _HTTP_DETAIL.get(exc.status_code, detail)
+    return problem_response(request, exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+def _safe_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation error as where and why, with any copy of the rejected input taken out of the message."""
+    loc = [str(part) for part in error.get("loc", ())]
+    message = str(error.get("msg", ""))
+    rejected = error.get("input")
+    if isinstance(rejected, str) and len(rejected) >= _ECHO_MIN_CHARS and rejected in message:
+        message = "not an accepted value"
+    return {"loc": loc, "msg": message, "type": str(error.get("type", ""))}
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    # Where and what, never the rejected input itself (it may be a credential pasted in the wrong place).
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-    where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-    return problem_response(request, 422, f"invalid request: {where}", errors=errors)
+    # FastAPI's own body would carry each rejected "input": this one says where and why only.
+    errors = [_safe_error(e) for e in exc.errors()]
+    where = "; ".join(f"{e['loc'][-1] if e['loc'] else 'request'}: {e['msg']}" for e in errors)
+    return problem_response(request, 422, where, "invalid-request", errors=errors)
 
 
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+    log.error("request failed", exc_info=exc, extra={"path": route_path(request.scope) or "(no route)"})
     return problem_response(request, 500, "the server could not answer this request; it has been logged")
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from retreasure.serving import reports
 from retreasure.serving.api import deps
-from retreasure.serving.api.problems import Problem
+from retreasure.serving.api.problems import Problem, invalid_parameter
 from retreasure.serving.api.security import require
 
 router = APIRouter(prefix="/v1/finance", tags=["finance"], dependencies=[Depends(require("finance"))])
@@ -24,11 +24,12 @@ def report(
     """revenue and margin: one row per channel; tax: per tax party (seller owes, marketplace remitted) and
     jurisdiction."""
     if report not in reports.REPORTS:
-        raise Problem(404, f"no report named {report!r}; known: {', '.join(reports.REPORTS)}", "unknown-report")
+        raise Problem(404, f"no report by that name; known: {', '.join(reports.REPORTS)}", "unknown-report")
     try:
-        reports.parse_period(period)
-    except ValueError as exc:
-        raise Problem(422, str(exc), "invalid-request") from None
+        month = reports.parse_period(period)
+    except ValueError:
+        raise invalid_parameter("period", "not an accounting month: expected YYYY-MM, month 01-12") from None
+    deps.supported_day("period", month)
     try:
         table = reports.finance_report(lake, report, period)
     except ValueError as exc:  # the report exists but its gold table or columns are not built in this lake

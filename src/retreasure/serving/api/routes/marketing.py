@@ -38,7 +38,7 @@ def members(
         tokens = queries.audience_members(lake, name, moment)
     except KeyError:
         known = ", ".join(a.name for a in queries.AUDIENCES)
-        raise Problem(404, f"no audience named {name!r}; known: {known}", "unknown-audience") from None
+        raise Problem(404, f"no audience by that name; known: {known}", "unknown-audience") from None
     body = page.page(tokens, audience=name, as_of=moment, hash="sha256(lower(trim(email)))")
     clear = pii.reveal(lake, settings, body["items"])
     # A token missing from the vault (never expected) is left out rather than sent as a hash of nothing.
