@@ -125,7 +125,7 @@ def _ingest_entity(
         run.duration_s = round(time.monotonic() - started, 3)
         run.finished_at = datetime.now(UTC)
         ingest_log.finish(lake, run)
-    for warning in run.warnings:
+    for warning in ingest_log.summarise_warnings(run.warnings, examples=20):
         log.warning("landed with a warning", extra={"source": source.name, "entity": entity.name, "warning": warning})
     log.info(
         "ingested",
