@@ -48,12 +48,13 @@ def configure(level: str | None = None, stream: Any = None) -> None:
     for previous in list(root.handlers):
         root.removeHandler(previous)
         previous.close()
-    handler: logging.Handler
+    handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
     if stream is None and _default_file is not None:
-        _default_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(_default_file, encoding="utf-8")  # appends: several commands share it
-    else:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        try:
+            _default_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(_default_file, encoding="utf-8")  # appends: several commands share it
+        except OSError as exc:  # a read-only working folder: the log goes to stderr rather than nowhere
+            print(f"cannot write the log to {_default_file} ({exc}); logging to stderr", file=sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
