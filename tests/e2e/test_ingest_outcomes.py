@@ -180,7 +180,7 @@ def test_a_killed_run_is_interrupted_for_the_next_while_a_live_one_is_left_runni
     )
     try:
         deadline = time.monotonic() + 90
-        while not (tmp_path / "lake" / "ops" / "ingest_log").exists() or not log_rows(tmp_path):
+        while not Lake(tmp_path / "lake").exists(INGEST_LOG) or not log_rows(tmp_path):
             assert time.monotonic() < deadline and hung.poll() is None, "the hung ingest wrote no running row"
             time.sleep(0.2)
         (live,) = log_rows(tmp_path)
