@@ -9,16 +9,17 @@ import signal
 import threading
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from cryptography.fernet import Fernet
+from rich import box
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from retreasure import log
+from retreasure import log, terminal
 from retreasure.connectors.base import parse_instant
+from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
 from retreasure.settings import Settings, get_settings
 from retreasure.sim.config import Faults, SimConfig
@@ -118,64 +119,37 @@ def ingest(
     since: Annotated[str | None, typer.Option(help="Window start (ISO 8601); default: the watermark.")] = None,
     until: Annotated[str | None, typer.Option(help="Window end (ISO 8601); default: now.")] = None,
 ) -> None:
-    """Land new records from the sources in bronze (incremental; re-running adds nothing twice)."""
+    """Land new records from the sources in bronze (incremental; re-running adds nothing twice).
+
+    Exits 0 when all landed (malformed records quarantined row by row are normal), 3 when a file was refused or
+    quarantined whole, 1 when a source failed, 2 on a wrong command line (docs/runbook.md, "Exit codes")."""
+    from retreasure.connectors.base import load_sources
+    from retreasure.lake.ingest_log import exit_code
+
     settings = _settings()
-    runs = _ingest(settings, source, _instant(since), _instant(until))
-    _print_runs(runs)
-    if any(r.status == "failed" for r in runs):
-        raise typer.Exit(1)
+    unknown = sorted(set(source or ()) - set(load_sources()))
+    if unknown:
+        _usage(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(load_sources())}")
+    window = _instant(since, "--since"), _instant(until, "--until")
+    runs, interrupted = terminal.ingest(console, settings, Lake.from_settings(settings), source, *window)
+    terminal.print_ingest(console, runs, interrupted)
+    raise typer.Exit(exit_code(runs))
 
 
-def _instant(value: str | None) -> datetime | None:
+def _usage(message: str) -> NoReturn:
+    console.print(f"[red]{message}[/]")
+    raise typer.Exit(ExitCode.USAGE)
+
+
+def _instant(value: str | None, option: str = "") -> datetime | None:
     if value is None:
         return None
     if len(value) == 10:
         value += "T00:00:00Z"
-    return parse_instant(value)
-
-
-def _ingest(
-    settings: Settings, sources: list[str] | None, since: datetime | None = None, until: datetime | None = None
-) -> list:
-    from retreasure.bronze.ingest import run_ingest
-
-    lake = Lake.from_settings(settings)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,} records"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, records: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=None)
-            bar.update(tasks[label], completed=records)
-
-        return run_ingest(settings, lake, sources, since, until, progress)
-
-
-def _print_runs(runs: list) -> None:
-    table = Table(title="Ingest")
-    for column in ("table", "status", "records", "new", "malformed", "requests", "retries", "seconds", "error"):
-        table.add_column(column, justify="right" if column not in ("table", "status", "error") else "left")
-    for r in runs:
-        colour = {"success": "green", "partial": "yellow"}.get(r.status, "red")
-        table.add_row(
-            r.bronze_table,
-            f"[{colour}]{r.status}[/]",
-            f"{r.records:,}",
-            f"{r.new_records:,}",
-            f"{r.malformed:,}",
-            f"{r.requests:,}",
-            f"{r.retries:,}",
-            f"{r.duration_s:.1f}",
-            (r.error or "")[:80],
-        )
-    console.print(table)
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        _usage(f"{option}: {exc}")
 
 
 @app.command()
@@ -188,6 +162,7 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Start from an empty lake, landing folder and simulation.")] = False,
 ) -> None:
     """The whole local platform on a simulated business: simulate, serve, ingest, and compare with the truth."""
+    from retreasure.lake.ingest_log import exit_code
     from retreasure.sim.stage import Credentials, build, expected_counts, running_servers
 
     settings = ensure_local_secrets()
@@ -198,7 +173,8 @@ def demo(
             if lake.is_local or folder != Path(lake.uri):
                 shutil.rmtree(folder, ignore_errors=True)
     config = _config(seed, start, days, scale, faults)
-    with console.status("Simulating the business..."):
+    with terminal.progress_bar(console) as bar:
+        bar.add_task("Simulating the business", total=None)
         truth = build(config, SIM_DIR, landing)
     console.print(
         f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders on 4 channels, "
@@ -206,8 +182,8 @@ def demo(
     )
     with running_servers(truth, config, Credentials.fresh(), settings) as (served, servers):
         console.print("Fake marketplaces: " + ", ".join(f"{n} {s.url}" for n, s in servers.items()))
-        runs = _ingest(served, None)
-    _print_runs(runs)
+        runs, interrupted = terminal.ingest(console, served, lake, None)
+    terminal.print_ingest(console, runs, interrupted)
     _print_bronze_summary(lake, expected_counts(truth))
     built = _build(lake)
     _print_kpis(lake)
@@ -216,18 +192,24 @@ def demo(
         "quarantine.*), read docs/kpis.md for what each figure means, run `retreasure ui` for the lineage, or "
         "`retreasure keys create --role admin` then `retreasure dashboard` and `retreasure serve` (docs/api.md)."
     )
-    if any(r.status == "failed" for r in runs) or any(r.blocked for r in built):
-        raise typer.Exit(1)
+    raise typer.Exit(_demo_exit_code(exit_code(runs), built))
+
+
+def _demo_exit_code(ingested: ExitCode, built: list) -> ExitCode:
+    """The ingest's code, or PARTIAL when a blocking check stopped models downstream (and the ingest was OK)."""
+    if ingested == ExitCode.OK and any(r.blocked for r in built):
+        return ExitCode.PARTIAL
+    return ingested
 
 
 def _build(lake: Lake) -> list:
     from retreasure.engine.build import build
+    from retreasure.engine.models import load_models
 
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task("Building silver and gold", total=None)
-        runs = build(lake, progress=lambda run: bar.update(task, description=f"Built {run.ref}"))
+    models = load_models()
+    with terminal.progress_bar(console) as bar:
+        task = bar.add_task("Building silver and gold", total=len(models))
+        runs = build(lake, models=models, progress=lambda run: bar.update(task, advance=1))
     failed = [f"{c.table_name}: {c.check_name}" for r in runs for c in r.checks if not c.passed]
     console.print(f"Built {len(runs)} silver and gold models; checks failed: {', '.join(failed) or 'none'}.")
     return runs
@@ -236,7 +218,7 @@ def _build(lake: Lake) -> list:
 def _print_kpis(lake: Lake) -> None:
     from retreasure.kpis import summary
 
-    table = Table(title="KPIs (from gold)")
+    table = Table(title="KPIs (from gold)", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("KPI")
     table.add_column("value", justify="right")
     for label, value in summary(lake):
@@ -247,9 +229,9 @@ def _print_kpis(lake: Lake) -> None:
 def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:
     from retreasure.lake.store import TableRef
 
-    table = Table(title="Bronze against the simulator's truth")
-    for column in ("bronze table", "rows", "distinct keys", "simulator", "match", "quarantined"):
-        table.add_column(column, justify="left" if column == "bronze table" else "right")
+    table = Table(title="Bronze against the simulator's truth", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("bronze table", "rows", "keys", "truth", "match", "bad"):
+        table.add_column(column, justify="left" if column == "bronze table" else "right", no_wrap=True)
     names = sorted(set(expected) | {r.name for r in lake.tables("bronze")})
     mismatches = 0
     for name in names:
@@ -275,6 +257,7 @@ def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:
         )
     console.print(table)
     console.print(
+        "[dim]keys: distinct good records; truth: what the simulator sent; bad: malformed, in quarantine.*[/]\n"
         f"Lake: {lake.uri}  (bronze tables: {len(names)}, mismatches: {mismatches}); "
         "ingest log: ops.ingest_log; quarantine: quarantine.*"
     )
@@ -309,6 +292,10 @@ app.command()(dashboard_cli.dashboard)
 
 @app.callback()
 def main(
-    log_level: Annotated[str, typer.Option(envvar="RETREASURE_LOG_LEVEL", help="Log level.")] = "WARNING",
+    log_level: Annotated[str, typer.Option(envvar="RETREASURE_LOG_LEVEL", help="Log level.")] = "INFO",
+    log_file: Annotated[
+        str, typer.Option(envvar="RETREASURE_LOG_FILE", help="Where the JSON log goes ('-': stderr).")
+    ] = "logs/retreasure.log",
 ) -> None:
     os.environ.setdefault("RETREASURE_LOG_LEVEL", log_level)
+    log.log_to_file(None if log_file == "-" else Path(log_file))

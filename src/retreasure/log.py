@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from retreasure.redact import RedactingFilter, redact
@@ -29,14 +30,31 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str))
 
 
+_default_file: Path | None = None
+
+
+def log_to_file(path: Path | None) -> None:
+    """Where later ``configure()`` calls send the log of this process: a file (the CLI's ``logs/retreasure.log``,
+    so that its console shows tables and progress, not JSON), or stderr with None (services, Dagster)."""
+    global _default_file
+    _default_file = path
+
+
 def configure(level: str | None = None, stream: Any = None) -> None:
-    """Idempotent: the CLI and tests may both call it."""
+    """Idempotent: the CLI and tests may both call it. ``stream`` wins over the file set by ``log_to_file``."""
     root = logging.getLogger("retreasure")
     root.setLevel((level or os.environ.get("RETREASURE_LOG_LEVEL", "INFO")).upper())
     root.propagate = False
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for previous in list(root.handlers):
+        root.removeHandler(previous)
+        previous.close()
+    handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
+    if stream is None and _default_file is not None:
+        try:
+            _default_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(_default_file, encoding="utf-8")  # appends: several commands share it
+        except OSError as exc:  # a read-only working folder: the log goes to stderr rather than nowhere
+            print(f"cannot write the log to {_default_file} ({exc}); logging to stderr", file=sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)

@@ -114,6 +114,9 @@ def test_kill_during_ingest_then_rerun_equals_one_clean_run(make_settings, tmp_p
         )
         assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
         clean, crashed = Lake(tmp_path / "clean"), Lake(tmp_path / "crashed")
+        # The killed run's rows are in the log, none left `running`: its entity under way is `interrupted`.
+        statuses = crashed.query("SELECT DISTINCT status FROM ops.ingest_log").column("status").to_pylist()
+        assert set(statuses) <= {"success", "interrupted"}, statuses
         got, want = snapshot(crashed), snapshot(clean)
         assert got.keys() == want.keys()
         for table in want:

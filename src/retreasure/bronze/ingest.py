@@ -1,5 +1,6 @@
-"""Running ingests: every selected source, entity by entity, into bronze, with the ingest log written as
-each entity finishes. One failing source never stops the others; its failure is in the log with the error.
+"""Running ingests: every selected source, entity by entity, into bronze, with the ingest log written as each
+entity starts and completed as it finishes. One failing source never stops the others; its failure is in the log
+with the error.
 """
 
 from __future__ import annotations
@@ -46,13 +47,18 @@ def run_ingest(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    finished: Callable[[IngestRun], None] | None = None,
 ) -> list[IngestRun]:
-    """Ingest the named sources (all by default); returns one log row per source entity."""
+    """Ingest the named sources (all by default); returns one log row per source entity. ``finished`` hears of
+    each entity as its run completes. Runs of this host left ``running`` by a dead process are first marked
+    ``interrupted``."""
     registry = load_sources()
     names = list(sources) if sources else list(registry)
     unknown = sorted(set(names) - set(registry))
     if unknown:
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(registry)}")
+    for run in ingest_log.close_interrupted(lake):
+        log.warning("interrupted run found", extra={"source": run.source, "entity": run.entity, "run": run.run_id})
     masker = PiiMasker(settings.pii_hmac_key.get_secret_value(), settings.pii_vault_key.get_secret_value() or None)
     run_id = uuid.uuid4().hex[:12]
     runs: list[IngestRun] = []
@@ -61,8 +67,9 @@ def run_ingest(
         try:
             for entity in source.entities:
                 run = _ingest_entity(settings, lake, masker, source, entity, run_id, since, until, progress)
-                ingest_log.record(lake, [run])
                 runs.append(run)
+                if finished:
+                    finished(run)
         finally:
             source.close()
     return runs
@@ -79,25 +86,32 @@ def _ingest_entity(
     until: datetime | None,
     progress: Progress | None,
 ) -> IngestRun:
+    """One entity's run, logged as it starts and completed as it ends, whatever the end: an exception is the
+    entity's failure; an interruption (Ctrl-C) is logged ``interrupted`` and goes on up."""
     table = bronze_table(source.name, entity)
     run = IngestRun(run_id, source.name, entity.name, str(table))
+    ingest_log.start(lake, run)
     writer = BronzeWriter(lake, masker, source.name, entity, batch_id=f"{run_id}/{table.name}")
     started = time.monotonic()
     requests_before, retries_before, bytes_before = source.stats.requests, source.stats.retries, source.stats.bytes
+    source.stats.last_retry = None
     try:
         if isinstance(source, FileSource):
             failures = _land_files(settings, lake, source, entity, writer, run, progress)
             if failures:
-                run.status, run.error = "partial", "; ".join(failures)[:4000]
+                run.status, run.error = ingest_log.PARTIAL, "; ".join(failures)[:4000]
         else:
             window = resolve_window(settings, lake, source.name, entity.name, since, until)
             run.window_start, run.window_end = window.start, window.end
             _land(writer, source.extract(entity, window), settings.ingest.flush_records, progress, str(table))
-        if run.status == "running":
-            run.status = "success"
+        if run.status == ingest_log.RUNNING:
+            run.status = ingest_log.SUCCESS
     except Exception as exc:  # one source's failure must not stop the others
-        run.status, run.error = "failed", redact(f"{type(exc).__name__}: {exc}")[:4000]
+        run.status, run.error = ingest_log.FAILED, redact(f"{type(exc).__name__}: {exc}")[:4000]
         log.error("ingest failed", extra={"source": source.name, "entity": entity.name, "error": run.error})
+    except BaseException:
+        run.status, run.error = ingest_log.INTERRUPTED, "interrupted (KeyboardInterrupt or exit) before it completed"
+        raise
     finally:
         run.records, run.malformed, run.new_records = (
             writer.stats.records,
@@ -106,9 +120,13 @@ def _ingest_entity(
         )
         run.requests = source.stats.requests - requests_before
         run.retries = source.stats.retries - retries_before
+        run.last_retry = source.stats.last_retry if run.retries else None
         run.bytes = (source.stats.bytes - bytes_before) or writer.stats.bytes
         run.duration_s = round(time.monotonic() - started, 3)
         run.finished_at = datetime.now(UTC)
+        ingest_log.finish(lake, run)
+    for warning in ingest_log.summarise_warnings(run.warnings, examples=20):
+        log.warning("landed with a warning", extra={"source": source.name, "entity": entity.name, "warning": warning})
     log.info(
         "ingested",
         extra={
@@ -190,6 +208,7 @@ def _land_files(
         digest = _sha256(path)
         if (relative, digest) in seen:
             continue
+        received = writer.stats.records
         try:
             for record in source.read(entity, path):
                 writer.add(record)
@@ -198,6 +217,8 @@ def _land_files(
             log.warning("file refused", extra={"source": source.name, "file": relative, "error": failures[-1]})
             continue
         run.files += 1
+        if writer.stats.records == received:
+            run.warnings.append(f"{relative}: no records (empty or header-only)")
         done.append(
             {
                 "path": relative,

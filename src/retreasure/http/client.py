@@ -45,6 +45,7 @@ class RequestStats:
     retries: int = 0
     bytes: int = 0
     waited_s: float = 0.0
+    last_retry: str | None = None  # why the last retried request was retried, for the run's summary
 
 
 class Pacer:
@@ -149,6 +150,7 @@ class HttpClient:
                 raise cls(self.source, f"{method} {_path(url)}: {problem}", status)
             attempt += 1
             self.stats.retries += 1
+            self.stats.last_retry = redact(problem)[:300]
             log.warning(
                 "retrying",
                 extra={

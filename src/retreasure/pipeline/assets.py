@@ -18,6 +18,7 @@ from retreasure.connectors.base import Source
 from retreasure.engine.contract import Relationship, RowCount, Unique
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.engine.runner import run_model
+from retreasure.lake.ingest_log import summarise_warnings
 from retreasure.lake.store import TableRef
 from retreasure.log import get_logger
 from retreasure.pipeline.incidents import StepGuard
@@ -112,6 +113,7 @@ def _bronze_asset(name: str, source: type[Source], policy: dg.RetryPolicy) -> dg
                     "seconds": run.duration_s,
                     "window": f"{run.window_start} .. {run.window_end}" if run.window_start else "-",
                     "error": run.error or "",
+                    "warnings": "; ".join(summarise_warnings(run.warnings)),
                 },
             )
 
