@@ -117,9 +117,18 @@ def ingest(
     source: Annotated[list[str] | None, typer.Option(help="Source to ingest (repeatable); all by default.")] = None,
     since: Annotated[str | None, typer.Option(help="Window start (ISO 8601); default: the watermark.")] = None,
     until: Annotated[str | None, typer.Option(help="Window end (ISO 8601); default: now.")] = None,
+    retry_refused: Annotated[
+        bool, typer.Option(help="Read again the files refused earlier (ops.refused_files) of these sources.")
+    ] = False,
 ) -> None:
     """Land new records from the sources in bronze (incremental; re-running adds nothing twice)."""
     settings = _settings()
+    if retry_refused:
+        from retreasure.bronze.ingest import forget_refused
+        from retreasure.connectors.base import load_sources
+
+        forgotten = forget_refused(Lake.from_settings(settings), source or list(load_sources()))
+        console.print(f"Retrying {forgotten} refused file(s).")
     runs = _ingest(settings, source, _instant(since), _instant(until))
     _print_runs(runs)
     if any(r.status == "failed" for r in runs):
