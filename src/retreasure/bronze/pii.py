@@ -72,6 +72,8 @@ def column_name(name: str) -> str:
 # Ordinary numbers do not take these shapes: prices and quantities have too few digits or a lone decimal point,
 # dates are 4-2-2 or 2-2-4 groups not starting with an area code, a bare run of digits (an EAN, an order number)
 # has no separator and no "+", and ids glued to letters ("SKU-212-555-0147") are not numbers on their own.
+# The longest window that fits is taken: a number written right after a phone number with only a space between
+# ("0958 12") may be read as part of it, which errs on the side of masking.
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 7, 15
 
 
@@ -92,6 +94,8 @@ def _is_phone(first: int, last: int, groups: list[str], seps: list[str], plus: b
         return False
     inner = [seps[k].strip() or " " for k in range(first + 1, last + 1)]  # separators inside the window
     count, lead = last - first + 1, groups[first]
+    if count > 1 and len(groups[last]) < 2:
+        return False  # no format ends on a single digit: that is a number written after it ("0958 1 item")
     if plus:
         # "+12345.67" is a signed amount, not a number with a country code.
         return not (count == 2 and inner[0] == "." and len(lead) > 3)
