@@ -63,7 +63,7 @@ class IngestSettings(BaseModel):
     # quarantined as one record (its start, size and SHA-256). A record over max_record_bytes is quarantined
     # whole, its raw text cut to its start. A file over max_file_bytes is refused unread.
     max_line_bytes: int = Field(default=1 << 20, ge=1024)
-    max_record_bytes: int = Field(default=1 << 20, ge=1024)
+    max_record_bytes: int = Field(default=4 << 20, ge=1024)  # a detailed delivery-zone polygon is a few MB
     max_file_bytes: int = Field(default=100 << 20, ge=1024)
 
 

@@ -86,7 +86,7 @@ class BronzeWriter:
     batch_id: str
     ingested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: LandingStats = field(default_factory=LandingStats)
-    max_record_bytes: int = 1 << 20
+    max_record_bytes: int = 4 << 20  # settings.ingest.max_record_bytes, set by the ingest run
     _rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property

@@ -114,18 +114,22 @@ def csv_rows(
         header = _unique([column_names(name) for name in names] if column_names else names)
         raw.clear()
         while True:
+            problem: csv.Error | None = None
             try:
-                cells = next(reader)
+                cells: list[str] | None = next(reader)
             except StopIteration:
-                return
+                cells = None
             except csv.Error as exc:
-                yield CsvRow(None, "".join(raw), f"malformed CSV: {exc}")
+                cells, problem = [], exc
+            for line in long_lines:  # read while the parser looked for this record
+                yield CsvRow(None, line.head, line.reason(max_line_bytes))
+            long_lines.clear()
+            if cells is None:
+                return
+            if problem is not None:
+                yield CsvRow(None, "".join(raw), f"malformed CSV: {problem}")
                 raw.clear()
                 continue
-            finally:
-                for line in long_lines:
-                    yield CsvRow(None, line.head, line.reason(max_line_bytes))
-                long_lines.clear()
             text = "".join(raw)
             raw.clear()
             if not cells:
