@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retreasure.bronze.ingest import run_ingest
+from retreasure.bronze.ingest import REFUSED_FILES, run_ingest
 from retreasure.bronze.landing import BronzeWriter, bronze_table
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import RawRecord
@@ -36,7 +36,7 @@ def good(n: int) -> str:
 @settings(max_examples=15)
 @given(
     unit=st.sampled_from(["a@", "+1 ", ".", '"', "a,", "x@y.co 030 1234567 ", "\r", "0"]),
-    size=st.integers(min_value=1, max_value=3_000_000),
+    size=st.one_of(st.integers(min_value=1, max_value=2 * LIMIT), st.integers(min_value=LIMIT, max_value=3_000_000)),
     before=st.integers(min_value=0, max_value=20),
     after=st.integers(min_value=0, max_value=20),
 )
@@ -49,7 +49,7 @@ def test_any_line_among_good_rows_costs_at_most_the_limit_and_the_rows_are_read(
     path.write_text(HEADER + "".join(rows_before) + line + "\n" + "".join(rows_after))
     rows = list(csv_rows(path, LIMIT))
     good_cells = [r.cells for r in rows if r.cells is not None and r.error is None]
-    oversized = len(line.encode()) + 1 > LIMIT
+    oversized = len(line.encode()) > LIMIT  # the limit is on the text; the size and hash include its newline
     if oversized or '"' not in line:  # an open quote in a line the parser reads runs on, as CSV says it must
         assert {c["receipt_id"] for c in good_cells} >= {f"R-{n}" for n in range(100, 100 + after)}
     if oversized:
@@ -93,3 +93,25 @@ def test_a_rolled_back_file_lands_none_of_its_records(lake: Lake) -> None:
     assert writer.stats.records == 1 and writer.stats.malformed == 0
     table = bronze_table("web", WebSource.entities[1])
     assert lake.query(f"SELECT record_key FROM {table}", [table]).to_pylist() == [{"record_key": "T1"}]
+
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>
+<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01"><Cube><Cube time="2025-03-04">
+<Cube currency="USD" rate="1.08"/>&x;</Cube></Cube></gesmes:Envelope>
+"""
+
+
+def test_a_hostile_xml_file_is_refused_once(make_settings: Callable[..., Settings]) -> None:
+    config = make_settings()
+    drop = Path(config.landing_dir) / "ecb" / "eurofxref-daily.xml"
+    drop.parent.mkdir(parents=True)
+    drop.write_bytes(XXE)
+    lake = Lake.from_settings(config)
+    [first] = run_ingest(config, lake, ["ecb"])
+    assert first.status == "partial" and "DTDs and entities are not allowed" in (first.error or "")
+    [row] = lake.query(f"SELECT path, sha256, reason FROM {REFUSED_FILES}", [REFUSED_FILES]).to_pylist()
+    assert row["path"] == "ecb/eurofxref-daily.xml" and row["sha256"] == hashlib.sha256(XXE).hexdigest()
+    assert not lake.exists(TableRef("bronze", "ecb_fx_rates")) or lake.count(TableRef("bronze", "ecb_fx_rates")) == 0
+    [second] = run_ingest(config, lake, ["ecb"])
+    assert second.status == "success" and second.files == 0 and second.records == 0
