@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 
-.PHONY: setup demo test lint bench-ingest bench-api bench-pipeline clean
+.PHONY: setup demo test lint bench-ingest bench-api bench-pipeline bench-hostile clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -39,6 +39,9 @@ bench-api: setup
 
 bench-pipeline: setup
 	$(VENV)/bin/python -m bench.pipeline
+
+bench-hostile: setup
+	$(VENV)/bin/python -m bench.hostile
 
 clean:
 	rm -rf lake landing sim-data .pytest_cache

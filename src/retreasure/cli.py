@@ -118,6 +118,9 @@ def ingest(
     source: Annotated[list[str] | None, typer.Option(help="Source to ingest (repeatable); all by default.")] = None,
     since: Annotated[str | None, typer.Option(help="Window start (ISO 8601); default: the watermark.")] = None,
     until: Annotated[str | None, typer.Option(help="Window end (ISO 8601); default: now.")] = None,
+    retry_refused: Annotated[
+        bool, typer.Option(help="Read again the files refused earlier (ops.refused_files) of these sources.")
+    ] = False,
 ) -> None:
     """Land new records from the sources in bronze (incremental; re-running adds nothing twice).
 
@@ -131,7 +134,12 @@ def ingest(
     if unknown:
         _usage(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(load_sources())}")
     window = _instant(since, "--since"), _instant(until, "--until")
-    runs, interrupted = terminal.ingest(console, settings, Lake.from_settings(settings), source, *window)
+    lake = Lake.from_settings(settings)
+    if retry_refused:
+        from retreasure.bronze.ingest import forget_refused
+
+        console.print(f"Retrying {forget_refused(lake, source or list(load_sources()))} refused file(s).")
+    runs, interrupted = terminal.ingest(console, settings, lake, source, *window)
     terminal.print_ingest(console, runs, interrupted)
     raise typer.Exit(exit_code(runs))
 

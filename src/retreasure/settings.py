@@ -51,7 +51,7 @@ class EtsySettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    """Incremental windows for API sources."""
+    """Incremental windows for API sources, and the size limits every input is held to."""
 
     # Start of the very first window when nothing has been ingested yet.
     start: str = "2020-01-01T00:00:00Z"
@@ -59,6 +59,12 @@ class IngestSettings(BaseModel):
     lookback_minutes: int = 60
     # Records buffered before one Delta commit.
     flush_records: int = 100_000
+    # Bounds on what one input may cost. A line longer than max_line_bytes is never held in memory: it is
+    # quarantined as one record (its start, size and SHA-256). A record over max_record_bytes is quarantined
+    # whole, its raw text cut to its start. A file over max_file_bytes is refused unread.
+    max_line_bytes: int = Field(default=1 << 20, ge=1024)
+    max_record_bytes: int = Field(default=4 << 20, ge=1024)  # a detailed delivery-zone polygon is a few MB
+    max_file_bytes: int = Field(default=100 << 20, ge=1024)
 
 
 class ServeSettings(BaseModel):

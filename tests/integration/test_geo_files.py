@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from retreasure.connectors.base import SourceError
-from retreasure.connectors.geo import MAX_BYTES, GeoSource
+from retreasure.connectors.geo import GeoSource
 from retreasure.settings import Settings
 
 SAMPLES = os.environ.get("RETREASURE_GEO_SAMPLES")
@@ -96,7 +96,7 @@ def test_non_geojson_is_refused_with_a_clear_error(geo: GeoSource, tmp_path: Pat
 def test_oversize_input_is_refused_before_it_is_read(geo: GeoSource, tmp_path: Path) -> None:
     path = tmp_path / "huge.geojson"
     with path.open("wb") as handle:
-        handle.truncate(MAX_BYTES + 1)  # sparse: costs no disk
+        handle.truncate(geo.settings.ingest.max_file_bytes + 1)  # sparse: costs no disk
     with pytest.raises(SourceError, match=r"huge.geojson: refused: .*over the 104857600-byte limit"):
         next(geo.read(geo.entity("customer_locations"), path))
 

@@ -49,10 +49,11 @@ def test_every_line_is_a_record_or_a_reported_error(tmp_path: Path) -> None:
 def test_an_overlong_line_is_reported_and_skipped(tmp_path: Path) -> None:
     source = WebSource(Settings(_env_file=None, landing_dir=tmp_path))  # type: ignore[call-arg]
     path = tmp_path / "2025-03-04.jsonl"
-    huge = '{"messageId": "E1", "blob": "' + "x" * (files.MAX_JSON_LINE + 10) + '"}'
+    huge = '{"messageId": "E1", "blob": "' + "x" * (source.settings.ingest.max_line_bytes + 10) + '"}'
     path.write_text(huge + "\n" + '{"messageId": "E2", "timestamp": "2025-03-04T10:00:00.000Z"}\n')
     first, second = source.read(source.entity("clickstream"), path)
-    assert "over" in (first.error or "") and len(first.payload) < 300
+    assert (first.error or "").startswith(f"oversized: line of {len(huge) + 1} bytes (sha256 ")
+    assert len(first.payload) <= files.KEPT_CHARS + 3
     assert second.error is None and second.payload["messageId"] == "E2"
 
 

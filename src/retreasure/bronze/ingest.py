@@ -17,6 +17,7 @@ import pyarrow as pa
 from retreasure.bronze.landing import BronzeWriter, bronze_table
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity, FileSource, RawRecord, Source, Window, load_sources, parse_instant
+from retreasure.connectors.files import oversized
 from retreasure.lake import ingest_log
 from retreasure.lake.ingest_log import IngestRun
 from retreasure.lake.store import Lake, TableRef
@@ -34,6 +35,21 @@ LANDED_FILES_SCHEMA = pa.schema(
         ("entity", pa.string()),
         ("run_id", pa.string()),
         ("landed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# Files that could not be read (not the format, hostile, over the size limit): refused once, with the reason, and
+# not read again while their content is unchanged. Deleting a row (``retreasure ingest --retry-refused``) retries.
+REFUSED_FILES = TableRef("ops", "refused_files")
+REFUSED_FILES_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),  # relative to the landing folder
+        ("source", pa.string()),
+        ("entity", pa.string()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("reason", pa.string()),
+        ("run_id", pa.string()),
+        ("refused_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 Progress = Callable[[str, int], None]  # (what, records so far)
@@ -91,7 +107,14 @@ def _ingest_entity(
     table = bronze_table(source.name, entity)
     run = IngestRun(run_id, source.name, entity.name, str(table))
     ingest_log.start(lake, run)
-    writer = BronzeWriter(lake, masker, source.name, entity, batch_id=f"{run_id}/{table.name}")
+    writer = BronzeWriter(
+        lake,
+        masker,
+        source.name,
+        entity,
+        batch_id=f"{run_id}/{table.name}",
+        max_record_bytes=settings.ingest.max_record_bytes,
+    )
     started = time.monotonic()
     requests_before, retries_before, bytes_before = source.stats.requests, source.stats.retries, source.stats.bytes
     source.stats.last_retry = None
@@ -188,11 +211,15 @@ def _land_files(
     run: IngestRun,
     progress: Progress | None,
 ) -> list[str]:
-    """Land each new or changed file once; a file that cannot be read is reported and retried next run."""
+    """Land each new or changed file once. A file that cannot be read is refused once (``ops.refused_files``)
+    and not read again until its content changes; its records already read are dropped with it. Returns what
+    was refused this run."""
     landing = Path(settings.landing_dir)
-    seen = _landed(lake, source.name, entity.name)
+    limits = settings.ingest
+    seen = _landed(lake, source.name, entity.name) | _landed(lake, source.name, entity.name, REFUSED_FILES)
     failures: list[str] = []
     done: list[dict[str, object]] = []
+    refused: list[dict[str, object]] = []
     label = str(bronze_table(source.name, entity))
 
     def commit() -> None:
@@ -200,48 +227,78 @@ def _land_files(
         if done:
             lake.append(LANDED_FILES, pa.Table.from_pylist(done, schema=LANDED_FILES_SCHEMA))
             done.clear()
+        if refused:
+            lake.append(REFUSED_FILES, pa.Table.from_pylist(refused, schema=REFUSED_FILES_SCHEMA))
+            refused.clear()
         if progress:
             progress(label, writer.stats.records)
 
     for path in source.files(entity):
         relative = path.relative_to(landing).as_posix()
-        digest = _sha256(path)
+        digest, size = _sha256(path), path.stat().st_size
         if (relative, digest) in seen:
             continue
         received = writer.stats.records
-        try:
-            for record in source.read(entity, path):
-                writer.add(record)
-        except Exception as exc:  # a hostile or broken file: report it, keep going with the others
-            failures.append(redact(f"{relative}: {type(exc).__name__}: {exc}"))
-            log.warning("file refused", extra={"source": source.name, "file": relative, "error": failures[-1]})
+        if size > limits.max_file_bytes:
+            reason, lasting = oversized("file", size, digest, limits.max_file_bytes), True
+        else:
+            reason, lasting = _read_file(source, entity, path, writer)
+        row = {"path": relative, "sha256": digest, "bytes": size, "source": source.name, "entity": entity.name}
+        if reason is not None:
+            failures.append(f"{relative}: {reason}")
+            log.warning("file refused", extra={"source": source.name, "file": relative, "error": reason})
+            if lasting:
+                refused.append(row | {"reason": reason, "run_id": run.run_id, "refused_at": datetime.now(UTC)})
             continue
         run.files += 1
         if writer.stats.records == received:
             run.warnings.append(f"{relative}: no records (empty or header-only)")
-        done.append(
-            {
-                "path": relative,
-                "sha256": digest,
-                "bytes": path.stat().st_size,
-                "source": source.name,
-                "entity": entity.name,
-                "run_id": run.run_id,
-                "landed_at": datetime.now(UTC),
-            }
-        )
+        done.append(row | {"run_id": run.run_id, "landed_at": datetime.now(UTC)})
         if writer.pending >= settings.ingest.flush_records:
             commit()
     commit()
     return failures
 
 
-def _landed(lake: Lake, source: str, entity: str) -> set[tuple[str, str]]:
-    if not lake.exists(LANDED_FILES):
+def _read_file(source: FileSource, entity: Entity, path: Path, writer: BronzeWriter) -> tuple[str | None, bool]:
+    """Buffer a file's records; on failure none of them stays buffered. Returns why it failed (None if it did
+    not) and whether that lasts: a file that could not be opened or read this time (permissions, a share away)
+    is retried next run, one whose content cannot be read is refused until it changes."""
+    mark = writer.mark()
+    try:
+        for record in source.read(entity, path):
+            writer.add(record)
+    except Exception as exc:  # a hostile or broken file: refuse it, keep going with the others
+        writer.rollback(mark)
+        return redact(f"{type(exc).__name__}: {exc}")[:2000], not isinstance(exc, OSError)
+    return None, False
+
+
+def forget_refused(lake: Lake, sources: Iterable[str]) -> int:
+    """Let the named sources' refused files be read again on the next ingest (after a fix of the reader or the
+    limits); returns how many refusals were forgotten."""
+    names = sorted(set(sources))
+    if not names or not lake.exists(REFUSED_FILES):
+        return 0
+    count = lake.query(
+        f"SELECT count(*) AS n FROM {REFUSED_FILES} WHERE list_contains($names, source)",
+        [REFUSED_FILES],
+        {"names": names},
+    )
+    forgotten = count.column("n")[0].as_py()
+    if forgotten:
+        quoted = ", ".join("'" + name.replace("'", "''") + "'" for name in names)
+        lake.overwrite(REFUSED_FILES, REFUSED_FILES_SCHEMA.empty_table(), predicate=f"source IN ({quoted})")
+    return forgotten
+
+
+def _landed(lake: Lake, source: str, entity: str, table: TableRef = LANDED_FILES) -> set[tuple[str, str]]:
+    """(path, sha256) of the entity's files in ``table``: landed, or refused."""
+    if not lake.exists(table):
         return set()
     rows = lake.query(
-        f"SELECT path, sha256 FROM {LANDED_FILES} WHERE source = $source AND entity = $entity",
-        [LANDED_FILES],
+        f"SELECT path, sha256 FROM {table} WHERE source = $source AND entity = $entity",
+        [table],
         {"source": source, "entity": entity},
     )
     return set(zip(rows.column("path").to_pylist(), rows.column("sha256").to_pylist(), strict=True))

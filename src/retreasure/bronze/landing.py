@@ -3,13 +3,15 @@
 A record is landed exactly as received (PII aside). One that cannot be keyed or dated is still landed, with
 its reason in ``error``, and copied to ``quarantine.<table>``: nothing is dropped, nothing crashes a run.
 Appends skip records whose hash the table already holds, so duplicate deliveries and re-runs add nothing.
+A record over the size limit is quarantined whole: its raw text cut to its start, its size and SHA-256 in the
+reason, so no single input can make masking or landing cost more than the limit allows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ import pyarrow as pa
 
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity, RawRecord, dig, parse_instant
+from retreasure.connectors.files import KEPT_CHARS, oversized
 from retreasure.lake.store import Lake, TableRef
 
 # Records with no business date of their own land in one fixed partition, so that re-running on another day
@@ -83,11 +86,20 @@ class BronzeWriter:
     batch_id: str
     ingested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: LandingStats = field(default_factory=LandingStats)
+    max_record_bytes: int = 4 << 20  # settings.ingest.max_record_bytes, set by the ingest run
     _rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def pending(self) -> int:
         return len(self._rows)
+
+    def mark(self) -> tuple[int, LandingStats]:
+        """Where the buffer stands: ``rollback`` to it forgets what was added since (a file refused midway)."""
+        return len(self._rows), replace(self.stats)
+
+    def rollback(self, mark: tuple[int, LandingStats]) -> None:
+        del self._rows[mark[0] :]
+        self.stats = mark[1]
 
     def add(self, record: RawRecord) -> None:
         entity = self.entity
@@ -95,8 +107,12 @@ class BronzeWriter:
         payload = record.payload
         key = record.key
         updated_at = record.updated_at
+        limit = self.max_record_bytes
         if isinstance(payload, dict | list):
             raw = json.dumps(self.masker.mask(payload, entity.pii), separators=(",", ":"), ensure_ascii=False)
+            if len(raw) > limit // 4 and len(encoded := raw.encode()) > limit:
+                digest = hashlib.sha256(encoded).hexdigest()
+                raw, error = raw[:KEPT_CHARS] + "...", _first(oversized("record", len(encoded), digest, limit), error)
             if key is None and isinstance(payload, dict):
                 found = dig(payload, entity.key)
                 key = None if found is None or found == "" else str(found)
@@ -107,8 +123,13 @@ class BronzeWriter:
                     error = error or f"change time at '{entity.updated_at}' does not parse: {exc}"
                 if updated_at is None and error is None:
                     error = f"no change time at '{entity.updated_at}'"
+        elif len(text := str(payload)) > limit // 4 and len(encoded := text.encode()) > limit:
+            # Only the kept start is masked: masking the whole would be the unbounded work the limit prevents.
+            digest = hashlib.sha256(encoded).hexdigest()
+            raw = self.masker.mask_text(text[:KEPT_CHARS]) + "..."
+            error = _first(oversized("record", len(encoded), digest, limit), error)
         else:
-            raw = self.masker.mask_text(str(payload))
+            raw = self.masker.mask_text(text)
         if key is None and error is None:
             error = f"no business key at '{entity.key}'"
         day = updated_at.date() if updated_at else record.partition_date or UNDATED
@@ -160,3 +181,7 @@ class BronzeWriter:
         # The vault is written after bronze: a crash in between leaves tokens whose clear values the re-run
         # (which sees the same records again) stores then.
         self.masker.flush_vault(self.lake, self.source)
+
+
+def _first(reason: str, other: str | None) -> str:
+    return f"{reason}; {other}" if other else reason

@@ -40,7 +40,7 @@ class AdsSource(FileSource):
         origin = origin_of(self, path)
         platform = path.parent.name
         file_day = file_date(path)
-        for row in csv_rows(path):
+        for row in csv_rows(path, self.settings.ingest.max_line_bytes):
             if row.cells is None:
                 yield RawRecord(row.text.rstrip("\r\n"), origin, error=row.error, partition_date=file_day)
                 continue

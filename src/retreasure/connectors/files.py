@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any, BinaryIO
 
 from retreasure.connectors.base import FileSource
 
-MAX_CSV_LINE = 1 << 20  # a longer CSV "line" is not an export: it is reported, not loaded into memory
 PLAIN_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 FILE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -36,14 +36,40 @@ def file_date(path: Path) -> date | None:
         return None
 
 
-def text_lines(handle: BinaryIO) -> Iterator[str]:
-    """A file's lines as text, streamed; bytes that are not UTF-8 become U+FFFD (and the row is flagged).
-    A line over MAX_CSV_LINE is cut into pieces, which then fail as rows instead of filling memory."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
-    while chunk := handle.readline(MAX_CSV_LINE):
-        yield decoder.decode(chunk)
-    if tail := decoder.decode(b"", final=True):
-        yield tail
+KEPT_CHARS = 4096  # of an oversized line or record, what is kept as its raw text
+
+
+def oversized(what: str, size: int, digest: str, limit: int) -> str:
+    """The quarantine reason of an input over its size limit: enough to find it again and prove what it was."""
+    return f"oversized: {what} of {size} bytes (sha256 {digest}) is over the {limit}-byte limit"
+
+
+@dataclass(slots=True)
+class LongLine:
+    """A line over the line limit: read through once (hashed, never held whole), only its start kept."""
+
+    head: str
+    size: int
+    sha256: str
+
+    def reason(self, limit: int) -> str:
+        return oversized("line", self.size, self.sha256, limit)
+
+
+def raw_lines(handle: BinaryIO, max_line_bytes: int) -> Iterator[bytes | LongLine]:
+    """A file's lines as bytes, streamed; a line longer than ``max_line_bytes`` comes as a LongLine instead.
+    Work and memory per line are bounded by the limit, however long the line is."""
+    while line := handle.readline(max_line_bytes + 1):
+        if len(line) <= max_line_bytes or line.endswith(b"\n"):
+            yield line
+            continue
+        digest, size, head = hashlib.sha256(line), len(line), line[:KEPT_CHARS]
+        while rest := handle.readline(max_line_bytes):
+            digest.update(rest)
+            size += len(rest)
+            if rest.endswith(b"\n"):
+                break
+        yield LongLine(head.decode("utf-8", "replace") + "...", size, digest.hexdigest())
 
 
 @dataclass(slots=True)
@@ -55,29 +81,53 @@ class CsvRow:
     error: str | None = None
 
 
-def csv_rows(path: Path) -> Iterator[CsvRow]:
-    """The records of a CSV file with a header row, streamed."""
+def csv_rows(
+    path: Path, max_line_bytes: int = 1 << 20, column_names: Callable[[str], str] | None = None
+) -> Iterator[CsvRow]:
+    """The records of a CSV file with a header row, streamed. ``column_names`` maps the header's names (to
+    their normalised form, say); a line over ``max_line_bytes`` is one malformed record, the others still read."""
     raw: list[str] = []
+    long_lines: list[LongLine] = []
 
-    def feed(lines: Iterable[str]) -> Iterator[str]:
-        for line in lines:
-            raw.append(line)
-            yield line
+    def feed(handle: BinaryIO) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        for line in raw_lines(handle, max_line_bytes):
+            if isinstance(line, LongLine):
+                long_lines.append(line)
+                yield "\n"  # an empty line to the parser: the long line is reported on its own
+                continue
+            text = decoder.decode(line)
+            raw.append(text)
+            yield text
+        if tail := decoder.decode(b"", final=True):
+            raw.append(tail)
+            yield tail
 
     with path.open("rb") as handle:
-        reader = csv.reader(feed(text_lines(handle)), strict=False)
+        reader = csv.reader(feed(handle), strict=False)
         try:
-            header = _unique(next(reader))
+            names = next(reader)
         except StopIteration:
             return
+        if long_lines:
+            raise ValueError(f"not a CSV export: header {long_lines[0].reason(max_line_bytes)}")
+        header = _unique([column_names(name) for name in names] if column_names else names)
         raw.clear()
         while True:
+            problem: csv.Error | None = None
             try:
-                cells = next(reader)
+                cells: list[str] | None = next(reader)
             except StopIteration:
-                return
+                cells = None
             except csv.Error as exc:
-                yield CsvRow(None, "".join(raw), f"malformed CSV: {exc}")
+                cells, problem = [], exc
+            for line in long_lines:  # read while the parser looked for this record
+                yield CsvRow(None, line.head, line.reason(max_line_bytes))
+            long_lines.clear()
+            if cells is None:
+                return
+            if problem is not None:
+                yield CsvRow(None, "".join(raw), f"malformed CSV: {problem}")
                 raw.clear()
                 continue
             text = "".join(raw)
@@ -114,9 +164,6 @@ def not_decimal(cells: dict[str, str], columns: Iterable[str]) -> str | None:
     return None
 
 
-MAX_JSON_LINE = 4 << 20  # one event is a few kB; a longer line is reported, never loaded whole
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -132,15 +179,14 @@ def load_json(text: str) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-def json_lines(path: Path) -> Iterator[tuple[Any, str | None]]:
-    """(object, None) per good line of a JSON Lines file, or (line text, why it is malformed); streamed."""
+def json_lines(path: Path, max_line_bytes: int = 1 << 20) -> Iterator[tuple[Any, str | None]]:
+    """(object, None) per good line of a JSON Lines file, or (line text, why it is malformed); streamed. A line
+    over ``max_line_bytes`` is reported by its start, size and hash, never loaded whole."""
     with path.open("rb") as handle:
         first = True
-        while line := handle.readline(MAX_JSON_LINE + 1):
-            if len(line) > MAX_JSON_LINE and not line.endswith(b"\n"):
-                while (rest := handle.readline(MAX_JSON_LINE)) and not rest.endswith(b"\n"):
-                    pass
-                yield line[:200].decode("utf-8", "replace") + "...", f"malformed: line over {MAX_JSON_LINE} bytes"
+        for line in raw_lines(handle, max_line_bytes):
+            if isinstance(line, LongLine):
+                yield line.head, line.reason(max_line_bytes)
                 continue
             if first and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]

@@ -2,7 +2,7 @@
 
 Any real FeatureCollection is accepted: features with or without ids or properties, every geometry type.
 A feature without its business key is landed under "<file name>#<index>"; one with unusable coordinates is landed
-and marked malformed. Input that is not GeoJSON, or too big to be a sane drop, is refused with a clear error.
+and marked malformed. Input that is not GeoJSON, or over the file size limit, is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any
 from retreasure.connectors.base import Entity, FileSource, RawRecord, SourceError
 from retreasure.connectors.files import STRICT_JSON, file_date, load_json, origin_of
 
-MAX_BYTES = 100 * 1024 * 1024
-MAX_TEXT = 1 << 20  # of a broken feature, what is kept as its raw text
 POSITION_DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
 FEATURES = re.compile(r'"features"\s*:\s*\[')
 
@@ -91,9 +89,9 @@ class GeoSource(FileSource):
     )
 
     def read(self, entity: Entity, path: Path) -> Iterator[RawRecord]:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise SourceError(self.name, f"{path.name}: refused: {size} bytes is over the {MAX_BYTES}-byte limit")
+        size, limit = path.stat().st_size, self.settings.ingest.max_file_bytes
+        if size > limit:  # read whole to be parsed: the file limit is what bounds it
+            raise SourceError(self.name, f"{path.name}: refused: {size} bytes is over the {limit}-byte limit")
         try:
             text = path.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -145,13 +143,13 @@ class GeoSource(FileSource):
             position = blank.match(text, position).end()  # type: ignore[union-attr]
             if position >= len(text) or text[position] == "]":
                 problem = "the file ends inside" if position >= len(text) else "the file breaks after"
-                rest = text[position : position + MAX_TEXT]
+                rest = text[position : position + self.settings.ingest.max_record_bytes]
                 yield RawRecord(rest, origin, error=f"truncated: {problem} its features array ({cause})")
                 return
             try:
                 feature, position = STRICT_JSON.raw_decode(text, position)
             except (ValueError, RecursionError) as exc:
-                rest = text[position : position + MAX_TEXT]
+                rest = text[position : position + self.settings.ingest.max_record_bytes]
                 yield RawRecord(rest, origin, error=f"truncated: feature #{index} is cut short or broken ({exc})")
                 return
             yield self._record(entity, feature, index, path, origin)

@@ -1,7 +1,9 @@
 """The stores' POS exports: hourly sales and stock-movement CSVs per store, read as the tills wrote them.
 
 Rows land as {column: cell text}, so a till update that adds a column cannot shift the others; a row that
-does not fit the header lands as its raw text, marked malformed."""
+does not fit the header lands as its raw text, marked malformed. Column names land normalised (``Loyalty Phone``,
+``loyalty_phone\x00`` are ``loyalty_phone``), and the tills' records carry PII: every column not declared safe
+here is tokenised, so a column a till update adds or renames never lands in clear."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
-from retreasure.bronze.pii import PiiSpec
+from retreasure.bronze.pii import PiiSpec, column_name
 from retreasure.connectors.base import Entity, FileSource, RawRecord
 from retreasure.connectors.files import csv_rows, file_date, not_decimal, origin_of
 
@@ -34,13 +36,30 @@ class PosSource(FileSource):
         Entity(
             "sales",
             key="receipt_id",  # the landed key is "<receipt_id>/<line_no>/<type>", set by read()
-            pii=PiiSpec({"loyalty_email": "email", "loyalty_phone": "phone"}),
+            pii=PiiSpec(
+                {"loyalty_email": "email", "loyalty_phone": "phone"},
+                safe=frozenset(
+                    {
+                        *("type", "receipt_id", "line_no", "sold_at", "store_id", "sku", "title", "quantity"),
+                        *("unit_price", "discount", "tax", "tax_rate", "currency", "discount_code", "payment_method"),
+                    }
+                ),
+            ),
             description="Receipt lines: sales, and refunds as negative lines, in store-local time.",
             files="sales/*/*/*.csv",
         ),
         Entity(
             "inventory",
             key="movement_id",
+            pii=PiiSpec(
+                {},
+                safe=frozenset(
+                    {
+                        *("movement_id", "at", "store_id", "sku", "change", "reason", "on_hand_after"),
+                        *("receipt_id", "unit_cost"),
+                    }
+                ),
+            ),
             description="Stock movements at a store: bought in, sold, restocked after a refund.",
             files="inventory/*/*/*.csv",
         ),
@@ -50,7 +69,7 @@ class PosSource(FileSource):
         origin = origin_of(self, path)
         sales = entity.name == "sales"
         folder_day = file_date(path.parent)  # pos/sales/<store>/<YYYY-MM-DD>/: where a broken row lands
-        for row in csv_rows(path):
+        for row in csv_rows(path, self.settings.ingest.max_line_bytes, column_name):
             if row.cells is None:
                 yield RawRecord(row.text.rstrip("\r\n"), origin, error=row.error, partition_date=folder_day)
                 continue

@@ -37,5 +37,5 @@ class WebSource(FileSource):
     def read(self, entity: Entity, path: Path) -> Iterator[RawRecord]:
         origin = origin_of(self, path)
         day = file_date(path)  # where a line without a readable time lands
-        for payload, error in json_lines(path):
+        for payload, error in json_lines(path, self.settings.ingest.max_line_bytes):
             yield RawRecord(payload, origin, error=error, partition_date=day)
