@@ -98,8 +98,8 @@ def _is_phone(first: int, last: int, groups: list[str], seps: list[str], plus: b
     if count > 1 and len(groups[last]) < 2:
         return False  # no format ends on a single digit: that is a number written after it ("0958 1 item")
     if plus:
-        # "+12345.67" is a signed amount, not a number with a country code.
-        return not (count == 2 and inner[0] == "." and len(lead) > 3)
+        # "+12345.67" (and "+12345.67 12.50") is a signed amount: a country code has at most three digits.
+        return not (count >= 2 and inner[0] == "." and len(lead) > 3)
     if paren:
         return count >= 2 and 2 <= len(lead) <= 5
     if count < 2:
