@@ -49,6 +49,13 @@ def build(
     return _build(lake, models if models is not None else load_models(), select, start, end, progress).runs
 
 
+def build_models(
+    lake: Lake, models: dict[TableRef, Model] | None = None, progress: Callable[[ModelRun], None] | None = None
+) -> Build:
+    """Every model over all of time, recorded in ops.builds: `retreasure build`."""
+    return _build(lake, models if models is not None else load_models(), progress=progress)
+
+
 def _build(
     lake: Lake,
     models: dict[TableRef, Model],
@@ -111,7 +118,8 @@ def build_incremental(
             for i, (s, e) in enumerate(spans):
                 before = [p for r in runs for p in r.partitions]
                 last = i == len(spans) - 1
-                runs.append(run_model(lake, model, s, e, result.run_id, last, before, dq))
+                windows = [(r.start, r.end) for r in runs]
+                runs.append(run_model(lake, model, s, e, result.run_id, last, before, dq, windows))
                 result.runs.append(runs[-1])
                 if progress:
                     progress(runs[-1])
