@@ -44,7 +44,7 @@ items AS (
             TRY_CAST(json_extract_string(u.item, '$.deliveryCost.shippingCost.value') AS DECIMAL(18, 2)), 0
         ) AS line_shipping
     FROM orders o
-    CROSS JOIN unnest(CAST(json_extract(o.raw, '$.lineItems') AS JSON[])) AS u (item)
+    CROSS JOIN unnest(TRY_CAST(json_extract(o.raw, '$.lineItems') AS JSON[])) AS u (item)
 ),
 priced AS (
     SELECT

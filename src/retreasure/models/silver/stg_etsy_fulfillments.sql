@@ -21,7 +21,7 @@ shipments AS (
         json_extract_string(u.s, '$.carrier_name') AS carrier,
         json_extract_string(u.s, '$.tracking_code') AS tracking_number
     FROM versions v
-    CROSS JOIN unnest(CAST(json_extract(v.raw, '$.shipments') AS JSON[])) AS u (s)
+    CROSS JOIN unnest(TRY_CAST(json_extract(v.raw, '$.shipments') AS JSON[])) AS u (s)
 )
 SELECT
     'etsy:' || shipment_id AS fulfillment_key,

@@ -41,7 +41,7 @@ transactions AS (
         TRY_CAST(json_extract_string(u.t, '$.quantity') AS INTEGER) AS quantity,
         TRY_CAST(json_extract_string(u.t, '$.price.amount') AS BIGINT) AS unit_minor
     FROM receipts r
-    CROSS JOIN unnest(CAST(json_extract(r.raw, '$.transactions') AS JSON[])) AS u (t)
+    CROSS JOIN unnest(TRY_CAST(json_extract(r.raw, '$.transactions') AS JSON[])) AS u (t)
 ),
 shared AS (
     SELECT

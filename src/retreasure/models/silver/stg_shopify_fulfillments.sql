@@ -12,7 +12,7 @@ WITH newest AS (
 fulfillments AS (
     SELECT
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
-        unnest(CAST(json_extract(raw, '$.fulfillments') AS VARCHAR[])) AS fulfillment
+        unnest(TRY_CAST(json_extract(raw, '$.fulfillments') AS VARCHAR[])) AS fulfillment
     FROM newest
 ),
 parsed AS (

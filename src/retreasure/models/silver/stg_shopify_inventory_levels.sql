@@ -17,7 +17,7 @@ parsed AS (
         json_extract_string(raw, '$.item.sku') AS sku,
         -- quantities holds one entry per name asked for; only "available" is asked.
         list_filter(
-            CAST(json_extract(raw, '$.quantities') AS VARCHAR[]),
+            TRY_CAST(json_extract(raw, '$.quantities') AS VARCHAR[]),
             q -> json_extract_string(q, '$.name') = 'available'
         )[1] AS available_quantity,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,

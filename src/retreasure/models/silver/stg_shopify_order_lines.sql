@@ -14,7 +14,7 @@ lines AS (
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
-        unnest(CAST(json_extract(raw, '$.lineItems.nodes') AS VARCHAR[])) AS line
+        unnest(TRY_CAST(json_extract(raw, '$.lineItems.nodes') AS VARCHAR[])) AS line
     FROM newest
 ),
 -- A line can carry several tax lines (a US state and its county, say): the line's tax is all of them.
@@ -27,7 +27,7 @@ line_taxes AS (
     FROM (
         SELECT
             json_extract_string(line, '$.id') AS line_gid,
-            unnest(CAST(json_extract(line, '$.taxLines') AS VARCHAR[])) AS tax_line
+            unnest(TRY_CAST(json_extract(line, '$.taxLines') AS VARCHAR[])) AS tax_line
         FROM lines
     )
     GROUP BY line_gid

@@ -34,7 +34,7 @@ parsed AS (
         -- A tax line the sales channel is liable for is tax someone else files; any such line makes it theirs.
         CASE
             WHEN array_length(list_filter(
-                CAST(json_extract(raw, '$.taxLines') AS VARCHAR[]),
+                TRY_CAST(json_extract(raw, '$.taxLines') AS VARCHAR[]),
                 t -> json_extract_string(t, '$.channelLiable') = 'true'
             )) > 0 THEN 'marketplace'
             ELSE 'seller'
@@ -57,11 +57,11 @@ parsed AS (
         ) AS ship_by_ts,
         json_extract_string(raw, '$.discountCodes[0]') AS discount_code,
         list_filter(
-            CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
+            TRY_CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
             a -> json_extract_string(a, '$.key') = 'session_id'
         )[1] AS session_attribute,
         list_filter(
-            CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
+            TRY_CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
             a -> json_extract_string(a, '$.key') = 'utm_campaign'
         )[1] AS campaign_attribute
     FROM newest

@@ -15,7 +15,7 @@ variants AS (
         json_extract_string(raw, '$.title') AS title,
         json_extract_string(raw, '$.productType') AS category,
         -- Attributes the shop has no field for travel as "name:value" tags.
-        CAST(json_extract(raw, '$.tags') AS VARCHAR[]) AS tags,
+        TRY_CAST(json_extract(raw, '$.tags') AS VARCHAR[]) AS tags,
         upper(json_extract_string(raw, '$.status')) AS status,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS created_ts,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
