@@ -201,6 +201,18 @@ def test_a_failing_row_rule_quarantines_and_blocks_nothing_in_dagster_and_in_the
     assert status == [{"status": "blocked"}]
 
 
+def test_a_model_that_fails_fails_the_build_and_the_build_is_still_recorded(env: Lake, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    _model(root, "silver.fine", "SELECT 1 AS id")
+    _model(root, "silver.broken", "SELECT CAST('not a number' AS INTEGER) AS id FROM silver.fine")
+
+    failed = CliRunner().invoke(app, ["build", "--models-root", str(root)])
+
+    assert failed.exit_code == ExitCode.FAILED and "Build failed" in failed.output, failed.output
+    log = env.query(f"SELECT mode, status, models FROM {BUILDS}", [BUILDS]).to_pylist()
+    assert log == [{"mode": "full", "status": "failed", "models": 1}]
+
+
 # -- landing sensor --------------------------------------------------------------------------------------------
 def test_the_landing_sensor_asks_once_per_new_file_and_the_run_lands_it(env: Lake, tmp_path: Path) -> None:
     defs = build_definitions(models_root=_with_fx_rates(tmp_path / "models"), retry_delay_s=0.01)

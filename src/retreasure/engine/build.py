@@ -68,7 +68,8 @@ def _build(
     chosen = set(select) if select is not None else set(models)
     result = Build(uuid.uuid4().hex[:12], "full")
     blocked: set[TableRef] = set()
-    with _dq_log(lake) as dq:
+    whole = select is None and (start, end) == ALL_TIME
+    with _recorded(lake, result, began, read, whole), _dq_log(lake) as dq:
         for ref, model in models.items():
             if ref not in chosen or ref in blocked:
                 continue
@@ -78,8 +79,6 @@ def _build(
                 progress(run)
             if run.blocked:
                 blocked |= downstream(models, {ref})
-    if select is None and (start, end) == ALL_TIME:
-        record(lake, result, began, read)
     return result
 
 
@@ -106,7 +105,7 @@ def build_incremental(
                 days[ref] = changed
     result = Build(uuid.uuid4().hex[:12], "incremental")
     blocked: set[TableRef] = set()
-    with _dq_log(lake) as dq:
+    with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
             touched = [days[i] for i in model.inputs if i in days]
             if ref in blocked or not touched:
@@ -130,8 +129,23 @@ def build_incremental(
             written = _written(runs) if partitioned else wanted
             if written is None or written:
                 days[ref] = written
-    record(lake, result, began, read)
     return result
+
+
+@contextmanager
+def _recorded(
+    lake: Lake, result: Build, began: datetime, read: dict[str, int], recorded: bool = True
+) -> Iterator[None]:
+    """Record the build in ops.builds when it ends: ``success`` or ``blocked``, or ``failed`` when a model run
+    raised (then the error goes on to the caller), so that every build that ended has its row."""
+    try:
+        yield
+    except Exception:
+        if recorded:
+            record(lake, result, began, read, "failed")
+        raise
+    if recorded:
+        record(lake, result, began, read)
 
 
 @contextmanager
