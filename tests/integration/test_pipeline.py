@@ -19,6 +19,7 @@ from retreasure.bronze.landing import bronze_table
 from retreasure.connectors.base import load_sources
 from retreasure.engine.changes import BUILDS
 from retreasure.engine.models import MODELS_DIR, load_models
+from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
 from retreasure.pipeline.cli import app
@@ -160,6 +161,56 @@ def test_a_failing_blocking_check_stops_its_downstream_and_a_warning_does_not(en
     # The blocked asset is an incident; the warning is not.
     assert [(i["asset"], i["status"]) for i in incidents(env)] == [("silver.dup_error", "open")]
     assert "unique(id)" in incidents(env)[0]["error"]
+
+
+def test_a_failing_row_rule_quarantines_and_blocks_nothing_in_dagster_and_in_the_cli(
+    env: Lake, tmp_path: Path, own_logging: None
+) -> None:
+    root = tmp_path / "models"
+    rows = "SELECT 1 AS id, 'a' AS name UNION ALL SELECT 2, NULL UNION ALL SELECT 3, 'c'"
+    _model(root, "silver.rows", rows, checks=[{"check": "not_null", "columns": ["name"]}])
+    _model(root, "gold.after_rows", "SELECT count(*) AS id FROM silver.rows")
+    dup = "SELECT 1 AS id UNION ALL SELECT 1"
+    defs = build_definitions(models_root=root, sources={}, retry_delay_s=0.01)
+
+    result = defs.resolve_job_def(MODELS_JOB).execute_in_process(raise_on_error=False)
+
+    assert result.success and _materialized(result) == {"silver/rows", "gold/after_rows"}
+    assert env.query("SELECT id FROM gold.after_rows", [TableRef("gold", "after_rows")]).to_pylist() == [{"id": 2}]
+    quarantined = env.query("SELECT rule, reason FROM quarantine.silver_rows", [TableRef("quarantine", "silver_rows")])
+    assert quarantined.to_pylist() == [{"rule": "not_null(name)", "reason": "a value is missing in name"}]
+    assert incidents(env) == []  # a quarantined row is normal operation, not an incident
+
+    # The engine (the CLI's builds, full and incremental) applies the same rule: exit 0, downstream built.
+    runner = CliRunner()
+    full = runner.invoke(app, ["build", "--models-root", str(root)])
+    assert full.exit_code == ExitCode.OK and "built   gold.after_rows" in full.output, full.output
+    hourly = runner.invoke(app, ["build", "--incremental", "--models-root", str(root)])
+    assert hourly.exit_code == ExitCode.OK, hourly.output
+    log = env.query(f"SELECT run_id, mode, status, models, rows FROM {BUILDS} ORDER BY started_at", [BUILDS])
+    first = log.to_pylist()[0]
+    assert (first["mode"], first["status"], first["models"], first["rows"]) == ("full", "success", 2, 3)
+    run_ids = env.query(f"SELECT DISTINCT run_id FROM {DQ_RESULTS} WHERE table_name = 'silver.rows'", [DQ_RESULTS])
+    assert first["run_id"] in {r["run_id"] for r in run_ids.to_pylist()}
+
+    # A failed blocking table check stops what reads the table: the build is partial (exit 3), not failed.
+    _model(root, "silver.rows", dup, checks=[{"check": "unique", "columns": ["id"]}])
+    blocked = runner.invoke(app, ["build", "--models-root", str(root)])
+    assert blocked.exit_code == ExitCode.PARTIAL and "gold.after_rows" not in blocked.output, blocked.output
+    status = env.query(f"SELECT status FROM {BUILDS} ORDER BY started_at DESC LIMIT 1", [BUILDS]).to_pylist()
+    assert status == [{"status": "blocked"}]
+
+
+def test_a_model_that_fails_fails_the_build_and_the_build_is_still_recorded(env: Lake, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    _model(root, "silver.fine", "SELECT 1 AS id")
+    _model(root, "silver.broken", "SELECT CAST('not a number' AS INTEGER) AS id FROM silver.fine")
+
+    failed = CliRunner().invoke(app, ["build", "--models-root", str(root)])
+
+    assert failed.exit_code == ExitCode.FAILED and "Build failed" in failed.output, failed.output
+    log = env.query(f"SELECT mode, status, models FROM {BUILDS}", [BUILDS]).to_pylist()
+    assert log == [{"mode": "full", "status": "failed", "models": 1}]
 
 
 # -- landing sensor --------------------------------------------------------------------------------------------

@@ -49,6 +49,13 @@ def build(
     return _build(lake, models if models is not None else load_models(), select, start, end, progress).runs
 
 
+def build_models(
+    lake: Lake, models: dict[TableRef, Model] | None = None, progress: Callable[[ModelRun], None] | None = None
+) -> Build:
+    """Every model over all of time, recorded in ops.builds: `retreasure build`."""
+    return _build(lake, models if models is not None else load_models(), progress=progress)
+
+
 def _build(
     lake: Lake,
     models: dict[TableRef, Model],
@@ -61,7 +68,8 @@ def _build(
     chosen = set(select) if select is not None else set(models)
     result = Build(uuid.uuid4().hex[:12], "full")
     blocked: set[TableRef] = set()
-    with _dq_log(lake) as dq:
+    whole = select is None and (start, end) == ALL_TIME
+    with _recorded(lake, result, began, read, whole), _dq_log(lake) as dq:
         for ref, model in models.items():
             if ref not in chosen or ref in blocked:
                 continue
@@ -71,8 +79,6 @@ def _build(
                 progress(run)
             if run.blocked:
                 blocked |= downstream(models, {ref})
-    if select is None and (start, end) == ALL_TIME:
-        record(lake, result, began, read)
     return result
 
 
@@ -99,7 +105,7 @@ def build_incremental(
                 days[ref] = changed
     result = Build(uuid.uuid4().hex[:12], "incremental")
     blocked: set[TableRef] = set()
-    with _dq_log(lake) as dq:
+    with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
             touched = [days[i] for i in model.inputs if i in days]
             if ref in blocked or not touched:
@@ -111,7 +117,8 @@ def build_incremental(
             for i, (s, e) in enumerate(spans):
                 before = [p for r in runs for p in r.partitions]
                 last = i == len(spans) - 1
-                runs.append(run_model(lake, model, s, e, result.run_id, last, before, dq))
+                windows = [(r.start, r.end) for r in runs]
+                runs.append(run_model(lake, model, s, e, result.run_id, last, before, dq, windows))
                 result.runs.append(runs[-1])
                 if progress:
                     progress(runs[-1])
@@ -122,8 +129,23 @@ def build_incremental(
             written = _written(runs) if partitioned else wanted
             if written is None or written:
                 days[ref] = written
-    record(lake, result, began, read)
     return result
+
+
+@contextmanager
+def _recorded(
+    lake: Lake, result: Build, began: datetime, read: dict[str, int], recorded: bool = True
+) -> Iterator[None]:
+    """Record the build in ops.builds when it ends: ``success`` or ``blocked``, or ``failed`` when a model run
+    raised (then the error goes on to the caller), so that every build that ended has its row."""
+    try:
+        yield
+    except Exception:
+        if recorded:
+            record(lake, result, began, read, "failed")
+        raise
+    if recorded:
+        record(lake, result, began, read)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
         ("mode", pa.string()),  # full | incremental
-        ("status", pa.string()),  # success | blocked (a blocking check stopped part of it)
+        ("status", pa.string()),  # success | blocked (a blocking check stopped part of it) | failed
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
         ("models", pa.int64()),  # model runs made

@@ -64,6 +64,33 @@ class RowCount(_Check):
     min: int = 1
 
 
+class BronzeSource(BaseModel):
+    """A bronze table a model is fed from: which of its records the model answers for, and the model column that
+    names, on each row, the bronze record (or records) it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: str  # bronze.<name>
+    # A SQL predicate over the newest version of a bronze record (its raw, record_key...): the records this model
+    # must place, in its table or in its quarantine. Every record by default. The SQL must take the same records.
+    records: str = "true"
+    # The model column holding the bronze record_key of the row: VARCHAR, or VARCHAR[] for a row that several
+    # records make (a receipt summed from its lines).
+    lineage: str = "source_record_key"
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        layer, name = self.table.split(".")
+        return layer, name
+
+
+class Conservation(_Check):
+    """Table check, made from the contract's ``sources``: each newest bronze record a source's ``records``
+    predicate takes (in the run's window) is in the model or in its quarantine table with a rule and a reason."""
+
+    check: Literal["conservation"] = "conservation"
+    sources: list[BronzeSource]
+
+
 Check = Annotated[
     NotNull | AcceptedValues | Expression | Unique | Relationship | RowCount, Field(discriminator="check")
 ]
@@ -85,6 +112,7 @@ class Contract(BaseModel):
     version_column: str | None = None  # upsert: the newest value wins
     lookback_days: int = 0  # incremental runs re-read this many days before the window
     checks: list[Check] = Field(default_factory=list)
+    sources: list[BronzeSource] = Field(default_factory=list)  # bronze tables read, checked for conservation
     columns: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -95,6 +123,11 @@ class Contract(BaseModel):
             raise ValueError("write_mode upsert needs version_column")
         if self.write_mode in ("merge", "upsert") and not self.keys:
             raise ValueError(f"write_mode {self.write_mode} needs keys")
+        for source in self.sources:
+            if not source.table.startswith("bronze.") or source.table.count(".") != 1:
+                raise ValueError(f"source {source.table} is not a bronze table (bronze.<name>)")
+            if self.columns and source.lineage not in self.columns:
+                raise ValueError(f"source {source.table}: lineage column {source.lineage} is not documented")
         return self
 
     @property
@@ -107,8 +140,12 @@ class Contract(BaseModel):
         return [c for c in self.checks if isinstance(c, ROW_RULES)]
 
     @property
-    def table_checks(self) -> list[Unique | Relationship | RowCount]:
-        return [c for c in self.checks if not isinstance(c, ROW_RULES)]
+    def table_checks(self) -> list[Unique | Relationship | RowCount | Conservation]:
+        """The declared table checks, then conservation when the model names its bronze sources."""
+        declared: list[Unique | Relationship | RowCount | Conservation] = [
+            c for c in self.checks if not isinstance(c, ROW_RULES)
+        ]
+        return declared + ([Conservation(sources=self.sources)] if self.sources else [])
 
     @classmethod
     def load(cls, path: Path) -> Contract:

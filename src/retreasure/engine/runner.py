@@ -23,7 +23,7 @@ from retreasure.bronze.landing import BRONZE_SCHEMA
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.lake.store import Lake, TableRef, connection
 from retreasure.log import get_logger
-from retreasure.quality.checks import CheckResult, apply_row_rules, record_results, run_table_checks
+from retreasure.quality.checks import CheckResult, apply_row_rules, quarantine_of, record_results, run_table_checks
 
 log = get_logger("engine")
 
@@ -57,13 +57,15 @@ def run_model(
     table_checks: bool = True,
     written_before: Sequence[object] = (),
     dq: list[CheckResult] | None = None,
+    windows_before: Sequence[tuple[date, date]] = (),
 ) -> ModelRun:
     """Build ``model`` for the window [start, end] (all of time by default), its contract's lookback days
     before ``start`` included, and check it. ``table_checks=False`` applies the row rules only: for a run
     that more windows of the same model follow, the table being checked once, after the last, over the
-    partitions of every window (``written_before``). A windowed run's table checks read the partitions it
-    wrote, a whole run's the whole table. The results go to ``dq`` when given (a build writes them to
-    ``ops.dq_results`` once, at its end), else straight to ``ops.dq_results``."""
+    partitions of every window (``written_before``) and the bronze days they read (``windows_before``). A
+    windowed run's table checks read the partitions it wrote, a whole run's the whole table. The results go
+    to ``dq`` when given (a build writes them to ``ops.dq_results`` once, at its end), else straight to
+    ``ops.dq_results``."""
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
     start = widened(model, start, end)
@@ -75,14 +77,17 @@ def run_model(
         con.close()
     if quarantined.num_rows:
         lake.insert_new(
-            TableRef("quarantine", f"{model.ref.layer}_{model.ref.name}"),
+            quarantine_of(model.ref),
             quarantined,
             ["table_name", "rule", "row_json"],
         )
     run = ModelRun(model.ref, start, end, kept.num_rows, quarantined.num_rows)
     run.partitions = _write(lake, model, kept, start, end)
-    written = None if run.whole or not contract.partitioned else sorted({*written_before, *run.partitions})
-    run.checks = row_checks + (run_table_checks(lake, model.ref, contract, run_id, written) if table_checks else [])
+    windowed = not run.whole and contract.partitioned
+    written = sorted({*written_before, *run.partitions}) if windowed else None
+    windows = [*windows_before, (start, end)] if windowed else None
+    checked = run_table_checks(lake, model.ref, contract, run_id, written, windows) if table_checks else []
+    run.checks = row_checks + checked
     if dq is None:
         record_results(lake, run.checks)
     else:

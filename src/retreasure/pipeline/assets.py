@@ -15,7 +15,7 @@ import dagster as dg
 from retreasure.bronze.ingest import run_ingest
 from retreasure.bronze.landing import bronze_table
 from retreasure.connectors.base import Source
-from retreasure.engine.contract import Relationship, RowCount, Unique
+from retreasure.engine.contract import Conservation, Relationship, RowCount, Unique
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.engine.runner import run_model
 from retreasure.lake.ingest_log import summarise_warnings
@@ -51,7 +51,7 @@ def source_keys(name: str, source: type[Source]) -> list[dg.AssetKey]:
     return [asset_key(bronze_table(name, entity)) for entity in source.entities]
 
 
-def check_spec_name(check: Unique | Relationship | RowCount) -> str:
+def check_spec_name(check: Unique | Relationship | RowCount | Conservation) -> str:
     """Dagster check names allow only letters, digits and underscores: ``unique(a, b)`` -> ``unique_a_b``."""
     return re.sub(r"[^A-Za-z0-9_]+", "_", check_label(check)).strip("_")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -75,35 +74,15 @@ def build(
     models_root: ModelsRoot = MODELS_DIR,
 ) -> None:
     """Build every model over all of time, in dependency order, in one run (checks included); with
-    --incremental, only the partitions that new bronze data touched, plus each model's lookback."""
-    if incremental:
-        _build_incremental(models_root)
-        return
-    import dagster as dg
-
-    from retreasure.engine.build import Build, bronze_inputs, record
-    from retreasure.engine.changes import versions
-    from retreasure.pipeline.schedules import MODELS_JOB
-
-    # Every model unpartitioned, so that each builds all of time; on a throwaway instance, because those
-    # assets are not the UI's (partitioned) ones.
-    defs = _definitions(models_root, partitioned=False)
-    lake, began = _lake(), datetime.now(UTC)
-    read = versions(lake, bronze_inputs(load_models(models_root)))
-    ok = _execute(defs.resolve_job_def(MODELS_JOB), None, None, dg.DagsterInstance.ephemeral())
-    # The next incremental build starts from what this one read, unless a blocking check stopped part of it.
-    record(lake, Build(uuid.uuid4().hex[:12], "full"), began, read, "success" if ok else "blocked")
-    if not ok:
-        raise typer.Exit(1)
-
-
-def _build_incremental(models_root: Path) -> None:
-    """The hourly job's step, in this process, printing a line per model run."""
+    --incremental, only the partitions that new bronze data touched, plus each model's lookback. Exit 0 when
+    everything was built (rows that broke a row rule are in quarantine.*), 3 when a blocking table check
+    stopped the models downstream of it, 1 when a model failed."""
     import time
 
     from retreasure import log
-    from retreasure.engine.build import build_incremental
+    from retreasure.engine.build import Build, build_incremental, build_models
     from retreasure.engine.runner import ModelRun
+    from retreasure.exitcodes import ExitCode
 
     log.configure()
     began = time.monotonic()
@@ -111,16 +90,38 @@ def _build_incremental(models_root: Path) -> None:
     def progress(run: ModelRun) -> None:
         window = "all of time" if run.whole else f"{run.start} .. {run.end}"
         colour = "red" if run.blocked else "green"
-        written = f"{len(run.partitions)} partition(s)"
-        console.print(f"  [{colour}]built[/]   {run.ref} [{window}]  {run.rows:,} rows, {written}")
+        written = f", {len(run.partitions)} partition(s)" if run.partitions else ""
+        quarantined = f", [yellow]{run.quarantined:,} quarantined[/]" if run.quarantined else ""
+        console.print(f"  [{colour}]built[/]   {run.ref} [{window}]  {run.rows:,} rows{written}{quarantined}")
+        for check in run.checks:
+            if check.blocking:
+                console.print(
+                    f"  [red]check[/]   {run.ref}: {check.check_name} failed: {check.failed:,} {check.detail}"
+                )
 
-    result = build_incremental(_lake(), load_models(models_root), progress)
+    # Both modes run in this process through the engine, which records the build in ops.builds with the run id
+    # its ops.dq_results rows carry. `retreasure backfill` and the UI's jobs run through Dagster.
+    lake, models = _lake(), load_models(models_root)
+    try:
+        result: Build = (
+            build_incremental(lake, models, progress) if incremental else build_models(lake, models, progress)
+        )
+    except Exception as exc:
+        console.print(f"[red]Build failed:[/] {redact(str(exc))}")
+        raise typer.Exit(ExitCode.FAILED) from exc
+    stopped = sorted({str(r.ref) for r in result.runs if r.blocked})
     console.print(
-        f"{result.mode.capitalize()} build {result.run_id}: {len(result.runs)} model run(s) "
-        f"in {time.monotonic() - began:.1f} s." + (" [red]A blocking check failed.[/]" if result.blocked else "")
+        f"{result.mode.capitalize()} build {result.run_id}: {len(result.runs)} model run(s), "
+        f"{sum(r.rows for r in result.runs):,} rows, {sum(r.quarantined for r in result.runs):,} quarantined, "
+        f"in {time.monotonic() - began:.1f} s."
+        + (
+            f" [red]A blocking check failed in {', '.join(stopped)}: their downstream was not built.[/]"
+            if stopped
+            else ""
+        )
     )
-    if result.blocked:
-        raise typer.Exit(1)
+    if stopped:
+        raise typer.Exit(ExitCode.PARTIAL)
 
 
 def _lake() -> Lake:

@@ -14,8 +14,21 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from retreasure.engine.contract import AcceptedValues, Contract, Expression, NotNull, Relationship, RowCount, Unique
+from retreasure.engine.contract import (
+    AcceptedValues,
+    BronzeSource,
+    Conservation,
+    Contract,
+    Expression,
+    NotNull,
+    Relationship,
+    RowCount,
+    Unique,
+)
 from retreasure.lake.store import Lake, TableRef, connection
+
+# The windows a run read bronze for: (first day, last day) of partition_date; None for all of time.
+Windows = Sequence[tuple[date, date]] | None
 
 DQ_RESULTS = TableRef("ops", "dq_results")
 DQ_SCHEMA = pa.schema(
@@ -24,7 +37,7 @@ DQ_SCHEMA = pa.schema(
         ("table_name", pa.string()),
         ("check_name", pa.string()),
         ("kind", pa.string()),  # row (failing rows quarantined) | table
-        ("severity", pa.string()),  # error (blocking) | warn
+        ("severity", pa.string()),  # error (rows quarantined; a table check blocks downstream) | warn
         ("checked", pa.int64()),
         ("failed", pa.int64()),
         ("passed", pa.bool_()),
@@ -59,7 +72,9 @@ class CheckResult:
 
     @property
     def blocking(self) -> bool:
-        return not self.passed and self.severity == "error"
+        """Only a failed error-level table check stops what reads the table. A failed row rule has already
+        moved its rows to quarantine: the rows kept are sound, and one bad record must not stall every build."""
+        return not self.passed and self.severity == "error" and self.kind == "table"
 
 
 def check_name(check: object) -> str:
@@ -73,6 +88,8 @@ def check_name(check: object) -> str:
         return f"unique({', '.join(check.columns)})"
     if isinstance(check, Relationship):
         return f"relationships({check.column} -> {check.to})"
+    if isinstance(check, Conservation):
+        return "conservation"
     assert isinstance(check, RowCount)
     return f"row_count(>= {check.min})"
 
@@ -162,14 +179,23 @@ WINDOWED_SCOPE: dict[type, Scope] = {
     Relationship: "written rows",
     # A count of the whole table, read from the Delta log, not the rows.
     RowCount: "table",
+    # The bronze records of the run's windows, found anywhere in the table or its quarantine (a record's row may
+    # fall in a partition other than its bronze day).
+    Conservation: "table",
 }
 
 
 def run_table_checks(
-    lake: Lake, ref: TableRef, contract: Contract, run_id: str, written: Sequence[object] | None = None
+    lake: Lake,
+    ref: TableRef,
+    contract: Contract,
+    run_id: str,
+    written: Sequence[object] | None = None,
+    windows: Windows = None,
 ) -> list[CheckResult]:
-    """Judge the table as written: keys unique, references resolve, enough rows. With ``written`` (the
-    partitions a windowed run rewrote), each check reads what its scope in ``WINDOWED_SCOPE`` says."""
+    """Judge the table as written: keys unique, references resolve, enough rows, every bronze record placed.
+    With ``written`` (the partitions a windowed run rewrote), each check reads what its scope in
+    ``WINDOWED_SCOPE`` says; conservation reads the bronze records of ``windows`` (all of them when None)."""
     if not contract.table_checks:
         return []
     now = datetime.now(UTC)
@@ -178,7 +204,10 @@ def run_table_checks(
     # One connection for all the checks: opening one costs more than most checks' queries. The checks count and
     # compare keys, so DuckDB's own Parquet reader serves them (faster over many files than Arrow datasets).
     targets = [TableRef(*c.to.split(".")[:2]) for c in contract.table_checks if isinstance(c, Relationship)]
-    con = lake.connect([ref, *targets], native=True)
+    bronze = [TableRef(*s.ref) for s in contract.sources]
+    quarantine = quarantine_of(ref)
+    # Raw bronze through Arrow datasets: DuckDB's own reader evaluates guarded JSON on malformed rows.
+    con = lake.connect([ref, *targets, *bronze, quarantine], native={ref, *targets, quarantine})
     try:
         for check in contract.table_checks:
             scope = WINDOWED_SCOPE[type(check)] if part else "table"
@@ -208,6 +237,10 @@ def run_table_checks(
                     f'WHERE t."{check.column}" IS NOT NULL'
                 )
                 detail = f"values of {check.column} missing from {check.to}"
+            elif isinstance(check, Conservation):
+                sql = _conservation_sql(ref, check.sources, windows, lake.exists(quarantine))
+                refs += [TableRef(*s.ref) for s in check.sources if lake.exists(TableRef(*s.ref))]
+                detail = "bronze records neither in the table nor in its quarantine with a reason"
             else:
                 detail = f"fewer than {check.min} rows"
             if not all(lake.exists(r) for r in refs):
@@ -234,6 +267,44 @@ def run_table_checks(
     finally:
         con.close()
     return results
+
+
+def quarantine_of(ref: TableRef) -> TableRef:
+    """Where the rows of ``ref`` that break a row rule go."""
+    return TableRef("quarantine", f"{ref.layer}_{ref.name}")
+
+
+def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: Windows, quarantined: bool) -> str:
+    """(records checked, records missing) over every source: each newest bronze record (per record_key, without
+    a landing error) that the source's predicate takes, in the windows, must be named by the lineage column of a
+    row of the table or of a row quarantined from it with a reason."""
+    days = " OR ".join(f"partition_date BETWEEN {_literal(s)} AND {_literal(e)}" for s, e in windows or ())
+    placed = []
+    for column in sorted({s.lineage for s in sources}):
+        placed.append(f'SELECT to_json("{column}") AS lineage FROM {ref}')
+        if quarantined:
+            placed.append(
+                f"SELECT json_extract(row_json, '$.{column}') AS lineage FROM {quarantine_of(ref)} "
+                f"WHERE table_name = '{ref}' AND coalesce(reason, '') <> '' AND coalesce(rule, '') <> ''"
+            )
+    # A lineage list (the records an aggregate row sums) counts each of its keys; a single key counts as itself.
+    keys = (
+        "SELECT unnest(CASE WHEN json_type(lineage) = 'ARRAY' THEN from_json(lineage, '[\"VARCHAR\"]') "
+        f"ELSE [json_extract_string(lineage, '$')] END) AS k FROM ({' UNION ALL '.join(placed)})"
+    )
+    claimed = " UNION ALL ".join(
+        f"SELECT record_key FROM (SELECT * FROM {source.table} WHERE error IS NULL"
+        f"{f' AND ({days})' if days else ''} QUALIFY row_number() OVER (PARTITION BY record_key "
+        "ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash) = 1) "
+        f"WHERE coalesce(({source.records}), false)"
+        for source in sources
+    )
+    return (
+        f"WITH claimed AS MATERIALIZED (SELECT DISTINCT record_key FROM ({claimed})), "
+        f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL) "
+        "SELECT count(*) AS checked, count(*) FILTER (WHERE p.k IS NULL) AS failed "
+        "FROM claimed c LEFT JOIN placed p ON p.k = c.record_key"
+    )
 
 
 def _in_partitions(ref: TableRef, column: str, values: Sequence[object]) -> str:

@@ -25,5 +25,6 @@ SELECT
     ) AS currency,
     TRY_CAST(json_extract_string(raw, '$.clicks') AS BIGINT) AS clicks,
     TRY_CAST(json_extract_string(raw, '$.impressions') AS BIGINT) AS impressions,
-    ingested_at AS updated_ts
+    ingested_at AS updated_ts,
+    record_key AS source_record_key
 FROM newest

@@ -2,7 +2,7 @@
 -- stamped with the day its version took effect. A version holds until the zone's next one.
 -- Read in full on every run (a small table): a version's end is the next version's start, wherever it landed.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.geo_delivery_zones
     WHERE error IS NULL
     QUALIFY row_number() OVER (
@@ -11,6 +11,7 @@ WITH newest AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.properties.zone_id') AS zone_id,
         json_extract_string(raw, '$.properties.name') AS name,
         TRY_CAST(json_extract_string(raw, '$.properties.valid_from') AS DATE) AS valid_from,
@@ -39,5 +40,6 @@ SELECT
     list_min(list_transform(flatten(rings), p -> p[1])) AS min_lon,
     list_min(list_transform(flatten(rings), p -> p[2])) AS min_lat,
     list_max(list_transform(flatten(rings), p -> p[1])) AS max_lon,
-    list_max(list_transform(flatten(rings), p -> p[2])) AS max_lat
+    list_max(list_transform(flatten(rings), p -> p[2])) AS max_lat,
+    source_record_key
 FROM parsed

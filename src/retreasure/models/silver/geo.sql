@@ -4,7 +4,7 @@
 -- SQL; it treats coordinates as planar (fine for zones that do not cross the antimeridian).
 -- Read in full on every run: a new zone version can move customers located long ago.
 WITH newest AS (
-    SELECT partition_date, raw
+    SELECT record_key, partition_date, raw
     FROM bronze.geo_customer_locations
     WHERE error IS NULL
     -- A customer located again (a move) is where the latest file puts them.
@@ -14,6 +14,7 @@ WITH newest AS (
 ),
 points AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.properties.customer_id') AS customer_id,
         -- The export is daily and its file's day is the day the location was taken.
         partition_date AS located_date,
@@ -80,6 +81,7 @@ SELECT
     p.city,
     c.zone_id,
     c.valid_from AS zone_valid_from,
-    CAST(coalesce(c.zones_matched, 0) AS INTEGER) AS zones_matched
+    CAST(coalesce(c.zones_matched, 0) AS INTEGER) AS zones_matched,
+    p.source_record_key
 FROM points p
 LEFT JOIN chosen c ON c.customer_id = p.customer_id

@@ -1,7 +1,7 @@
 -- The payment gateway's events for web orders: authorisations, captures and refunds, one row each. The
 -- gateway never edits an event; a re-delivered one is the same transaction.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.web_transactions
     WHERE error IS NULL
         AND partition_date BETWEEN @start_date AND @end_date
@@ -11,6 +11,7 @@ WITH newest AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.transaction_id') AS transaction_id,
         json_extract_string(raw, '$.order_id') AS order_id,
         lower(json_extract_string(raw, '$.status')) AS status,
@@ -29,5 +30,6 @@ SELECT
     currency,
     occurred_ts,
     CAST(occurred_ts AT TIME ZONE 'UTC' AS DATE) AS occurred_date,
-    occurred_ts AS updated_ts
+    occurred_ts AS updated_ts,
+    source_record_key
 FROM parsed

@@ -2,7 +2,7 @@
 -- Name and street lines stay PII tokens (the bronze masks them); only operations sees them in clear, through the
 -- vault, at the moment a parcel is packed. City, postal code and country are not personal on their own.
 WITH shopify AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -12,7 +12,7 @@ WITH shopify AS (
     ) = 1
 ),
 ebay AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.ebay_orders
     WHERE error IS NULL
         AND partition_date BETWEEN @start_date AND @end_date
@@ -21,7 +21,7 @@ ebay AS (
     ) = 1
 ),
 etsy AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.etsy_receipts
     WHERE error IS NULL
         AND partition_date BETWEEN @start_date AND @end_date
@@ -31,6 +31,7 @@ etsy AS (
 ),
 addresses AS (
     SELECT
+        record_key AS source_record_key,
         'shopify:' || json_extract_string(raw, '$.legacyResourceId') AS order_key,
         'shopify' AS channel,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
@@ -47,6 +48,7 @@ addresses AS (
     FROM shopify
     UNION ALL
     SELECT
+        record_key,
         'ebay:' || json_extract_string(raw, '$.orderId'),
         'ebay',
         TRY_CAST(json_extract_string(raw, '$.creationDate') AS TIMESTAMPTZ),
@@ -63,6 +65,7 @@ addresses AS (
     FROM ebay
     UNION ALL
     SELECT
+        record_key,
         'etsy:' || json_extract_string(raw, '$.receipt_id'),
         'etsy',
         to_timestamp(TRY_CAST(json_extract_string(raw, '$.create_timestamp') AS BIGINT)),
@@ -88,5 +91,6 @@ SELECT
     city,
     region,
     postal_code,
-    country
+    country,
+    source_record_key
 FROM addresses

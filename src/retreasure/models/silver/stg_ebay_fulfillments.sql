@@ -12,6 +12,7 @@ WITH versions AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         record_key,
         split_part(record_key, '/', 1) AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.shippedDate') AS TIMESTAMPTZ) AS shipped_ts,
@@ -29,5 +30,6 @@ SELECT
     CAST(NULL AS TIMESTAMPTZ) AS delivered_ts,
     carrier,
     tracking_number,
-    updated_ts
+    updated_ts,
+    source_record_key
 FROM parsed

@@ -6,7 +6,7 @@ WITH tax_rates AS (
     SELECT country, region, rate FROM silver.tax_rates
 ),
 versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.ebay_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -17,6 +17,7 @@ versions AS (
 ),
 orders AS (
     SELECT
+        record_key AS source_record_key,
         raw,
         json_extract_string(raw, '$.orderId') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.creationDate') AS TIMESTAMPTZ) AS order_ts,
@@ -44,7 +45,7 @@ items AS (
             TRY_CAST(json_extract_string(u.item, '$.deliveryCost.shippingCost.value') AS DECIMAL(18, 2)), 0
         ) AS line_shipping
     FROM orders o
-    CROSS JOIN unnest(CAST(json_extract(o.raw, '$.lineItems') AS JSON[])) AS u (item)
+    CROSS JOIN unnest(TRY_CAST(json_extract(o.raw, '$.lineItems') AS JSON[])) AS u (item)
 ),
 priced AS (
     SELECT
@@ -97,5 +98,6 @@ SELECT
     currency,
     order_ts,
     CAST(order_ts AT TIME ZONE 'UTC' AS DATE) AS order_date,
-    updated_ts
+    updated_ts,
+    source_record_key
 FROM rated

@@ -2,7 +2,7 @@
 -- field group, pricingSummary.total and .tax count the tax eBay collects and remits, so total is what the buyer
 -- paid whoever remits the tax; the contract's total_adds_up rule catches a feed read without it.
 WITH versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.ebay_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -13,6 +13,7 @@ WITH versions AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.orderId') AS channel_order_id,
         json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.email') AS customer_token,
         TRY_CAST(json_extract_string(raw, '$.creationDate') AS TIMESTAMPTZ) AS order_ts,
@@ -69,5 +70,6 @@ SELECT
     ship_by_ts,
     CAST(NULL AS VARCHAR) AS discount_code,
     CAST(NULL AS VARCHAR) AS session_id,
-    CAST(NULL AS VARCHAR) AS campaign
+    CAST(NULL AS VARCHAR) AS campaign,
+    source_record_key
 FROM parsed

@@ -28,7 +28,7 @@ payments AS (
         json_extract_string(u.r, '$.amount.value') AS amount_text,
         json_extract_string(u.r, '$.refundStatus') AS status
     FROM orders o
-    CROSS JOIN unnest(CAST(json_extract(o.raw, '$.paymentSummary.refunds') AS JSON[])) AS u (r)
+    CROSS JOIN unnest(TRY_CAST(json_extract(o.raw, '$.paymentSummary.refunds') AS JSON[])) AS u (r)
 ),
 by_line AS (
     -- The same refunds under the line item they give money back for.
@@ -39,8 +39,8 @@ by_line AS (
         json_extract_string(r.r, '$.refundDate') AS refund_date_text,
         json_extract_string(r.r, '$.amount.value') AS amount_text
     FROM orders o
-    CROSS JOIN unnest(CAST(json_extract(o.raw, '$.lineItems') AS JSON[])) AS i (item)
-    CROSS JOIN unnest(CAST(json_extract(i.item, '$.refunds') AS JSON[])) AS r (r)
+    CROSS JOIN unnest(TRY_CAST(json_extract(o.raw, '$.lineItems') AS JSON[])) AS i (item)
+    CROSS JOIN unnest(TRY_CAST(json_extract(i.item, '$.refunds') AS JSON[])) AS r (r)
 ),
 refunds AS (
     SELECT

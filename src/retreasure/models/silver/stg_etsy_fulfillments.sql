@@ -1,7 +1,7 @@
 -- Parcels shipped for Etsy receipts: the shipments listed on the newest version of each receipt. Etsy says
 -- when the buyer was notified of the shipment, not when it was delivered.
 WITH versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.etsy_receipts
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -12,6 +12,7 @@ WITH versions AS (
 ),
 shipments AS (
     SELECT
+        v.record_key AS source_record_key,
         json_extract_string(v.raw, '$.receipt_id') AS channel_order_id,
         TRY_CAST(json_extract_string(v.raw, '$.updated_timestamp') AS BIGINT) AS updated_epoch,
         json_extract_string(u.s, '$.receipt_shipping_id') AS shipment_id,
@@ -21,7 +22,7 @@ shipments AS (
         json_extract_string(u.s, '$.carrier_name') AS carrier,
         json_extract_string(u.s, '$.tracking_code') AS tracking_number
     FROM versions v
-    CROSS JOIN unnest(CAST(json_extract(v.raw, '$.shipments') AS JSON[])) AS u (s)
+    CROSS JOIN unnest(TRY_CAST(json_extract(v.raw, '$.shipments') AS JSON[])) AS u (s)
 )
 SELECT
     'etsy:' || shipment_id AS fulfillment_key,
@@ -32,5 +33,6 @@ SELECT
     to_timestamp(delivered_epoch) AS delivered_ts,
     carrier,
     tracking_number,
-    to_timestamp(updated_epoch) AS updated_ts
+    to_timestamp(updated_epoch) AS updated_ts,
+    source_record_key
 FROM shipments

@@ -2,7 +2,7 @@
 -- every ingest reads them all and bronze holds a version per change: the whole history is small, and the table
 -- is rebuilt from all of it on every run (the window is deliberately not applied).
 WITH versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.etsy_listings
     WHERE error IS NULL
     QUALIFY row_number() OVER (
@@ -11,6 +11,7 @@ WITH versions AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.listing_id') AS listing_id,
         json_extract_string(raw, '$.skus[0]') AS sku,
         json_extract_string(raw, '$.title') AS title,
@@ -51,5 +52,6 @@ SELECT
     processing_min_days,
     processing_max_days,
     to_timestamp(created_epoch) AS created_ts,
-    to_timestamp(updated_epoch) AS updated_ts
+    to_timestamp(updated_epoch) AS updated_ts,
+    source_record_key
 FROM parsed

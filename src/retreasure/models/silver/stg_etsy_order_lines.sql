@@ -6,7 +6,7 @@ WITH tax_rates AS (
     SELECT country, region, rate FROM silver.tax_rates
 ),
 versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.etsy_receipts
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -17,6 +17,7 @@ versions AS (
 ),
 receipts AS (
     SELECT
+        record_key AS source_record_key,
         raw,
         json_extract_string(raw, '$.receipt_id') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.create_timestamp') AS BIGINT) AS created_epoch,
@@ -41,7 +42,7 @@ transactions AS (
         TRY_CAST(json_extract_string(u.t, '$.quantity') AS INTEGER) AS quantity,
         TRY_CAST(json_extract_string(u.t, '$.price.amount') AS BIGINT) AS unit_minor
     FROM receipts r
-    CROSS JOIN unnest(CAST(json_extract(r.raw, '$.transactions') AS JSON[])) AS u (t)
+    CROSS JOIN unnest(TRY_CAST(json_extract(r.raw, '$.transactions') AS JSON[])) AS u (t)
 ),
 shared AS (
     SELECT
@@ -102,5 +103,6 @@ SELECT
     currency,
     to_timestamp(created_epoch) AS order_ts,
     CAST(to_timestamp(created_epoch) AT TIME ZONE 'UTC' AS DATE) AS order_date,
-    to_timestamp(updated_epoch) AS updated_ts
+    to_timestamp(updated_epoch) AS updated_ts,
+    source_record_key
 FROM rated

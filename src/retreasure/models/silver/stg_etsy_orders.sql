@@ -6,7 +6,7 @@ WITH marketplace_remits AS (
     SELECT country FROM (VALUES ('US'), ('GB')) AS t (country)
 ),
 versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.etsy_receipts
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -17,6 +17,7 @@ versions AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.receipt_id') AS channel_order_id,
         json_extract_string(raw, '$.buyer_email') AS customer_token,
         TRY_CAST(json_extract_string(raw, '$.create_timestamp') AS BIGINT) AS created_epoch,
@@ -73,7 +74,8 @@ SELECT
     to_timestamp(coalesce(p.expected_ship_epoch, p.created_epoch + pr.max_days * 86400)) AS ship_by_ts,
     CAST(NULL AS VARCHAR) AS discount_code,
     CAST(NULL AS VARCHAR) AS session_id,
-    CAST(NULL AS VARCHAR) AS campaign
+    CAST(NULL AS VARCHAR) AS campaign,
+    p.source_record_key
 FROM parsed p
 LEFT JOIN marketplace_remits m ON m.country = p.country
 LEFT JOIN processing pr ON pr.channel_order_id = p.channel_order_id

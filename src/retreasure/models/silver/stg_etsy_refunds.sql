@@ -23,7 +23,7 @@ refunds AS (
         TRY_CAST(json_extract_string(u.r, '$.amount.amount') AS BIGINT) AS paid_back_minor,
         TRY_CAST(json_extract_string(u.r, '$.created_timestamp') AS BIGINT) AS refund_epoch
     FROM versions v
-    CROSS JOIN unnest(CAST(json_extract(v.raw, '$.refunds') AS JSON[])) AS u (r)
+    CROSS JOIN unnest(TRY_CAST(json_extract(v.raw, '$.refunds') AS JSON[])) AS u (r)
 ),
 keyed AS (
     SELECT

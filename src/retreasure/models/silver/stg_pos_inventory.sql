@@ -10,6 +10,7 @@ WITH newest AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.movement_id') AS movement_id,
         json_extract_string(raw, '$.store_id') AS store_id,
         json_extract_string(raw, '$.sku') AS sku,
@@ -36,5 +37,6 @@ SELECT
     on_hand_after,
     'pos:' || receipt_id AS order_key,
     unit_cost,
-    moved_ts AS updated_ts
+    moved_ts AS updated_ts,
+    source_record_key
 FROM parsed

@@ -1,19 +1,23 @@
 -- Receipt lines sold at the stores' tills. Refunds come as their own negative lines (stg_pos_refunds), so a
 -- receipt line is never edited: the newest landing of each is kept only to absorb a re-exported file.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.pos_sales
     WHERE error IS NULL
         -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
         AND partition_date BETWEEN @start_date AND @end_date
+        -- Every line but refunds (stg_pos_refunds): a line of an unknown or missing type comes here too, and its
+        -- line_type sends it to quarantine with a reason rather than letting it vanish.
         -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
-        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END = 'sale'
+        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END IS DISTINCT FROM 'refund'
     QUALIFY row_number() OVER (
         PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
     ) = 1
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
+        json_extract_string(raw, '$.type') AS line_type,
         json_extract_string(raw, '$.receipt_id') AS receipt_id,
         json_extract_string(raw, '$.line_no') AS line_no,
         json_extract_string(raw, '$.sku') AS sku,
@@ -31,6 +35,7 @@ SELECT
     'pos:' || receipt_id || '/' || line_no AS line_key,
     'pos:' || receipt_id AS order_key,
     'pos' AS channel,
+    line_type,
     sku,
     quantity,
     unit_price,
@@ -41,5 +46,6 @@ SELECT
     currency,
     sold_ts AS order_ts,
     CAST(sold_ts AT TIME ZONE 'UTC' AS DATE) AS order_date,
-    sold_ts AS updated_ts
+    sold_ts AS updated_ts,
+    source_record_key
 FROM parsed

@@ -1,7 +1,7 @@
 -- Store receipts as orders: the POS exports only lines, so each receipt's amounts are the sum of its sale
 -- lines. In store nothing ships and the store's own jurisdiction taxes the sale, which the seller remits.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.pos_sales
     WHERE error IS NULL
         -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
@@ -14,6 +14,7 @@ WITH newest AS (
 ),
 lines AS (
     SELECT
+        record_key,
         json_extract_string(raw, '$.receipt_id') AS receipt_id,
         json_extract_string(raw, '$.store_id') AS store_id,
         -- The loyalty e-mail is already a token; an empty cell is an anonymous walk-in.
@@ -39,7 +40,8 @@ receipts AS (
         CASE WHEN count(*) = count(unit_price * quantity) THEN sum(unit_price * quantity) END AS subtotal,
         CASE WHEN count(*) = count(discount) THEN sum(discount) END AS discount,
         CASE WHEN count(*) = count(tax) THEN sum(tax) END AS tax,
-        max(discount_code) AS discount_code
+        max(discount_code) AS discount_code,
+        list(record_key ORDER BY record_key) AS source_record_keys
     FROM lines
     GROUP BY receipt_id
 )
@@ -65,6 +67,7 @@ SELECT
     CAST(NULL AS TIMESTAMPTZ) AS ship_by_ts,
     r.discount_code,
     CAST(NULL AS VARCHAR) AS session_id,
-    CAST(NULL AS VARCHAR) AS campaign
+    CAST(NULL AS VARCHAR) AS campaign,
+    r.source_record_keys
 FROM receipts r
 LEFT JOIN silver.stores s ON s.store_id = r.store_id

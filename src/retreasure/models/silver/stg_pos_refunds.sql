@@ -2,7 +2,7 @@
 -- happened, so that quantity * unit_price - discount is minus the value refunded. Signs are dropped rather
 -- than trusted: the type already says it is money going back.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.pos_sales
     WHERE error IS NULL
         AND partition_date BETWEEN @start_date AND @end_date
@@ -14,6 +14,7 @@ WITH newest AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.receipt_id') AS receipt_id,
         json_extract_string(raw, '$.line_no') AS line_no,
         TRY_CAST(json_extract_string(raw, '$.quantity') AS INTEGER) AS quantity,
@@ -36,5 +37,6 @@ SELECT
     CAST(abs(quantity * unit_price - discount) AS DECIMAL(18, 2)) AS amount,
     abs(tax) AS tax,
     currency,
-    refund_ts AS updated_ts
+    refund_ts AS updated_ts,
+    source_record_key
 FROM parsed

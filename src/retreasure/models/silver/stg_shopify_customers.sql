@@ -1,7 +1,7 @@
 -- People who bought on Shopify, newest version of each customer. A small dimension rebuilt whole on every run,
 -- so it reads all of bronze and no window. PII stays as the tokens bronze holds.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_customers
     WHERE error IS NULL
     QUALIFY row_number() OVER (
@@ -25,5 +25,6 @@ SELECT
     END AS accepts_marketing,
     TRY_CAST(json_extract_string(raw, '$.numberOfOrders') AS INTEGER) AS orders_count,
     TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS created_ts,
-    TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts
+    TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
+    record_key AS source_record_key
 FROM newest

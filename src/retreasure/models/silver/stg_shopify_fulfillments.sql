@@ -1,6 +1,6 @@
 -- Shopify fulfillments (shipments) from the newest version of each order.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
@@ -11,12 +11,14 @@ WITH newest AS (
 ),
 fulfillments AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
-        unnest(CAST(json_extract(raw, '$.fulfillments') AS VARCHAR[])) AS fulfillment
+        unnest(TRY_CAST(json_extract(raw, '$.fulfillments') AS VARCHAR[])) AS fulfillment
     FROM newest
 ),
 parsed AS (
     SELECT
+        source_record_key,
         channel_order_id,
         regexp_extract(json_extract_string(fulfillment, '$.id'), '([0-9]+)$', 1) AS fulfillment_id,
         -- Created is when the parcel was handed over; inTransitAt is the carrier's first scan, which may lag.
@@ -39,5 +41,6 @@ SELECT
     delivered_ts,
     carrier,
     tracking_number,
-    updated_ts
+    updated_ts,
+    source_record_key
 FROM parsed

@@ -1,7 +1,7 @@
 -- Available stock per Shopify inventory item and location, newest version of each level. A small table
 -- rebuilt whole on every run, so it reads all of bronze and no window.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_inventory_levels
     WHERE error IS NULL
     QUALIFY row_number() OVER (
@@ -10,13 +10,14 @@ WITH newest AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         regexp_extract(json_extract_string(raw, '$.item.id'), '([0-9]+)$', 1) AS inventory_item_id,
         regexp_extract(json_extract_string(raw, '$.location.id'), '([0-9]+)$', 1) AS location_id,
         json_extract_string(raw, '$.location.name') AS location_name,
         json_extract_string(raw, '$.item.sku') AS sku,
         -- quantities holds one entry per name asked for; only "available" is asked.
         list_filter(
-            CAST(json_extract(raw, '$.quantities') AS VARCHAR[]),
+            TRY_CAST(json_extract(raw, '$.quantities') AS VARCHAR[]),
             q -> json_extract_string(q, '$.name') = 'available'
         )[1] AS available_quantity,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
@@ -34,5 +35,6 @@ SELECT
     TRY_CAST(json_extract_string(available_quantity, '$.quantity') AS INTEGER) AS available,
     updated_ts,
     unit_cost,
-    unit_cost_currency
+    unit_cost_currency,
+    source_record_key
 FROM parsed

@@ -1,6 +1,6 @@
 -- Shopify order lines from the newest version of each order, in the buyer's (presentment) currency.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
@@ -11,10 +11,11 @@ WITH newest AS (
 ),
 lines AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
-        unnest(CAST(json_extract(raw, '$.lineItems.nodes') AS VARCHAR[])) AS line
+        unnest(TRY_CAST(json_extract(raw, '$.lineItems.nodes') AS VARCHAR[])) AS line
     FROM newest
 ),
 -- A line can carry several tax lines (a US state and its county, say): the line's tax is all of them.
@@ -27,13 +28,14 @@ line_taxes AS (
     FROM (
         SELECT
             json_extract_string(line, '$.id') AS line_gid,
-            unnest(CAST(json_extract(line, '$.taxLines') AS VARCHAR[])) AS tax_line
+            unnest(TRY_CAST(json_extract(line, '$.taxLines') AS VARCHAR[])) AS tax_line
         FROM lines
     )
     GROUP BY line_gid
 ),
 parsed AS (
     SELECT
+        source_record_key,
         json_extract_string(line, '$.id') AS line_gid,
         regexp_extract(json_extract_string(line, '$.id'), '([0-9]+)$', 1) AS line_id,
         channel_order_id,
@@ -64,6 +66,7 @@ SELECT
     p.currency,
     p.order_ts,
     CAST(p.order_ts AT TIME ZONE 'UTC' AS DATE) AS order_date,
-    p.updated_ts
+    p.updated_ts,
+    p.source_record_key
 FROM parsed p
 LEFT JOIN line_taxes t ON t.line_gid = p.line_gid

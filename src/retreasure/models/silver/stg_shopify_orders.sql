@@ -1,7 +1,7 @@
 -- Shopify orders as the buyer paid them. Amounts come from presentmentMoney (the buyer's currency): shopMoney
 -- is the shop's EUR at Shopify's own rate, and the conversion to the base currency belongs to silver.orders.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
@@ -12,6 +12,7 @@ WITH newest AS (
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         coalesce(json_extract_string(raw, '$.email'), json_extract_string(raw, '$.customer.email')) AS customer_token,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
@@ -33,7 +34,7 @@ parsed AS (
         -- A tax line the sales channel is liable for is tax someone else files; any such line makes it theirs.
         CASE
             WHEN array_length(list_filter(
-                CAST(json_extract(raw, '$.taxLines') AS VARCHAR[]),
+                TRY_CAST(json_extract(raw, '$.taxLines') AS VARCHAR[]),
                 t -> json_extract_string(t, '$.channelLiable') = 'true'
             )) > 0 THEN 'marketplace'
             ELSE 'seller'
@@ -56,11 +57,11 @@ parsed AS (
         ) AS ship_by_ts,
         json_extract_string(raw, '$.discountCodes[0]') AS discount_code,
         list_filter(
-            CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
+            TRY_CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
             a -> json_extract_string(a, '$.key') = 'session_id'
         )[1] AS session_attribute,
         list_filter(
-            CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
+            TRY_CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
             a -> json_extract_string(a, '$.key') = 'utm_campaign'
         )[1] AS campaign_attribute
     FROM newest
@@ -88,5 +89,6 @@ SELECT
     ship_by_ts,
     discount_code,
     json_extract_string(session_attribute, '$.value') AS session_id,
-    json_extract_string(campaign_attribute, '$.value') AS campaign
+    json_extract_string(campaign_attribute, '$.value') AS campaign,
+    source_record_key
 FROM parsed

@@ -1,7 +1,7 @@
 -- The catalogue on Shopify: one row per variant (the shop lists one variant, one SKU, per product), newest
 -- version of each product. A small dimension rebuilt whole on every run, so it reads all of bronze and no window.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_products
     WHERE error IS NULL
     QUALIFY row_number() OVER (
@@ -10,15 +10,17 @@ WITH newest AS (
 ),
 variants AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS shopify_product_id,
         json_extract_string(raw, '$.title') AS title,
         json_extract_string(raw, '$.productType') AS category,
         -- Attributes the shop has no field for travel as "name:value" tags.
-        CAST(json_extract(raw, '$.tags') AS VARCHAR[]) AS tags,
+        TRY_CAST(json_extract(raw, '$.tags') AS VARCHAR[]) AS tags,
         upper(json_extract_string(raw, '$.status')) AS status,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS created_ts,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
-        unnest(CAST(json_extract(raw, '$.variants.nodes') AS VARCHAR[])) AS variant
+        -- A product without a readable variant still makes a row (NULL variant), which not_null quarantines.
+        unnest(coalesce(NULLIF(TRY_CAST(json_extract(raw, '$.variants.nodes') AS VARCHAR[]), []), [NULL])) AS variant
     FROM newest
 )
 SELECT
@@ -40,5 +42,6 @@ SELECT
     'EUR' AS currency,
     status,
     created_ts,
-    updated_ts
+    updated_ts,
+    source_record_key
 FROM variants

@@ -13,7 +13,7 @@ WITH newest AS (
 refunds AS (
     SELECT
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
-        unnest(CAST(json_extract(raw, '$.refunds') AS VARCHAR[])) AS refund
+        unnest(TRY_CAST(json_extract(raw, '$.refunds') AS VARCHAR[])) AS refund
     FROM newest
 ),
 items AS (
@@ -23,7 +23,7 @@ items AS (
         TRY_CAST(json_extract_string(refund, '$.createdAt') AS TIMESTAMPTZ) AS refund_ts,
         TRY_CAST(coalesce(json_extract_string(refund, '$.updatedAt'), json_extract_string(refund, '$.createdAt'))
             AS TIMESTAMPTZ) AS updated_ts,
-        unnest(CAST(json_extract(refund, '$.refundLineItems.nodes') AS VARCHAR[])) AS item
+        unnest(TRY_CAST(json_extract(refund, '$.refundLineItems.nodes') AS VARCHAR[])) AS item
     FROM refunds
 ),
 parsed AS (

@@ -1,19 +1,22 @@
 -- The web shop's clickstream (Segment page and track messages), one row per event. Segment's messageId is
 -- the event's identity, so a message delivered twice is one event. The shop is a website: identify, group
--- and alias calls describe people, not behaviour, and an app's screen calls do not occur; both are left out.
+-- and alias calls describe people, not behaviour, and are left out by name; any other message (no type, an unknown
+-- one, an app's screen call) comes in and, having no event name, goes to quarantine with the reason.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.web_clickstream
     WHERE error IS NULL
         AND partition_date BETWEEN @start_date AND @end_date
         -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
-        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END IN ('page', 'track')
+        AND coalesce(CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END, '')
+            NOT IN ('identify', 'group', 'alias')
     QUALIFY row_number() OVER (
         PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
     ) = 1
 ),
 parsed AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.messageId') AS event_id,
         json_extract_string(raw, '$.type') AS message_type,
         json_extract_string(raw, '$.event') AS track_event,
@@ -45,7 +48,8 @@ SELECT
     CASE
         WHEN message_type = 'page' THEN 'page_view'
         -- Segment's spec names events in Title Case ("Product Viewed"); snake_case is the canonical form.
-        ELSE lower(regexp_replace(trim(track_event), '[^A-Za-z0-9]+', '_', 'g'))
+        WHEN message_type = 'track' THEN lower(regexp_replace(trim(track_event), '[^A-Za-z0-9]+', '_', 'g'))
+        -- Any other message (no type, an unknown one) has no event name: not_null sends it to quarantine.
     END AS event_name,
     event_ts,
     CAST(event_ts AT TIME ZONE 'UTC' AS DATE) AS event_date,
@@ -66,5 +70,6 @@ SELECT
     -- Orders completed on the web shop are Shopify orders.
     'shopify:' || order_id AS order_key,
     order_total,
-    CASE WHEN order_total IS NOT NULL THEN currency END AS order_currency
+    CASE WHEN order_total IS NOT NULL THEN currency END AS order_currency,
+    source_record_key
 FROM parsed
