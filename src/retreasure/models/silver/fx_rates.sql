@@ -4,7 +4,7 @@
 -- rate, <Cube time="2025-03-04"><Cube currency="USD" rate="1.0812"/></Cube>. A currency whose rate of a day was
 -- quarantined carries its previous rate over that day, as on a closed day.
 WITH rates AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.ecb_fx_rates
     WHERE error IS NULL
     QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY ingested_at DESC, record_hash) = 1
@@ -12,6 +12,7 @@ WITH rates AS (
 published AS (
     -- The day's attributes are in the first tag, the rate's in the second, in whichever order the file had them.
     SELECT
+        record_key,
         CAST(regexp_extract(raw, '^<Cube[^>]* time="([0-9]{4}-[0-9]{2}-[0-9]{2})"', 1) AS DATE) AS published_date,
         regexp_extract(raw, '^<Cube[^>]*><Cube[^>]* currency="([A-Z]{3})"', 1) AS currency,
         regexp_extract(raw, '^<Cube[^>]*><Cube[^>]* rate="([^"]*)"', 1) AS rate_text
@@ -33,6 +34,7 @@ filled AS (
         g.rate_date,
         g.currency,
         p.rate_text,
+        p.record_key,
         last_value(p.published_date IGNORE NULLS) OVER w AS published_date,
         last_value(p.rate_text IGNORE NULLS) OVER w AS carried_rate
     FROM grid g
@@ -44,9 +46,10 @@ SELECT
     currency,
     TRY_CAST(carried_rate AS DECIMAL(18, 6)) AS rate_per_eur,
     published_date,
-    rate_date = published_date AS is_published
+    rate_date = published_date AS is_published,
+    record_key AS source_record_key
 FROM filled
 WHERE published_date IS NOT NULL
 UNION ALL
 -- The base currency converts to itself, so that conversions need no special case.
-SELECT rate_date, 'EUR', CAST(1 AS DECIMAL(18, 6)), rate_date, TRUE FROM calendar
+SELECT rate_date, 'EUR', CAST(1 AS DECIMAL(18, 6)), rate_date, TRUE, NULL FROM calendar
