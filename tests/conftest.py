@@ -27,6 +27,10 @@ hypothesis_settings.register_profile(
 hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profile("default"), derandomize=True)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
+# Commands started by tests log to their stderr, where the test reads it, never into the checkout's logs/ folder;
+# the tests of the log file itself start their commands without RETREASURE_* variables.
+os.environ.setdefault("RETREASURE_LOG_FILE", "-")
+
 SMALL = SimConfig(seed=11, start=date(2025, 3, 1), days=21, scale=0.2)
 HMAC_KEY = "test-hmac-key-0123456789abcdef"
 VAULT_KEY = Fernet.generate_key().decode()
