@@ -3,8 +3,11 @@ lake copies and ordered table reads. Mechanisms only; what a test asserts stays 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -74,3 +77,35 @@ def order_amounts(order: Order) -> dict[str, Any]:
         "ship_country": order.ship_country,
         "ship_by_ts": order.ship_by,
     }
+
+
+def cli_env(root: Path, columns: int = 200, **extra: str) -> dict[str, str]:
+    """The environment of a `retreasure` command on the lake and landing folder under ``root``, as a person
+    would set it: none of the test process's own RETREASURE_* settings, short HTTP backoffs."""
+    from tests.conftest import HMAC_KEY, VAULT_KEY
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETREASURE_")}
+    env.update(
+        COLUMNS=str(columns),
+        RETREASURE_LAKE_URI=str(root / "lake"),
+        RETREASURE_LANDING_DIR=str(root / "landing"),
+        RETREASURE_PII_HMAC_KEY=HMAC_KEY,
+        RETREASURE_PII_VAULT_KEY=VAULT_KEY,
+        RETREASURE_HTTP__BACKOFF_BASE_S="0.01",
+        RETREASURE_HTTP__BACKOFF_MAX_S="0.02",
+        **extra,
+    )
+    return env
+
+
+def run_cli(root: Path, *args: str, columns: int = 200, **env: str) -> subprocess.CompletedProcess[str]:
+    """`retreasure <args>` in a subprocess in ``root`` (see ``cli_env``), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "retreasure", *args],
+        cwd=root,
+        env=cli_env(root, columns, **env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )

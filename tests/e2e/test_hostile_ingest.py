@@ -5,9 +5,7 @@ file that cannot be read is refused once, then retried only when it changes or w
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from retreasure.lake.ingest_log import INGEST_LOG
 from retreasure.lake.store import TableRef
 from retreasure.settings import Settings
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import run_cli
 from tests.pii_scan import clear_values_in_parquet
 
 pytestmark = pytest.mark.e2e
@@ -57,29 +56,8 @@ def csv_text(header: list[str], rows: list[list[str]]) -> str:
     return "".join(",".join(quote(c) for c in row) + "\n" for row in [header, *rows])
 
 
-def cli_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETREASURE_")}
-    env.update(
-        COLUMNS="200",
-        RETREASURE_LAKE_URI=str(root / "lake"),
-        RETREASURE_LANDING_DIR=str(root / "landing"),
-        RETREASURE_PII_HMAC_KEY=HMAC_KEY,
-        RETREASURE_PII_VAULT_KEY=VAULT_KEY,
-        **extra,
-    )
-    return env
-
-
 def ingest(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retreasure", "ingest", *args],
-        cwd=root,
-        env=cli_env(root, **env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    return run_cli(root, "ingest", *args, columns=200, **env)
 
 
 def scalar(lake: Lake, sql: str, *refs: TableRef) -> object:

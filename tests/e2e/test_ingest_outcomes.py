@@ -5,7 +5,6 @@ as the entity starts, completed as it ends, `interrupted` once its process is fo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from retreasure.lake.ingest_log import INGEST_LOG
 from retreasure.settings import Settings
 from retreasure.sim.config import SimConfig
 from retreasure.sim.stage import Credentials, build, running_servers
-from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import cli_env, run_cli
 from tests.integration.test_ecb_files import BILLION_LAUGHS, EXTERNAL_ENTITY, FIXTURE
 
 pytestmark = pytest.mark.e2e
@@ -77,31 +76,8 @@ def drop(landing: Path, source: str, kind: str, n: int) -> Path:
     return path
 
 
-def cli_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETREASURE_")}
-    env.update(
-        COLUMNS="80",
-        RETREASURE_LAKE_URI=str(root / "lake"),
-        RETREASURE_LANDING_DIR=str(root / "landing"),
-        RETREASURE_PII_HMAC_KEY=HMAC_KEY,
-        RETREASURE_PII_VAULT_KEY=VAULT_KEY,
-        RETREASURE_HTTP__BACKOFF_BASE_S="0.01",
-        RETREASURE_HTTP__BACKOFF_MAX_S="0.02",
-        **extra,
-    )
-    return env
-
-
 def ingest(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retreasure", "ingest", *args],
-        cwd=root,
-        env=cli_env(root, **env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    return run_cli(root, "ingest", *args, columns=80, **env)
 
 
 def log_rows(root: Path) -> list[dict]:
@@ -163,7 +139,7 @@ def test_a_killed_run_is_interrupted_for_the_next_while_a_live_one_is_left_runni
     `running`. Killed with SIGKILL, its row stays `running` until the next ingest finds its process gone and
     marks it `interrupted`; that next ingest lands everything."""
     config = SimConfig(seed=3, start=date(2025, 1, 1), days=3, scale=0.1)
-    settings_env = cli_env(tmp_path)
+    settings_env = cli_env(tmp_path, columns=80)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # connections complete in the kernel's backlog; no answer ever comes

@@ -3,9 +3,6 @@ record, so one bad rate is quarantined alone (with every reason it has) and the 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -27,6 +24,7 @@ from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake, TableRef
 from retreasure.settings import Settings
 from tests.conftest import HMAC_KEY, VAULT_KEY
+from tests.helpers import run_cli
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "ecb" / "eurofxref-hist-90d_2017-03-03.xml"
 BILLION_LAUGHS = """<?xml version="1.0"?>
@@ -201,23 +199,7 @@ def test_ingest_lands_a_days_good_rates_and_quarantines_each_bad_one_with_every_
     landing.mkdir(parents=True)
     (landing / "eurofxref-daily_2025-03-04.xml").write_text(BROKEN_DAILY)
     (landing / "eurofxref-hist-90d_2025-03-04.xml").write_text(BROKEN_HISTORY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETREASURE_")}
-    env.update(
-        COLUMNS="200",
-        RETREASURE_LAKE_URI=str(tmp_path / "lake"),
-        RETREASURE_LANDING_DIR=str(tmp_path / "landing"),
-        RETREASURE_PII_HMAC_KEY=HMAC_KEY,
-        RETREASURE_PII_VAULT_KEY=VAULT_KEY,
-    )
-    ingest = subprocess.run(
-        [sys.executable, "-m", "retreasure", "ingest", "--source", "ecb"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    ingest = run_cli(tmp_path, "ingest", "--source", "ecb")
     # Rates quarantined one by one are normal operation: the run did all it was asked.
     assert ingest.returncode == ExitCode.OK, ingest.stdout[-3000:] + ingest.stderr[-3000:]
     assert "ecb_fx_rates" in ingest.stdout
