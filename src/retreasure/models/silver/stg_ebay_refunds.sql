@@ -3,7 +3,7 @@
 -- exact: the amount is the line value v plus round(v x rate), and total / (1 + rate) lies within half a minor
 -- unit of v, never on a tie).
 WITH versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.ebay_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -14,6 +14,7 @@ WITH versions AS (
 ),
 orders AS (
     SELECT
+        record_key AS source_record_key,
         raw,
         json_extract_string(raw, '$.orderId') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.lastModifiedDate') AS TIMESTAMPTZ) AS updated_ts,
@@ -63,6 +64,7 @@ split AS (
         r.*,
         o.updated_ts,
         o.currency,
+        o.source_record_key,
         l.quantity AS line_quantity,
         l.gross - l.discount AS line_value,
         coalesce(l.tax_rate, orr.tax_rate) AS tax_rate,
@@ -96,5 +98,6 @@ SELECT
     CAST(value_minor * minor_unit AS DECIMAL(18, 2)) AS amount,
     CAST(paid_back - value_minor * minor_unit AS DECIMAL(18, 2)) AS tax,
     currency,
-    updated_ts
+    updated_ts,
+    source_record_key
 FROM valued

@@ -4,7 +4,7 @@
 -- total / (1 + rate) lies within half a minor unit of the value, never on a tie); the line is named only when
 -- exactly one line of the receipt is worth, tax included, what was refunded.
 WITH versions AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.etsy_receipts
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
@@ -15,6 +15,7 @@ WITH versions AS (
 ),
 refunds AS (
     SELECT
+        v.record_key AS source_record_key,
         json_extract_string(v.raw, '$.receipt_id') AS channel_order_id,
         TRY_CAST(json_extract_string(v.raw, '$.updated_timestamp') AS BIGINT) AS updated_epoch,
         json_extract_string(v.raw, '$.grandtotal.currency_code') AS currency,
@@ -76,6 +77,7 @@ SELECT
     CAST(v.value_minor * v.minor_unit AS DECIMAL(18, 2)) AS amount,
     CAST((v.paid_back_minor - v.value_minor) * v.minor_unit AS DECIMAL(18, 2)) AS tax,
     v.currency,
-    to_timestamp(v.updated_epoch) AS updated_ts
+    to_timestamp(v.updated_epoch) AS updated_ts,
+    v.source_record_key
 FROM valued v
 LEFT JOIN matched m ON m.channel_order_id = v.channel_order_id AND m.refund_epoch = v.refund_epoch AND m.nth = v.nth

@@ -1,7 +1,7 @@
 -- Shopify refunds, one row per refunded line item, from the newest version of each order, in the buyer's
 -- (presentment) currency. A Shopify refund can return several line items at once; each gets its own row.
 WITH newest AS (
-    SELECT raw
+    SELECT record_key, raw
     FROM bronze.shopify_orders
     WHERE error IS NULL
         -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
@@ -12,12 +12,14 @@ WITH newest AS (
 ),
 refunds AS (
     SELECT
+        record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         unnest(TRY_CAST(json_extract(raw, '$.refunds') AS VARCHAR[])) AS refund
     FROM newest
 ),
 items AS (
     SELECT
+        source_record_key,
         channel_order_id,
         regexp_extract(json_extract_string(refund, '$.id'), '([0-9]+)$', 1) AS refund_id,
         TRY_CAST(json_extract_string(refund, '$.createdAt') AS TIMESTAMPTZ) AS refund_ts,
@@ -28,6 +30,7 @@ items AS (
 ),
 parsed AS (
     SELECT
+        source_record_key,
         channel_order_id,
         refund_id,
         regexp_extract(json_extract_string(item, '$.lineItem.id'), '([0-9]+)$', 1) AS line_id,
@@ -50,5 +53,6 @@ SELECT
     amount,
     tax,
     currency,
-    updated_ts
+    updated_ts,
+    source_record_key
 FROM parsed
