@@ -12,8 +12,31 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from retreasure.pipeline.alerts import AlertSettings
 from retreasure.redact import register_secret
+
+
+class AlertSettings(BaseModel):
+    """Where failure alerts go. A channel with no address configured is skipped."""
+
+    # A Teams Workflows ("When a Teams webhook request is received") or incoming-webhook URL: its signature
+    # is the credential, hence secret.
+    teams_webhook_url: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str | None = None
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    timeout_s: float = 10.0
+
+    def channels(self) -> list[str]:
+        found = []
+        if self.teams_webhook_url and self.teams_webhook_url.get_secret_value():
+            found.append("teams")
+        if self.smtp_host and self.smtp_from and self.smtp_to:
+            found.append("email")
+        return found
 
 
 class HttpSettings(BaseModel):

@@ -96,7 +96,7 @@ Check = Annotated[
 ]
 ROW_RULES = (NotNull, AcceptedValues, Expression)
 
-WriteMode = Literal["full", "merge", "overwrite_partitions", "upsert"]
+WriteMode = Literal["full", "overwrite_partitions", "upsert"]
 
 
 class Contract(BaseModel):
@@ -121,7 +121,7 @@ class Contract(BaseModel):
             raise ValueError(f"write_mode {self.write_mode} needs partition_by")
         if self.write_mode == "upsert" and not self.version_column:
             raise ValueError("write_mode upsert needs version_column")
-        if self.write_mode in ("merge", "upsert") and not self.keys:
+        if self.write_mode == "upsert" and not self.keys:
             raise ValueError(f"write_mode {self.write_mode} needs keys")
         for source in self.sources:
             if not source.table.startswith("bronze.") or source.table.count(".") != 1:

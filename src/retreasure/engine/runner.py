@@ -2,7 +2,6 @@
 
 Write modes:
 - ``full``: replace the table.
-- ``merge``: upsert on the keys (small dimensions; a merge rewrites the files it touches).
 - ``overwrite_partitions``: replace the partitions of the window the model was run for (facts, marts).
 - ``upsert``: keep the newest version per key, rewriting only the partitions the new rows fall in (silver
   entities read incrementally from bronze; the partition column must not change for a key).
@@ -141,8 +140,6 @@ def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> 
     whole = (start, end) == ALL_TIME or not lake.exists(ref)
     if mode == "full" or (mode == "overwrite_partitions" and whole):
         lake.overwrite(ref, data, partition_by=[part] if part else None)
-    elif mode == "merge":
-        lake.merge(ref, data, contract.keys)
     elif mode == "overwrite_partitions":
         assert part is not None
         lake.overwrite(ref, data, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")

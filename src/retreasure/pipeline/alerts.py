@@ -17,55 +17,12 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retreasure.log import get_logger
-from retreasure.redact import redact, register_secret
+from retreasure.redact import redact
+from retreasure.settings import AlertSettings
 
 log = get_logger("pipeline.alerts")
-
-
-class AlertSettings(BaseModel):
-    """Where failure alerts go. A channel with no address configured is skipped."""
-
-    # A Teams Workflows ("When a Teams webhook request is received") or incoming-webhook URL: its signature
-    # is the credential, hence secret.
-    teams_webhook_url: SecretStr | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_from: str | None = None
-    smtp_to: list[str] = Field(default_factory=list)
-    smtp_starttls: bool = True
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    timeout_s: float = 10.0
-
-    def channels(self) -> list[str]:
-        found = []
-        if self.teams_webhook_url and self.teams_webhook_url.get_secret_value():
-            found.append("teams")
-        if self.smtp_host and self.smtp_from and self.smtp_to:
-            found.append("email")
-        return found
-
-
-class _AlertsFromEnv(AlertSettings, BaseSettings):
-    """Stand-in until ``Settings`` has an ``alerts`` field: the same variables (RETREASURE_ALERTS__*)."""
-
-    model_config = SettingsConfigDict(env_prefix="RETREASURE_ALERTS__", extra="ignore")
-
-
-def alert_settings(settings: object) -> AlertSettings:
-    """The alert settings of ``settings`` (its ``alerts`` field), or read from the same environment variables."""
-    found = getattr(settings, "alerts", None)
-    if isinstance(found, AlertSettings):
-        return found
-    alerts = _AlertsFromEnv()
-    for secret in (alerts.teams_webhook_url, alerts.smtp_password):
-        if secret is not None and secret.get_secret_value():
-            register_secret(secret.get_secret_value())
-    return AlertSettings.model_validate(alerts.model_dump())
 
 
 @dataclass(frozen=True)

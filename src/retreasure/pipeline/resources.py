@@ -11,8 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from retreasure.lake import Lake
-from retreasure.pipeline.alerts import AlertSettings, alert_settings
-from retreasure.settings import Settings, get_settings
+from retreasure.settings import AlertSettings, Settings, get_settings
 
 # Set by `retreasure ui` for the processes Dagster starts: JSON log lines, secrets masked, as the CLI has.
 JSON_LOGS_ENV = "RETREASURE_PIPELINE_JSON_LOGS"
@@ -37,4 +36,4 @@ class RetreasureResource(dg.ConfigurableResource):
         return Lake.from_settings(self.settings())
 
     def alerts(self) -> AlertSettings:
-        return alert_settings(self.settings())
+        return self.settings().alerts

@@ -37,10 +37,6 @@ class Filters:
         """The period of the same length just before this one: what growth is measured against."""
         return self.start - timedelta(days=self.days), self.start - timedelta(days=1)
 
-    def channel_args(self) -> list[str | None]:
-        """What to pass as ``channel`` to the read layer: None once for every channel, else each chosen one."""
-        return list(self.channels) or [None]
-
     def includes(self, channel: str) -> bool:
         return not self.channels or channel in self.channels
 
