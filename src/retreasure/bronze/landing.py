@@ -20,42 +20,12 @@ import pyarrow as pa
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity, RawRecord, dig, parse_instant
 from retreasure.connectors.files import KEPT_CHARS, oversized
+from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from retreasure.lake.store import Lake, TableRef
 
 # Records with no business date of their own land in one fixed partition, so that re-running on another day
 # finds (and skips) them again instead of landing them twice.
 UNDATED = date(1970, 1, 1)
-
-BRONZE_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("entity", pa.string(), nullable=False),
-        pa.field("record_key", pa.string()),
-        pa.field("record_updated_at", pa.timestamp("us", tz="UTC")),
-        pa.field("raw", pa.string(), nullable=False),
-        pa.field("record_hash", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("origin", pa.string()),
-        pa.field("batch_id", pa.string(), nullable=False),
-        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("partition_date", pa.date32(), nullable=False),
-    ]
-)
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("source", pa.string()),
-        ("entity", pa.string()),
-        ("record_key", pa.string()),
-        ("raw", pa.string()),
-        ("record_hash", pa.string()),
-        ("rule", pa.string()),
-        ("reason", pa.string()),
-        ("origin", pa.string()),
-        ("batch_id", pa.string()),
-        ("quarantined_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
 
 
 def bronze_table(source: str, entity: Entity) -> TableRef:

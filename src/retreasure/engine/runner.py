@@ -18,8 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retreasure.bronze.landing import BRONZE_SCHEMA
 from retreasure.engine.models import ALL_TIME, Model
+from retreasure.lake.bronze import BRONZE_SCHEMA
 from retreasure.lake.store import Lake, TableRef, connection
 from retreasure.log import get_logger
 from retreasure.quality.checks import CheckResult, apply_row_rules, quarantine_of, record_results, run_table_checks
