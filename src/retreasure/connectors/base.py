@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from retreasure.bronze.pii import PiiSpec
 from retreasure.http.client import HttpClient, RequestStats
@@ -62,11 +62,16 @@ class SourceError(Exception):
         self.source = source
 
 
+SalesKind = Literal["online", "store"]
+
+
 class Source:
     """Base of every connector; subclasses register themselves by their ``name``."""
 
     name: ClassVar[str]
     system: ClassVar[str] = ""  # the business system behind it (Shopify, POS/ERP...)
+    # A sales channel, named after its connector: "online" (orders shipped to buyers) or "store" (till sales).
+    sells: ClassVar[SalesKind | None] = None
     entities: ClassVar[tuple[Entity, ...]]
     incremental: ClassVar[bool] = False  # API sources extract a change-time window
     registry: ClassVar[dict[str, type[Source]]] = {}
@@ -128,6 +133,11 @@ def load_sources() -> dict[str, type[Source]]:
         if info.name not in {"base", "files"}:
             importlib.import_module(f"{package.__name__}.{info.name}")
     return dict(sorted(Source.registry.items()))
+
+
+def sales_channels(kind: SalesKind | None = None) -> list[str]:
+    """The sales channels, every one or those of one kind: what the API and dashboards offer as filters."""
+    return [name for name, source in load_sources().items() if source.sells and kind in (None, source.sells)]
 
 
 def dig(payload: Any, path: str) -> Any:

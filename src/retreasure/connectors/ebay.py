@@ -64,6 +64,7 @@ class EbaySource(Source):
 
     name: ClassVar[str] = "ebay"
     system: ClassVar[str] = "eBay"
+    sells = "online"
     incremental: ClassVar[bool] = True
     entities: ClassVar[tuple[Entity, ...]] = (
         Entity(

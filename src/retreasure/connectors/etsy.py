@@ -52,6 +52,7 @@ class EtsySource(Source):
 
     name = "etsy"
     system = "Etsy"
+    sells = "online"
     incremental = True
     entities = (
         Entity(

@@ -32,6 +32,7 @@ class PosSource(FileSource):
 
     name = "pos"
     system = "Store POS exports (hourly CSV)"
+    sells = "store"
     entities = (
         Entity(
             "sales",

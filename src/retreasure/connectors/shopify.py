@@ -241,6 +241,7 @@ class ShopifySource(Source):
 
     name = "shopify"
     system = "Shopify"
+    sells = "online"
     incremental = True
     entities = (
         Entity(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from retreasure.connectors.base import sales_channels
 from retreasure.lake.store import Lake
 from retreasure.serving import queries
 from retreasure.serving.api.paging import PageRequest, page_request
@@ -45,6 +47,16 @@ def date_range(lake: Lake, start: date | None, end: date | None) -> tuple[date, 
     if start > end:
         raise invalid_parameter("from", "after to: the range is empty", error_type="range_empty")
     return start, end
+
+
+# The channel filters offer the registered connectors' sales channels: a new marketplace adds none by hand.
+SalesChannel = StrEnum("SalesChannel", {name: name for name in sales_channels()})  # type: ignore[misc]
+OnlineChannel = StrEnum("OnlineChannel", {name: name for name in sales_channels("online")})  # type: ignore[misc]
+
+
+def channel_name(channel: StrEnum | None) -> str | None:
+    """The plain name the read layer filters on."""
+    return channel.value if channel is not None else None
 
 
 # Parameter types shared by the routes (FastAPI reads the Depends/Query inside the annotation).

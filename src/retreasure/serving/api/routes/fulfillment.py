@@ -34,12 +34,12 @@ def orders(
     status: Annotated[
         Literal["open", "overdue"], Query(description="open: not shipped; overdue: also past its ship-by time.")
     ] = "open",
-    channel: Literal["shopify", "ebay", "etsy"] | None = None,
+    channel: deps.OnlineChannel | None = None,
     as_of: deps.AsOf = None,
 ) -> dict[str, Any]:
     """Oldest first. Ship-to name and street lines are clear for operations keys and PII tokens for any other."""
     moment = deps.as_of(lake, as_of)
-    body = page.page(queries.fulfillment_queue(lake, status, channel, moment), as_of=moment)
+    body = page.page(queries.fulfillment_queue(lake, status, deps.channel_name(channel), moment), as_of=moment)
     clear = request.state.principal.role in CLEAR_PII_ROLES
     if clear:
         _reveal_ship_to(lake, settings, body["items"])

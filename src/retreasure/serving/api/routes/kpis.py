@@ -20,11 +20,12 @@ def kpis(
     start: deps.From = None,
     end: deps.To = None,
     grain: Literal["day", "week", "month"] = "day",
-    channel: Literal["shopify", "ebay", "etsy", "pos"] | None = None,
+    channel: deps.SalesChannel | None = None,
     store: Annotated[str | None, Query(description="A store id (BER, LON, NYC): its till sales only.")] = None,
 ) -> dict[str, Any]:
     """EUR amounts; a week starts on Monday; a period cut by the range holds only its days inside it."""
     start, end = deps.date_range(lake, start, end)
-    totals = queries.kpi_totals(lake, start, end, channel, store)
-    rows = queries.kpis(lake, start, end, grain, channel, store)
+    name = deps.channel_name(channel)
+    totals = queries.kpi_totals(lake, start, end, name, store)
+    rows = queries.kpis(lake, start, end, grain, name, store)
     return page.page(rows, **{"from": start, "to": end, "grain": grain}, totals=totals)
