@@ -162,6 +162,7 @@ def test_newest_expands_to_the_declared_read_of_bronze(call: str, columns: str, 
         ("FROM @newest(bronze.no_such_table)", "not declared"),
         ("FROM @newest(silver.orders)", "reads a bronze table"),
         ("FROM @newest(bronze.shopify_orders WHERE raw = ')'", "never closed"),
+        ("FROM @newest(bronze.shopify_orders -- newest\n)", "no comment"),
     ],
 )
 def test_newest_refuses_what_it_cannot_read(sql: str, error: str) -> None:

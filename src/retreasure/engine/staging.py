@@ -50,6 +50,7 @@ STAGED: dict[str, Staged] = {
     "ebay_shipping_fulfillments": Staged(Newest.BY_CHANGE),
     # A rate is restated only by a re-sent file; fx_rates carries rates across days, so it needs them all.
     "ecb_fx_rates": Staged(Newest.BY_LANDING, windowed=False),
+    # Catalogue, customers and stock levels are small dimensions rebuilt whole on every run.
     "etsy_listings": Staged(Newest.BY_CHANGE, windowed=False),
     "etsy_receipts": Staged(Newest.BY_CHANGE),
     # A customer located again (a move) is where the latest file puts them; a new zone version can move
@@ -88,6 +89,9 @@ def expand_newest(sql: str) -> str:
 
 def newest_sql(arguments: str) -> str:
     """The subquery of one call, from its arguments: ``bronze.<table>[, column ...][ WHERE predicate]``."""
+    if "--" in arguments:
+        # The call becomes one line of SQL, where a comment would swallow the rest of the read.
+        raise ValueError("@newest(...) takes no comment inside it: write the comment above the call")
     head, *rest = _WHERE.split(arguments.strip(), maxsplit=1)
     predicate = rest[0].strip() if rest else ""
     names = [n.strip() for n in head.split(",")]
