@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
@@ -12,6 +13,7 @@ import sqlglot
 
 from retreasure.engine.contract import Contract
 from retreasure.engine.models import Model, load_models
+from retreasure.engine.staging import expand_newest
 from retreasure.lake import TableRef
 
 MODELS = load_models()
@@ -122,3 +124,74 @@ def test_every_bronze_record_is_claimed_by_some_model() -> None:
         for kind in left_out:
             unclaimed = f"SELECT {' OR '.join(predicates)} FROM (SELECT ? AS raw)"
             assert con.execute(unclaimed, [json.dumps({"type": kind})]).fetchone() == (False,), (table, kind)
+
+
+# A staging read as a model writes it, and the bronze read the engine makes of it. One case a line: the call, the
+# columns read besides record_key and raw, the conditions besides error IS NULL, the order that picks the newest.
+BY_CHANGE = "record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash"
+BY_LANDING = "ingested_at DESC, record_hash"
+BY_FILE_DAY = "partition_date DESC, ingested_at DESC, record_hash"
+WINDOW = " AND partition_date BETWEEN @start_date AND @end_date"
+SALE = "json_extract_string(raw, '$.type') = 'sale'"
+GUARDED_SALE = f" AND CASE WHEN error IS NULL THEN ({SALE}) END"
+NEWEST = [
+    ("@newest(bronze.shopify_orders)", "", WINDOW, BY_CHANGE),
+    ("@newest(bronze.shopify_products)", "", "", BY_CHANGE),
+    ("@newest(bronze.ecb_fx_rates)", "", "", BY_LANDING),
+    ("@newest(bronze.geo_customer_locations, partition_date)", ", partition_date", "", BY_FILE_DAY),
+    ("@newest(bronze.ads_spend, ingested_at)", ", ingested_at", WINDOW, BY_CHANGE),
+    ("@newest( bronze.ebay_orders , record_key )", "", WINDOW, BY_CHANGE),
+    (f"@newest(bronze.pos_sales WHERE {SALE})", "", WINDOW + GUARDED_SALE, BY_CHANGE),
+    (f"@newest(\n    bronze.pos_sales\n    WHERE {SALE}\n)", "", WINDOW + GUARDED_SALE, BY_CHANGE),
+]
+
+
+@pytest.mark.parametrize(("call", "columns", "where", "order"), NEWEST)
+def test_newest_expands_to_the_declared_read_of_bronze(call: str, columns: str, where: str, order: str) -> None:
+    table = re.search(r"bronze\.\w+", call).group(0)  # type: ignore[union-attr]
+    expected = (
+        f"(SELECT record_key, raw{columns} FROM {table} WHERE error IS NULL{where} "
+        f"QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY {order}) = 1)"
+    )
+    assert expand_newest(f"SELECT raw FROM {call} AS n") == f"SELECT raw FROM {expected} AS n"
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        ("FROM @newest(bronze.no_such_table)", "not declared"),
+        ("FROM @newest(silver.orders)", "reads a bronze table"),
+        ("FROM @newest(bronze.shopify_orders WHERE raw = ')'", "never closed"),
+        ("FROM @newest(bronze.shopify_orders -- newest\n)", "no comment"),
+    ],
+)
+def test_newest_refuses_what_it_cannot_read(sql: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        expand_newest(sql)
+
+
+def test_newest_keeps_the_newest_good_version_of_each_record() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA bronze")
+    con.execute(
+        "CREATE TABLE bronze.shopify_orders AS SELECT * FROM (VALUES "
+        # k1: the later change wins over a later landing of an older change; a version with no change time loses.
+        "('k1', 'v1', NULL, TIMESTAMP '2025-01-01 10:00', TIMESTAMP '2025-01-03', DATE '2025-01-03', 'h1'),"
+        "('k1', 'v2', NULL, TIMESTAMP '2025-01-02 10:00', TIMESTAMP '2025-01-02', DATE '2025-01-02', 'h2'),"
+        "('k1', 'v3', NULL, NULL, TIMESTAMP '2025-01-04', DATE '2025-01-04', 'h3'),"
+        # k2: a malformed newer version never hides the good one; k3 lies outside the window.
+        "('k2', 'good', NULL, TIMESTAMP '2025-01-01 10:00', TIMESTAMP '2025-01-01', DATE '2025-01-01', 'h4'),"
+        "('k2', 'bad', 'not JSON', TIMESTAMP '2025-01-02 10:00', TIMESTAMP '2025-01-02', DATE '2025-01-02', 'h5'),"
+        "('k3', 'late', NULL, TIMESTAMP '2025-02-01 10:00', TIMESTAMP '2025-02-01', DATE '2025-02-01', 'h6')"
+        ") AS t(record_key, raw, error, record_updated_at, ingested_at, partition_date, record_hash)"
+    )
+    model = Model(TableRef("silver", "probe"), None, "SELECT * FROM @newest(bronze.shopify_orders)", None)  # type: ignore[arg-type]
+    assert model.inputs == (TableRef("bronze", "shopify_orders"),)
+    rows = con.execute(model.render(date(2025, 1, 1), date(2025, 1, 31)) + " ORDER BY record_key").fetchall()
+    assert rows == [("k1", "v2"), ("k2", "good")]
+
+
+def test_models_read_bronze_only_through_newest() -> None:
+    for ref, model in MODELS.items():
+        sql = re.sub(r"--[^\n]*", "", model.sql)
+        assert len(re.findall(r"\bbronze\.", sql)) == sql.count("@newest("), f"{ref} reads bronze by hand"

@@ -17,6 +17,7 @@ import sqlglot
 from sqlglot import exp
 
 from retreasure.engine.contract import Contract
+from retreasure.engine.staging import expand_newest
 from retreasure.lake.store import LAYERS, TableRef
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -45,9 +46,10 @@ class Model:
         return _inputs(self.render())
 
     def render(self, start: date = ALL_TIME[0], end: date = ALL_TIME[1]) -> str:
-        """The SQL with the window bound: ``@start_date`` and ``@end_date`` become DATE literals."""
+        """The SQL with its macros expanded and the window bound: ``@newest(bronze.x)`` becomes the read of the
+        table's newest records (engine/staging.py), ``@start_date`` and ``@end_date`` DATE literals."""
         values = {"start_date": start, "end_date": end}
-        sql = _WINDOW.sub(lambda m: f"DATE '{values[m.group(1)].isoformat()}'", self.sql)
+        sql = _WINDOW.sub(lambda m: f"DATE '{values[m.group(1)].isoformat()}'", expand_newest(self.sql))
         return _TO_BASE.sub(lambda m: _TO_BASE_SQL.format(a=m.group(1), r=m.group(2)), sql)
 
     def spark_sql(self) -> str:

@@ -2,15 +2,6 @@
 -- own way (Google: cost, currency_code, date; Meta: spend, account_currency, date_start); bronze keeps the
 -- cells by name and keys each row "<platform>/<campaign_id>/<day>", which is where platform, campaign and day
 -- are read from, whatever the dialect. A report re-sent for the same day restates it: the newest landing wins.
-WITH newest AS (
-    SELECT record_key, raw, ingested_at
-    FROM bronze.ads_spend
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-)
 SELECT
     regexp_extract(record_key, '^([^/]+)/(.+)/([^/]+)$', 1) AS platform,
     regexp_extract(record_key, '^([^/]+)/(.+)/([^/]+)$', 2) AS campaign_id,
@@ -27,4 +18,4 @@ SELECT
     TRY_CAST(json_extract_string(raw, '$.impressions') AS BIGINT) AS impressions,
     ingested_at AS updated_ts,
     record_key AS source_record_key
-FROM newest
+FROM @newest(bronze.ads_spend, ingested_at)

@@ -1,15 +1,7 @@
 -- Delivery zones, one row per version: the GIS export re-sends every zone whenever one changes, each
 -- stamped with the day its version took effect. A version holds until the zone's next one.
 -- Read in full on every run (a small table): a version's end is the next version's start, wherever it landed.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.geo_delivery_zones
-    WHERE error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.properties.zone_id') AS zone_id,
@@ -25,7 +17,7 @@ parsed AS (
             WHEN 'MultiPolygon'
                 THEN flatten(from_json(json_extract(raw, '$.geometry.coordinates'), '[[[["DOUBLE"]]]]'))
         END AS rings
-    FROM newest
+    FROM @newest(bronze.geo_delivery_zones)
 )
 SELECT
     zone_id,

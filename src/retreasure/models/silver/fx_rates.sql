@@ -3,20 +3,14 @@
 -- Bronze holds one record per currency and business day, keyed '<day>/<currency>': its day's Cube around the one
 -- rate, <Cube time="2025-03-04"><Cube currency="USD" rate="1.0812"/></Cube>. A currency whose rate of a day was
 -- quarantined carries its previous rate over that day, as on a closed day.
-WITH rates AS (
-    SELECT record_key, raw
-    FROM bronze.ecb_fx_rates
-    WHERE error IS NULL
-    QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY ingested_at DESC, record_hash) = 1
-),
-published AS (
+WITH published AS (
     -- The day's attributes are in the first tag, the rate's in the second, in whichever order the file had them.
     SELECT
         record_key,
         CAST(regexp_extract(raw, '^<Cube[^>]* time="([0-9]{4}-[0-9]{2}-[0-9]{2})"', 1) AS DATE) AS published_date,
         regexp_extract(raw, '^<Cube[^>]*><Cube[^>]* currency="([A-Z]{3})"', 1) AS currency,
         regexp_extract(raw, '^<Cube[^>]*><Cube[^>]* rate="([^"]*)"', 1) AS rate_text
-    FROM rates
+    FROM @newest(bronze.ecb_fx_rates)
 ),
 bounds AS (
     SELECT min(published_date) AS first_day, max(published_date) + INTERVAL 10 DAY AS last_day FROM published

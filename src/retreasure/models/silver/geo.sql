@@ -3,16 +3,7 @@
 -- DuckDB's spatial extension is not available offline, and Spark has none built in, so the test is plain
 -- SQL; it treats coordinates as planar (fine for zones that do not cross the antimeridian).
 -- Read in full on every run: a new zone version can move customers located long ago.
-WITH newest AS (
-    SELECT record_key, partition_date, raw
-    FROM bronze.geo_customer_locations
-    WHERE error IS NULL
-    -- A customer located again (a move) is where the latest file puts them.
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY partition_date DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-points AS (
+WITH points AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.properties.customer_id') AS customer_id,
@@ -25,7 +16,8 @@ points AS (
         json_extract_string(raw, '$.properties.postal_code') AS postal_code,
         json_extract_string(raw, '$.properties.country_code') AS country,
         json_extract_string(raw, '$.properties.city') AS city
-    FROM newest
+    -- A customer located again (a move) is where the latest file puts them.
+    FROM @newest(bronze.geo_customer_locations, partition_date)
 ),
 vertices AS (
     SELECT

@@ -1,15 +1,6 @@
 -- The payment gateway's events for web orders: authorisations, captures and refunds, one row each. The
 -- gateway never edits an event; a re-delivered one is the same transaction.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.web_transactions
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.transaction_id') AS transaction_id,
@@ -18,7 +9,7 @@ parsed AS (
         TRY_CAST(json_extract_string(raw, '$.amount') AS DECIMAL(18, 2)) AS amount,
         json_extract_string(raw, '$.currency') AS currency,
         TRY_CAST(json_extract_string(raw, '$.occurred_at') AS TIMESTAMPTZ) AS occurred_ts
-    FROM newest
+    FROM @newest(bronze.web_transactions)
 )
 SELECT
     transaction_id,

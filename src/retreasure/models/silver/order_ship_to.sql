@@ -1,35 +1,7 @@
 -- Where each online order goes: the ship-to address of the newest version of every Shopify, eBay and Etsy order.
 -- Name and street lines stay PII tokens (the bronze masks them); only operations sees them in clear, through the
 -- vault, at the moment a parcel is packed. City, postal code and country are not personal on their own.
-WITH shopify AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-ebay AS (
-    SELECT record_key, raw
-    FROM bronze.ebay_orders
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-etsy AS (
-    SELECT record_key, raw
-    FROM bronze.etsy_receipts
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-addresses AS (
+WITH addresses AS (
     SELECT
         record_key AS source_record_key,
         'shopify:' || json_extract_string(raw, '$.legacyResourceId') AS order_key,
@@ -45,7 +17,8 @@ addresses AS (
         json_extract_string(raw, '$.shippingAddress.provinceCode') AS region,
         json_extract_string(raw, '$.shippingAddress.zip') AS postal_code,
         json_extract_string(raw, '$.shippingAddress.countryCode') AS country
-    FROM shopify
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.shopify_orders)
     UNION ALL
     SELECT
         record_key,
@@ -62,7 +35,7 @@ addresses AS (
         ),
         json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.postalCode'),
         json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.countryCode')
-    FROM ebay
+    FROM @newest(bronze.ebay_orders)
     UNION ALL
     SELECT
         record_key,
@@ -77,7 +50,7 @@ addresses AS (
         nullif(json_extract_string(raw, '$.state'), ''),
         json_extract_string(raw, '$.zip'),
         json_extract_string(raw, '$.country_iso')
-    FROM etsy
+    FROM @newest(bronze.etsy_receipts)
 )
 SELECT
     order_key,

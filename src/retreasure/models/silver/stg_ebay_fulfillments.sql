@@ -1,16 +1,6 @@
 -- Parcels shipped for eBay orders (getShippingFulfillments), newest version per fulfillment. The payload names
 -- no order, so the connector lands it under "<orderId>/<fulfillmentId>"; eBay reports no delivery.
-WITH versions AS (
-    SELECT record_key, record_updated_at, raw
-    FROM bronze.ebay_shipping_fulfillments
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         record_key,
@@ -19,7 +9,8 @@ parsed AS (
         json_extract_string(raw, '$.shippingCarrierCode') AS carrier,
         json_extract_string(raw, '$.shipmentTrackingNumber') AS tracking_number,
         record_updated_at AS updated_ts
-    FROM versions
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.ebay_shipping_fulfillments, record_updated_at)
 )
 SELECT
     'ebay:' || record_key AS fulfillment_key,

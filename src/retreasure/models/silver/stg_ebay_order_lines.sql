@@ -5,16 +5,6 @@
 WITH tax_rates AS (
     SELECT country, region, rate FROM silver.tax_rates
 ),
-versions AS (
-    SELECT record_key, raw
-    FROM bronze.ebay_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
 orders AS (
     SELECT
         record_key AS source_record_key,
@@ -28,7 +18,8 @@ orders AS (
             json_extract_string(raw, '$.fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress.countryCode')
         ) AS tax_country,
         json_extract_string(raw, '$.buyer.taxAddress.stateOrProvince') AS tax_state
-    FROM versions
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.ebay_orders)
 ),
 items AS (
     SELECT

@@ -1,17 +1,7 @@
 -- eBay orders as getOrders returns them with fieldGroups=TAX_BREAKDOWN, newest version per orderId. With that
 -- field group, pricingSummary.total and .tax count the tax eBay collects and remits, so total is what the buyer
 -- paid whoever remits the tax; the contract's total_adds_up rule catches a feed read without it.
-WITH versions AS (
-    SELECT record_key, raw
-    FROM bronze.ebay_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.orderId') AS channel_order_id,
@@ -45,7 +35,8 @@ parsed AS (
             list_min(json_extract_string(raw, '$.lineItems[*].lineItemFulfillmentInstructions.shipByDate'))
             AS TIMESTAMPTZ
         ) AS ship_by_ts
-    FROM versions
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.ebay_orders)
 )
 SELECT
     'ebay:' || channel_order_id AS order_key,

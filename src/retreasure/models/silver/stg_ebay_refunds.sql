@@ -2,24 +2,15 @@
 -- value and the tax are split back with the refunded line's tax rate (for a refund of whole lines this is
 -- exact: the amount is the line value v plus round(v x rate), and total / (1 + rate) lies within half a minor
 -- unit of v, never on a tie).
-WITH versions AS (
-    SELECT record_key, raw
-    FROM bronze.ebay_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-orders AS (
+WITH orders AS (
     SELECT
         record_key AS source_record_key,
         raw,
         json_extract_string(raw, '$.orderId') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.lastModifiedDate') AS TIMESTAMPTZ) AS updated_ts,
         json_extract_string(raw, '$.pricingSummary.total.currency') AS currency
-    FROM versions
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.ebay_orders)
 ),
 payments AS (
     SELECT

@@ -1,16 +1,6 @@
 -- Parcels shipped for Etsy receipts: the shipments listed on the newest version of each receipt. Etsy says
 -- when the buyer was notified of the shipment, not when it was delivered.
-WITH versions AS (
-    SELECT record_key, raw
-    FROM bronze.etsy_receipts
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-shipments AS (
+WITH shipments AS (
     SELECT
         v.record_key AS source_record_key,
         json_extract_string(v.raw, '$.receipt_id') AS channel_order_id,
@@ -21,7 +11,8 @@ shipments AS (
         TRY_CAST(json_extract_string(u.s, '$.delivered_timestamp') AS BIGINT) AS delivered_epoch,
         json_extract_string(u.s, '$.carrier_name') AS carrier,
         json_extract_string(u.s, '$.tracking_code') AS tracking_number
-    FROM versions v
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.etsy_receipts) v
     CROSS JOIN unnest(TRY_CAST(json_extract(v.raw, '$.shipments') AS JSON[])) AS u (s)
 )
 SELECT

@@ -1,15 +1,7 @@
 -- The Etsy shop's listings, newest version per listing_id. Etsy has no "changed since" filter for listings, so
 -- every ingest reads them all and bronze holds a version per change: the whole history is small, and the table
 -- is rebuilt from all of it on every run (the window is deliberately not applied).
-WITH versions AS (
-    SELECT record_key, raw
-    FROM bronze.etsy_listings
-    WHERE error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.listing_id') AS listing_id,
@@ -38,7 +30,7 @@ parsed AS (
                 json_extract_string(raw, '$.updated_timestamp'), json_extract_string(raw, '$.last_modified_timestamp')
             ) AS BIGINT
         ) AS updated_epoch
-    FROM versions
+    FROM @newest(bronze.etsy_listings)
 )
 SELECT
     'etsy:' || listing_id AS listing_key,

@@ -5,16 +5,6 @@
 WITH tax_rates AS (
     SELECT country, region, rate FROM silver.tax_rates
 ),
-versions AS (
-    SELECT record_key, raw
-    FROM bronze.etsy_receipts
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
 receipts AS (
     SELECT
         record_key AS source_record_key,
@@ -32,7 +22,8 @@ receipts AS (
             WHEN json_extract_string(raw, '$.country_iso') = 'US' THEN coalesce(json_extract_string(raw, '$.state'), '')
             ELSE ''
         END AS region
-    FROM versions
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.etsy_receipts)
 ),
 transactions AS (
     SELECT

@@ -5,16 +5,6 @@ WITH marketplace_remits AS (
     -- (marketplace-facilitator rules); the seller owes it everywhere else. Etsy's receipts carry no flag.
     SELECT country FROM (VALUES ('US'), ('GB')) AS t (country)
 ),
-versions AS (
-    SELECT record_key, raw
-    FROM bronze.etsy_receipts
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
 parsed AS (
     SELECT
         record_key AS source_record_key,
@@ -41,7 +31,8 @@ parsed AS (
         json_extract_string(raw, '$.country_iso') AS country,
         json_extract_string(raw, '$.state') AS state,
         json_extract_string(raw, '$.transactions[*].listing_id') AS listing_ids
-    FROM versions
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.etsy_receipts)
 ),
 processing AS (
     -- Etsy promises dispatch within the longest processing time of the receipt's listings.

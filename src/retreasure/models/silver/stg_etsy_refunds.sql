@@ -3,17 +3,7 @@
 -- back with the receipt's tax rate (one destination, one rate: for a refund of whole lines this is exact, as
 -- total / (1 + rate) lies within half a minor unit of the value, never on a tie); the line is named only when
 -- exactly one line of the receipt is worth, tax included, what was refunded.
-WITH versions AS (
-    SELECT record_key, raw
-    FROM bronze.etsy_receipts
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-refunds AS (
+WITH refunds AS (
     SELECT
         v.record_key AS source_record_key,
         json_extract_string(v.raw, '$.receipt_id') AS channel_order_id,
@@ -23,7 +13,8 @@ refunds AS (
         TRY_CAST(json_extract_string(u.r, '$.amount.divisor') AS BIGINT) AS per_unit,
         TRY_CAST(json_extract_string(u.r, '$.amount.amount') AS BIGINT) AS paid_back_minor,
         TRY_CAST(json_extract_string(u.r, '$.created_timestamp') AS BIGINT) AS refund_epoch
-    FROM versions v
+    -- The engine starts the window lookback_days (1) early: a change landed the day after it happened is read.
+    FROM @newest(bronze.etsy_receipts) v
     CROSS JOIN unnest(TRY_CAST(json_extract(v.raw, '$.refunds') AS JSON[])) AS u (r)
 ),
 keyed AS (

@@ -1,14 +1,5 @@
 -- Stock movements at the stores: goods bought in, sold, and put back after a refund, as the tills log them.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.pos_inventory
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.movement_id') AS movement_id,
@@ -21,7 +12,7 @@ parsed AS (
         NULLIF(json_extract_string(raw, '$.receipt_id'), '') AS receipt_id,
         -- The ERP's purchase cost per unit, EUR, written on goods bought in; empty on other movements.
         TRY_CAST(NULLIF(json_extract_string(raw, '$.unit_cost'), '') AS DECIMAL(18, 2)) AS unit_cost
-    FROM newest
+    FROM @newest(bronze.pos_inventory)
 )
 SELECT
     'pos:' || movement_id AS movement_key,

@@ -1,20 +1,6 @@
 -- Receipt lines sold at the stores' tills. Refunds come as their own negative lines (stg_pos_refunds), so a
 -- receipt line is never edited: the newest landing of each is kept only to absorb a re-exported file.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.pos_sales
-    WHERE error IS NULL
-        -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
-        AND partition_date BETWEEN @start_date AND @end_date
-        -- Every line but refunds (stg_pos_refunds): a line of an unknown or missing type comes here too, and its
-        -- line_type sends it to quarantine with a reason rather than letting it vanish.
-        -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
-        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END IS DISTINCT FROM 'refund'
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.type') AS line_type,
@@ -29,7 +15,12 @@ parsed AS (
         json_extract_string(raw, '$.currency') AS currency,
         -- Local time with its offset: the cast keeps the instant, whatever the session's time zone.
         TRY_CAST(json_extract_string(raw, '$.sold_at') AS TIMESTAMPTZ) AS sold_ts
-    FROM newest
+    -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
+    -- Every line but refunds (stg_pos_refunds): a line of an unknown or missing type comes here too, and its
+    -- line_type sends it to quarantine with a reason rather than letting it vanish.
+    FROM @newest(
+        bronze.pos_sales WHERE json_extract_string(raw, '$.type') IS DISTINCT FROM 'refund'
+    )
 )
 SELECT
     'pos:' || receipt_id || '/' || line_no AS line_key,

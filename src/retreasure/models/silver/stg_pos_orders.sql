@@ -1,18 +1,6 @@
 -- Store receipts as orders: the POS exports only lines, so each receipt's amounts are the sum of its sale
 -- lines. In store nothing ships and the store's own jurisdiction taxes the sale, which the seller remits.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.pos_sales
-    WHERE error IS NULL
-        -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
-        AND partition_date BETWEEN @start_date AND @end_date
-        -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
-        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END = 'sale'
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-lines AS (
+WITH lines AS (
     SELECT
         record_key,
         json_extract_string(raw, '$.receipt_id') AS receipt_id,
@@ -26,7 +14,10 @@ lines AS (
         TRY_CAST(json_extract_string(raw, '$.discount') AS DECIMAL(18, 2)) AS discount,
         TRY_CAST(json_extract_string(raw, '$.tax') AS DECIMAL(18, 2)) AS tax,
         NULLIF(json_extract_string(raw, '$.discount_code'), '') AS discount_code
-    FROM newest
+    -- bronze partitions are the store's local date; every line of a receipt shares its sold_at.
+    FROM @newest(
+        bronze.pos_sales WHERE json_extract_string(raw, '$.type') = 'sale'
+    )
 ),
 receipts AS (
     SELECT

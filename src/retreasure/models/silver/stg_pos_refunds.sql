@@ -1,18 +1,7 @@
 -- Refunds at the tills: the export writes them as negative receipt lines (type 'refund') in the hour they
 -- happened, so that quantity * unit_price - discount is minus the value refunded. Signs are dropped rather
 -- than trusted: the type already says it is money going back.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.pos_sales
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-        -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
-        AND CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END = 'refund'
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.receipt_id') AS receipt_id,
@@ -23,7 +12,9 @@ parsed AS (
         TRY_CAST(json_extract_string(raw, '$.tax') AS DECIMAL(18, 2)) AS tax,
         json_extract_string(raw, '$.currency') AS currency,
         TRY_CAST(json_extract_string(raw, '$.sold_at') AS TIMESTAMPTZ) AS refund_ts
-    FROM newest
+    FROM @newest(
+        bronze.pos_sales WHERE json_extract_string(raw, '$.type') = 'refund'
+    )
 )
 SELECT
     -- The till refunds a receipt line at most once: the line and the type make the key, as in bronze.

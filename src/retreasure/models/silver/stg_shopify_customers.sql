@@ -1,13 +1,5 @@
 -- People who bought on Shopify, newest version of each customer. A small dimension rebuilt whole on every run,
 -- so it reads all of bronze and no window. PII stays as the tokens bronze holds.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_customers
-    WHERE error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-)
 SELECT
     'shopify:' || json_extract_string(raw, '$.legacyResourceId') AS customer_key,
     'shopify' AS channel,
@@ -27,4 +19,4 @@ SELECT
     TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS created_ts,
     TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
     record_key AS source_record_key
-FROM newest
+FROM @newest(bronze.shopify_customers)

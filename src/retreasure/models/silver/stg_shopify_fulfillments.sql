@@ -1,20 +1,11 @@
 -- Shopify fulfillments (shipments) from the newest version of each order.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-fulfillments AS (
+WITH fulfillments AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         unnest(TRY_CAST(json_extract(raw, '$.fulfillments') AS VARCHAR[])) AS fulfillment
-    FROM newest
+    -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
+    FROM @newest(bronze.shopify_orders)
 ),
 parsed AS (
     SELECT

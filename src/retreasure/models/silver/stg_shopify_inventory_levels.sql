@@ -1,14 +1,6 @@
 -- Available stock per Shopify inventory item and location, newest version of each level. A small table
 -- rebuilt whole on every run, so it reads all of bronze and no window.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_inventory_levels
-    WHERE error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         regexp_extract(json_extract_string(raw, '$.item.id'), '([0-9]+)$', 1) AS inventory_item_id,
@@ -24,7 +16,7 @@ parsed AS (
         -- The item's unitCost, carried into each of its levels by the connector (the shop's currency).
         TRY_CAST(json_extract_string(raw, '$.item.unitCost.amount') AS DECIMAL(18, 2)) AS unit_cost,
         json_extract_string(raw, '$.item.unitCost.currencyCode') AS unit_cost_currency
-    FROM newest
+    FROM @newest(bronze.shopify_inventory_levels)
 )
 SELECT
     'shopify:' || location_id || '/' || inventory_item_id AS level_key,

@@ -1,22 +1,13 @@
 -- Shopify order lines from the newest version of each order, in the buyer's (presentment) currency.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-lines AS (
+WITH lines AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         TRY_CAST(json_extract_string(raw, '$.createdAt') AS TIMESTAMPTZ) AS order_ts,
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
         unnest(TRY_CAST(json_extract(raw, '$.lineItems.nodes') AS VARCHAR[])) AS line
-    FROM newest
+    -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
+    FROM @newest(bronze.shopify_orders)
 ),
 -- A line can carry several tax lines (a US state and its county, say): the line's tax is all of them.
 line_taxes AS (

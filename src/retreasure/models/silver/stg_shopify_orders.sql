@@ -1,16 +1,6 @@
 -- Shopify orders as the buyer paid them. Amounts come from presentmentMoney (the buyer's currency): shopMoney
 -- is the shop's EUR at Shopify's own rate, and the conversion to the base currency belongs to silver.orders.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
@@ -64,7 +54,8 @@ parsed AS (
             TRY_CAST(json_extract(raw, '$.customAttributes') AS VARCHAR[]),
             a -> json_extract_string(a, '$.key') = 'utm_campaign'
         )[1] AS campaign_attribute
-    FROM newest
+    -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
+    FROM @newest(bronze.shopify_orders)
 )
 SELECT
     'shopify:' || channel_order_id AS order_key,

@@ -1,14 +1,6 @@
 -- The catalogue on Shopify: one row per variant (the shop lists one variant, one SKU, per product), newest
 -- version of each product. A small dimension rebuilt whole on every run, so it reads all of bronze and no window.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_products
-    WHERE error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-variants AS (
+WITH variants AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS shopify_product_id,
@@ -21,7 +13,7 @@ variants AS (
         TRY_CAST(json_extract_string(raw, '$.updatedAt') AS TIMESTAMPTZ) AS updated_ts,
         -- A product without a readable variant still makes a row (NULL variant), which not_null quarantines.
         unnest(coalesce(NULLIF(TRY_CAST(json_extract(raw, '$.variants.nodes') AS VARCHAR[]), []), [NULL])) AS variant
-    FROM newest
+    FROM @newest(bronze.shopify_products)
 )
 SELECT
     json_extract_string(variant, '$.sku') AS product_key,

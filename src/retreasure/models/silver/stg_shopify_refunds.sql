@@ -1,21 +1,12 @@
 -- Shopify refunds, one row per refunded line item, from the newest version of each order, in the buyer's
 -- (presentment) currency. A Shopify refund can return several line items at once; each gets its own row.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.shopify_orders
-    WHERE error IS NULL
-        -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
-        AND partition_date BETWEEN @start_date AND @end_date
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC, ingested_at DESC, record_hash
-    ) = 1
-),
-refunds AS (
+WITH refunds AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.legacyResourceId') AS channel_order_id,
         unnest(TRY_CAST(json_extract(raw, '$.refunds') AS VARCHAR[])) AS refund
-    FROM newest
+    -- The engine starts the window lookback_days (1) early: changes stamped late on the day before are read.
+    FROM @newest(bronze.shopify_orders)
 ),
 items AS (
     SELECT

@@ -2,19 +2,7 @@
 -- the event's identity, so a message delivered twice is one event. The shop is a website: identify, group
 -- and alias calls describe people, not behaviour, and are left out by name; any other message (no type, an unknown
 -- one, an app's screen call) comes in and, having no event name, goes to quarantine with the reason.
-WITH newest AS (
-    SELECT record_key, raw
-    FROM bronze.web_clickstream
-    WHERE error IS NULL
-        AND partition_date BETWEEN @start_date AND @end_date
-        -- Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
-        AND coalesce(CASE WHEN error IS NULL THEN json_extract_string(raw, '$.type') END, '')
-            NOT IN ('identify', 'group', 'alias')
-    QUALIFY row_number() OVER (
-        PARTITION BY record_key ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash
-    ) = 1
-),
-parsed AS (
+WITH parsed AS (
     SELECT
         record_key AS source_record_key,
         json_extract_string(raw, '$.messageId') AS event_id,
@@ -41,7 +29,10 @@ parsed AS (
         json_extract_string(raw, '$.properties.order_id') AS order_id,
         TRY_CAST(json_extract_string(raw, '$.properties.total') AS DECIMAL(18, 2)) AS order_total,
         json_extract_string(raw, '$.properties.currency') AS currency
-    FROM newest
+    FROM @newest(
+        bronze.web_clickstream
+        WHERE coalesce(json_extract_string(raw, '$.type'), '') NOT IN ('identify', 'group', 'alias')
+    )
 )
 SELECT
     event_id,
