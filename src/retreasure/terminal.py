@@ -106,8 +106,11 @@ def retries_by_source(runs: Iterable[IngestRun]) -> dict[str, tuple[int, int, st
 
 
 def shorten(text: str, limit: int = 300) -> str:
-    """At most ``limit`` characters, saying how much more the ingest log holds."""
+    """At most ``limit`` characters, saying how much more the ingest log holds. The text often comes from a
+    server or a file (an error body, a retry's cause): control characters are shown escaped, never sent to the
+    terminal, where an escape sequence could redraw the screen."""
     text = " ".join(text.split())
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
     if len(text) <= limit:
         return text
     return f"{text[:limit]} (+{len(text) - limit:,} characters in ops.ingest_log)"
