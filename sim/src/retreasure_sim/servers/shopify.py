@@ -54,10 +54,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from retreasure.sim.config import Faults
-from retreasure.sim.model import BASE_CURRENCY, Customer, Order, OrderLine, Product, Refund, Truth, money
-from retreasure.sim.servers.base import FakeServer, Request, Response
-from retreasure.sim.timeline import OrderState, Stock, stock_histories
+from retreasure_sim.config import Faults
+from retreasure_sim.model import BASE_CURRENCY, Customer, Order, OrderLine, Product, Refund, Truth, money
+from retreasure_sim.servers.base import FakeServer, Request, Response
+from retreasure_sim.timeline import OrderState, Stock, stock_histories
 
 API_PATH = r"/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json"
 CHANNEL = "shopify"
