@@ -23,13 +23,13 @@ demo: setup
 
 test: setup
 	scripts/install-chromium
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src sim tests bench
+	$(VENV)/bin/ruff format --check src sim tests bench
 	$(VENV)/bin/pytest
 
 lint: setup
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src sim tests bench
+	$(VENV)/bin/ruff format src sim tests bench
 
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest

@@ -32,8 +32,8 @@ from retreasure.engine.build import build as build_models
 from retreasure.lake import Lake
 from retreasure.serving import auth
 from retreasure.settings import Settings
-from retreasure.sim.config import SimConfig
-from retreasure.sim.stage import Credentials, build, running_servers
+from retreasure_sim.config import SimConfig
+from retreasure_sim.stage import Credentials, build, running_servers
 
 MARK = "<!-- bench/api -->"
 ENDPOINTS = (

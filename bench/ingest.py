@@ -22,8 +22,8 @@ from retreasure.bronze.ingest import run_ingest
 from retreasure.connectors.base import FileSource, Window, load_sources, parse_instant
 from retreasure.lake import Lake
 from retreasure.settings import Settings
-from retreasure.sim.config import SimConfig
-from retreasure.sim.stage import Credentials, build, running_servers
+from retreasure_sim.config import SimConfig
+from retreasure_sim.stage import Credentials, build, running_servers
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 MARK = "<!-- bench/ingest -->"

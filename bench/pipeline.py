@@ -31,9 +31,9 @@ from retreasure.bronze.ingest import run_ingest
 from retreasure.engine.build import build, build_incremental
 from retreasure.engine.models import load_models
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.config import SimConfig
-from retreasure.sim.stage import Credentials, running_servers
-from retreasure.sim.stage import build as simulate
+from retreasure_sim.config import SimConfig
+from retreasure_sim.stage import Credentials, running_servers
+from retreasure_sim.stage import build as simulate
 
 MARK = "<!-- bench/pipeline -->"
 # When a bronze record changed; a file record has only its day, taken as that day's last second.

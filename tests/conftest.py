@@ -15,9 +15,9 @@ from hypothesis import settings as hypothesis_settings
 
 from retreasure.lake import Lake
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Truth
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Truth
 
 # Generated-variant tests run real files, tables and servers per example: few examples, no per-example deadline
 # (a shared 2-core machine makes timings noisy), derandomised in CI so a red run can be replayed as it was.
@@ -87,8 +87,8 @@ def bronze_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Lake]:
     ``lake_copy``).
     """
     from retreasure.bronze.ingest import run_ingest
-    from retreasure.sim.files import render_files
-    from retreasure.sim.stage import Credentials, running_servers
+    from retreasure_sim.files import render_files
+    from retreasure_sim.stage import Credentials, running_servers
 
     root = tmp_path_factory.mktemp("bronze")
     settings = Settings(  # type: ignore[call-arg]

@@ -16,8 +16,8 @@ from typing import Any
 
 from retreasure.connectors.base import RawRecord, Source, Window
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.model import Order
-from retreasure.sim.servers.base import FakeServer
+from retreasure_sim.model import Order
+from retreasure_sim.servers.base import FakeServer
 
 ALL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 FAR = datetime(2100, 1, 1, tzinfo=UTC)

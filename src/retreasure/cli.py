@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import signal
-import threading
-from datetime import date, datetime
+from datetime import datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -22,22 +20,19 @@ from retreasure.connectors.base import parse_instant
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
 from retreasure.settings import Settings, get_settings
-from retreasure.sim.config import Faults, SimConfig
 
 app = typer.Typer(help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.", no_args_is_help=True)
 console = Console()
 
-SIM_DIR = Path("sim-data")
 
-
-def _settings() -> Settings:
+def configured_settings() -> Settings:
     log.configure()
     return get_settings()
 
 
 def ensure_local_secrets(env_file: Path = Path(".env")) -> Settings:
     """First run on a laptop: create the PII keys in .env (mode 0600) so that nobody has to invent them."""
-    settings = _settings()
+    settings = configured_settings()
     if settings.pii_hmac_key.get_secret_value() and settings.pii_vault_key.get_secret_value():
         return settings
     lines = env_file.read_text().splitlines() if env_file.exists() else []
@@ -50,67 +45,6 @@ def ensure_local_secrets(env_file: Path = Path(".env")) -> Settings:
     console.print(f"[yellow]Created PII keys in {env_file} (keep it safe: the lake's tokens depend on it).[/]")
     get_settings.cache_clear()
     return get_settings()
-
-
-def _config(seed: int, start: str, days: int, scale: float, faults: bool) -> SimConfig:
-    return SimConfig(seed, date.fromisoformat(start), days, scale, Faults.on() if faults else Faults())
-
-
-Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same business.")]
-Start = Annotated[str, typer.Option(help="First simulated day (YYYY-MM-DD).")]
-Scale = Annotated[float, typer.Option(help="Volume multiplier: 1.0 is ~20k orders a year.")]
-WithFaults = Annotated[bool, typer.Option("--faults/--no-faults", help="Inject duplicates, 429s, broken records...")]
-
-
-@app.command()
-def sim(
-    seed: Seed = 7,
-    start: Start = "2025-01-01",
-    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 365,
-    scale: Scale = 1.0,
-    faults: WithFaults = True,
-    out: Annotated[Path, typer.Option(help="Where the truth is kept.")] = SIM_DIR,
-) -> None:
-    """Simulate the business: write its ground truth and drop its files into the landing folder."""
-    from retreasure.sim.stage import build
-
-    settings = _settings()
-    with console.status("Simulating..."):
-        truth = build(_config(seed, start, days, scale, faults), out, Path(settings.landing_dir))
-    console.print(
-        f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders, "
-        f"{len(truth['sessions']):,} web sessions, {len(truth['faults']):,} injected faults. "
-        f"Truth in {out / 'truth'}, files in {settings.landing_dir}."
-    )
-
-
-@app.command()
-def fakes(
-    sim_dir: Annotated[Path, typer.Option(help="Simulation to serve (from `retreasure sim`).")] = SIM_DIR,
-    faults: WithFaults = True,
-) -> None:
-    """Serve the fake marketplaces on the ports and with the credentials in settings, until Ctrl-C."""
-    from retreasure.sim.model import Truth
-    from retreasure.sim.stage import SERVED_TABLES, SERVER_OPTIONS, server_classes
-
-    settings = _settings()
-    truth = Truth.load(sim_dir / "truth", only=SERVED_TABLES)
-    chosen = Faults.on() if faults else Faults()
-    servers = []
-    for name, cls in server_classes().items():
-        section = getattr(settings, name)
-        credentials = {k: v.get_secret_value() for k, v in section if hasattr(v, "get_secret_value")}
-        host, _, port = section.base_url.removeprefix("http://").partition(":")
-        options = SERVER_OPTIONS.get(name, {})
-        server = cls(truth, credentials, faults=chosen, seed=truth.seed, host=host, port=int(port or 80), **options)
-        servers.append(server.start())
-        console.print(f"{name}: {server.url}")
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
-    for server in servers:
-        server.stop()
 
 
 @app.command()
@@ -129,7 +63,7 @@ def ingest(
     from retreasure.connectors.base import load_sources
     from retreasure.lake.ingest_log import exit_code
 
-    settings = _settings()
+    settings = configured_settings()
     unknown = sorted(set(source or ()) - set(load_sources()))
     if unknown:
         _usage(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(load_sources())}")
@@ -160,57 +94,8 @@ def _instant(value: str | None, option: str = "") -> datetime | None:
         _usage(f"{option}: {exc}")
 
 
-@app.command()
-def demo(
-    seed: Seed = 7,
-    start: Start = "2025-01-01",
-    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 60,
-    scale: Scale = 0.3,
-    faults: WithFaults = True,
-    fresh: Annotated[bool, typer.Option(help="Start from an empty lake, landing folder and simulation.")] = False,
-) -> None:
-    """The whole local platform on a simulated business: simulate, serve, ingest, and compare with the truth."""
-    from retreasure.lake.ingest_log import exit_code
-    from retreasure.sim.stage import Credentials, build, expected_counts, running_servers
-
-    settings = ensure_local_secrets()
-    lake = Lake.from_settings(settings)
-    landing = Path(settings.landing_dir)
-    if fresh:
-        for folder in (Path(lake.uri), landing, SIM_DIR):
-            if lake.is_local or folder != Path(lake.uri):
-                shutil.rmtree(folder, ignore_errors=True)
-    config = _config(seed, start, days, scale, faults)
-    with terminal.progress_bar(console) as bar:
-        bar.add_task("Simulating the business", total=None)
-        truth = build(config, SIM_DIR, landing)
-    console.print(
-        f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders on 4 channels, "
-        f"{len(truth['sessions']):,} web sessions, {len(truth['faults']):,} injected faults."
-    )
-    with running_servers(truth, config, Credentials.fresh(), settings) as (served, servers):
-        console.print("Fake marketplaces: " + ", ".join(f"{n} {s.url}" for n, s in servers.items()))
-        runs, interrupted = terminal.ingest(console, served, lake, None)
-    terminal.print_ingest(console, runs, interrupted)
-    _print_bronze_summary(lake, expected_counts(truth))
-    built = _build(lake)
-    _print_kpis(lake)
-    console.print(
-        f"Next: query the lake with DuckDB ({lake.uri}: bronze.*, silver.*, gold.*, ops.ingest_log, ops.dq_results, "
-        "quarantine.*), read docs/kpis.md for what each figure means, run `retreasure ui` for the lineage, or "
-        "`retreasure keys create --role admin` then `retreasure dashboard` and `retreasure serve` (docs/api.md)."
-    )
-    raise typer.Exit(_demo_exit_code(exit_code(runs), built))
-
-
-def _demo_exit_code(ingested: ExitCode, built: list) -> ExitCode:
-    """The ingest's code, or PARTIAL when a blocking check stopped models downstream (and the ingest was OK)."""
-    if ingested == ExitCode.OK and any(r.blocked for r in built):
-        return ExitCode.PARTIAL
-    return ingested
-
-
-def _build(lake: Lake) -> list:
+def build_and_report(lake: Lake) -> list:
+    """Build every silver and gold model with a progress bar, then say which checks failed."""
     from retreasure.engine.build import build
     from retreasure.engine.models import load_models
 
@@ -223,7 +108,8 @@ def _build(lake: Lake) -> list:
     return runs
 
 
-def _print_kpis(lake: Lake) -> None:
+def print_kpis(lake: Lake) -> None:
+    """The headline KPIs from gold, as a table."""
     from retreasure.kpis import summary
 
     table = Table(title="KPIs (from gold)", box=box.SIMPLE_HEAD, title_justify="left")
@@ -232,43 +118,6 @@ def _print_kpis(lake: Lake) -> None:
     for label, value in summary(lake):
         table.add_row(label, "-" if value is None else f"{value:,}")
     console.print(table)
-
-
-def _print_bronze_summary(lake: Lake, expected: dict[str, int]) -> None:
-    from retreasure.lake.store import TableRef
-
-    table = Table(title="Bronze against the simulator's truth", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("bronze table", "rows", "keys", "truth", "match", "bad"):
-        table.add_column(column, justify="left" if column == "bronze table" else "right", no_wrap=True)
-    names = sorted(set(expected) | {r.name for r in lake.tables("bronze")})
-    mismatches = 0
-    for name in names:
-        ref = TableRef("bronze", name)
-        rows = keys = bad = 0
-        if lake.exists(ref):
-            found = lake.query(
-                f"SELECT count(*) AS n, count(DISTINCT record_key) FILTER (WHERE error IS NULL) AS k, "
-                f"count(*) FILTER (WHERE error IS NOT NULL) AS bad FROM {ref}",
-                [ref],
-            ).to_pylist()[0]
-            rows, keys, bad = found["n"], found["k"], found["bad"]
-        want = expected.get(name)
-        ok = want is None or want == keys
-        mismatches += not ok
-        table.add_row(
-            name,
-            f"{rows:,}",
-            f"{keys:,}",
-            "-" if want is None else f"{want:,}",
-            "[green]yes[/]" if ok else "[red]NO[/]",
-            f"{bad:,}",
-        )
-    console.print(table)
-    console.print(
-        "[dim]keys: distinct good records; truth: what the simulator sent; bad: malformed, in quarantine.*[/]\n"
-        f"Lake: {lake.uri}  (bronze tables: {len(names)}, mismatches: {mismatches}); "
-        "ingest log: ops.ingest_log; quarantine: quarantine.*"
-    )
 
 
 @app.command()
@@ -296,6 +145,39 @@ app.command()(api_cli.serve)
 app.add_typer(api_cli.keys_app, name="keys")
 app.add_typer(exports_cli.export_app, name="export")
 app.command()(dashboard_cli.dashboard)
+
+# Commands from other installed packages: each entry point in this group is called with the app to mount its
+# commands. The simulator (retreasure-sim, a development dependency) brings `sim`, `fakes` and `demo`; the
+# platform itself never imports it.
+COMMAND_PLUGINS = "retreasure.commands"
+SIMULATOR_COMMANDS = ("sim", "fakes", "demo")
+
+
+def _simulator_missing(name: str) -> None:
+    @app.command(
+        name,
+        help="Needs the simulator package (retreasure-sim): `make setup` in a checkout installs it.",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def missing() -> None:
+        console.print(
+            f"[red]`retreasure {name}` needs the simulator, package retreasure-sim, which is not installed.[/] "
+            "In a checkout of the repository, `make setup` installs it with the development dependencies "
+            "(or: `uv pip install -e sim`)."
+        )
+        raise typer.Exit(ExitCode.USAGE)
+
+
+def _mount_command_plugins() -> None:
+    for entry in entry_points(group=COMMAND_PLUGINS):
+        entry.load()(app)
+    mounted = {info.name or info.callback.__name__ for info in app.registered_commands if info.callback}
+    for name in SIMULATOR_COMMANDS:
+        if name not in mounted:
+            _simulator_missing(name)
+
+
+_mount_command_plugins()
 
 
 @app.callback()

@@ -22,7 +22,7 @@ import pytest
 
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.model import Truth
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import copy_lake
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from retreasure.lake import Lake
-from retreasure.sim.model import Truth
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import copy_lake, rows_without
 

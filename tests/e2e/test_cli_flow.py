@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from retreasure.lake import Lake
-from retreasure.sim.model import Truth
-from retreasure.sim.stage import expected_counts
+from retreasure_sim.model import Truth
+from retreasure_sim.stage import expected_counts
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import free_port
 

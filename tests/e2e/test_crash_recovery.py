@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from retreasure.lake import Lake
 from retreasure.settings import Settings
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.stage import Credentials, build, running_servers
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.stage import Credentials, build, running_servers
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from retreasure.lake import Lake
 from retreasure.serving.auth import create_key
-from retreasure.sim.model import Truth
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import free_port
 

@@ -23,8 +23,8 @@ from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
 from retreasure.lake.ingest_log import INGEST_LOG
 from retreasure.settings import Settings
-from retreasure.sim.config import SimConfig
-from retreasure.sim.stage import Credentials, build, running_servers
+from retreasure_sim.config import SimConfig
+from retreasure_sim.stage import Credentials, build, running_servers
 from tests.helpers import cli_env, run_cli
 from tests.integration.test_ecb_files import BILLION_LAUGHS, EXTERNAL_ENTITY, FIXTURE
 

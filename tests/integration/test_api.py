@@ -28,8 +28,8 @@ from retreasure.serving import auth
 from retreasure.serving.api.app import create_app
 from retreasure.serving.api.server import server_config
 from retreasure.settings import Settings
-from retreasure.sim.ledger import Promises, data_clock, promises
-from retreasure.sim.model import Truth
+from retreasure_sim.ledger import Promises, data_clock, promises
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import free_port
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from retreasure.lake import Lake
 from retreasure.serving import auth
-from retreasure.sim.model import Truth
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.integration.test_api import PATH_VALUES, PROBLEM, REQUIRED_QUERY, assert_problem, serving_cli
 

@@ -11,8 +11,8 @@ from retreasure.bronze.ingest import run_ingest
 from retreasure.connectors.base import parse_instant
 from retreasure.lake import Lake, TableRef
 from retreasure.lake.ingest_log import INGEST_LOG
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.stage import Credentials, build, expected_counts, running_servers
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.stage import Credentials, build, expected_counts, running_servers
 from tests.conftest import SMALL
 from tests.pii_scan import clear_values_in_parquet
 

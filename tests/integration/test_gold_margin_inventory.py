@@ -1,5 +1,5 @@
 """Cost of goods, gross margin, the inventory marts and the sales marts by store and category equal the
-simulator's books, with every fault switched on. Expected figures come from the truth (sim/ledger.py and the
+simulator's books, with every fault switched on. Expected figures come from the truth (retreasure_sim/ledger.py and the
 Python below), never from the SQL."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from retreasure.engine.build import build
 from retreasure.kpis import summary
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.ledger import Books, Rates, books
-from retreasure.sim.model import Truth
+from retreasure_sim.ledger import Books, Rates, books
+from retreasure_sim.model import Truth
 
 CENT = Decimal("0.01")
 

@@ -1,6 +1,6 @@
 """The gold marts (customers, fulfillment, marketing, finance) equal the simulator's truth to the cent, with
 every fault switched on. The truth side is computed here in Python from the Truth object, independently of
-the SQL; only the ECB rate lookup (``Rates``) is shared with the books in sim/ledger.py.
+the SQL; only the ECB rate lookup (``Rates``) is shared with the books in retreasure_sim/ledger.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from retreasure.bronze.pii import PiiMasker
 from retreasure.engine.build import build
 from retreasure.engine.models import Model, load_models
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.ledger import Promises, Rates, data_clock, promises
-from retreasure.sim.model import Order, Truth
+from retreasure_sim.ledger import Promises, Rates, data_clock, promises
+from retreasure_sim.model import Order, Truth
 from tests.conftest import HMAC_KEY
 
 MART_FULFILLMENT = TableRef("gold", "mart_fulfillment")

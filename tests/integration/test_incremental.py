@@ -16,7 +16,7 @@ from retreasure.engine.build import JOIN_DAYS, Build, build_incremental
 from retreasure.engine.changes import BUILDS
 from retreasure.engine.models import Model, load_models
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.model import Truth
+from retreasure_sim.model import Truth
 from tests.conftest import FAULTY
 from tests.helpers import rows_without
 

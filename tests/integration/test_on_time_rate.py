@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from retreasure.engine.build import build
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.ledger import Promises, data_clock, promises
-from retreasure.sim.model import Fulfillment, Order, Truth
+from retreasure_sim.ledger import Promises, data_clock, promises
+from retreasure_sim.model import Fulfillment, Order, Truth
 
 MART = TableRef("gold", "mart_fulfillment")
 ORDERS, FULFILLMENTS = TableRef("silver", "orders"), TableRef("silver", "fulfillments")

@@ -17,14 +17,14 @@ import pytest
 
 from retreasure.connectors.base import Entity, load_sources
 from retreasure.lake import Lake, TableRef
-from retreasure.sim.files.drop import renamed
-from retreasure.sim.model import Fault, Truth
+from retreasure_sim.files.drop import renamed
+from retreasure_sim.model import Fault, Truth
 
 BAD = frozenset({"malformed", "truncated"})  # the record itself is unusable: it must be quarantined
 HARMLESS = frozenset({"duplicate", "late_update", "schema_drift"})  # a good record, sent oddly: it must count once
 # The entity a marketplace's orders arrive in (the fault log says "orders" for every channel).
 ORDER_ENTITY = {"shopify": "orders", "ebay": "orders", "etsy": "receipts"}
-# The names a re-delivered file takes beside the original (sim/files/drop.py): the same records may land
+# The names a re-delivered file takes beside the original (retreasure_sim/files/drop.py): the same records may land
 # from any of them, whichever was read first.
 REDELIVERIES = ("resent", "dup")
 

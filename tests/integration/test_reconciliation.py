@@ -10,8 +10,8 @@ import pytest
 from retreasure.engine.build import build
 from retreasure.kpis import summary
 from retreasure.lake import Lake
-from retreasure.sim.ledger import Books, books
-from retreasure.sim.model import Truth
+from retreasure_sim.ledger import Books, books
+from retreasure_sim.model import Truth
 
 
 @pytest.fixture

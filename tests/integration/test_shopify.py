@@ -20,11 +20,11 @@ from retreasure.connectors.shopify import QUERIES, ShopifySource
 from retreasure.http.client import AuthError
 from retreasure.lake import Lake, TableRef
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Order, Truth, money
-from retreasure.sim.servers.shopify import ShopifyServer, expected_counts
-from retreasure.sim.timeline import Timeline
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Order, Truth, money
+from retreasure_sim.servers.shopify import ShopifyServer, expected_counts
+from retreasure_sim.timeline import Timeline
 from tests.conftest import SMALL
 from tests.helpers import ALL_TIME, extract, stop_together
 from tests.pii_scan import clear_values_in_parquet

@@ -27,13 +27,13 @@ from retreasure.engine.runner import ModelRun, run_model
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Truth
-from retreasure.sim.servers.ebay import EbayServer, carrier_code, default_clock
-from retreasure.sim.servers.etsy import EtsyServer
-from retreasure.sim.servers.etsy import expected_counts as etsy_counts
-from retreasure.sim.timeline import Timeline
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Truth
+from retreasure_sim.servers.ebay import EbayServer, carrier_code, default_clock
+from retreasure_sim.servers.etsy import EtsyServer
+from retreasure_sim.servers.etsy import expected_counts as etsy_counts
+from retreasure_sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import copy_lake, order_amounts
 

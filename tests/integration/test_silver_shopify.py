@@ -25,11 +25,11 @@ from retreasure.engine.models import MODELS_DIR, Model
 from retreasure.engine.runner import ModelRun, run_model
 from retreasure.lake import Lake, TableRef
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Truth
-from retreasure.sim.servers.shopify import ShopifyServer, default_clock, shopify_orders, shopify_products
-from retreasure.sim.timeline import Timeline
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Truth
+from retreasure_sim.servers.shopify import ShopifyServer, default_clock, shopify_orders, shopify_products
+from retreasure_sim.timeline import Timeline
 from tests.conftest import HMAC_KEY, SMALL, VAULT_KEY
 from tests.helpers import copy_lake, order_amounts, ordered_rows
 

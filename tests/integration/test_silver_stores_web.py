@@ -23,11 +23,11 @@ from retreasure.engine.models import Model, load_models
 from retreasure.engine.runner import run_model
 from retreasure.lake import Lake, TableRef
 from retreasure.settings import Settings
-from retreasure.sim import world
-from retreasure.sim.business import SESSION_GAP, simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.files import render_files
-from retreasure.sim.model import Truth
+from retreasure_sim import world
+from retreasure_sim.business import SESSION_GAP, simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.files import render_files
+from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.helpers import copy_lake, order_amounts, ordered_rows
 

@@ -16,12 +16,12 @@ import pytest
 from retreasure.connectors.etsy import EtsySource
 from retreasure.connectors.shopify import ShopifySource
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import Faults, SimConfig
-from retreasure.sim.model import Truth
-from retreasure.sim.servers.base import FakeServer
-from retreasure.sim.servers.etsy import EtsyServer
-from retreasure.sim.servers.shopify import ShopifyServer, default_clock
+from retreasure_sim.business import simulate
+from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.model import Truth
+from retreasure_sim.servers.base import FakeServer
+from retreasure_sim.servers.etsy import EtsyServer
+from retreasure_sim.servers.shopify import ShopifyServer, default_clock
 from tests.conftest import SMALL
 from tests.helpers import extract, stop_together
 

@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from retreasure.sim import world
-from retreasure.sim.config import SimConfig, hit
-from retreasure.sim.model import (
+from retreasure_sim import world
+from retreasure_sim.config import SimConfig, hit
+from retreasure_sim.model import (
     AdSpend,
     Campaign,
     Customer,

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from retreasure.sim.config import Faults
-from retreasure.sim.model import Truth
-from retreasure.sim.timeline import Timeline
+from retreasure_sim.config import Faults
+from retreasure_sim.model import Truth
+from retreasure_sim.timeline import Timeline
 
 MAX_BODY = 1 << 20  # requests larger than this are refused: the fakes take queries, not uploads
 

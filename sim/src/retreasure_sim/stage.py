@@ -13,10 +13,10 @@ from types import ModuleType
 
 from retreasure.redact import register_secret
 from retreasure.settings import Settings
-from retreasure.sim.business import simulate
-from retreasure.sim.config import SimConfig
-from retreasure.sim.model import Truth
-from retreasure.sim.servers.base import FakeServer
+from retreasure_sim.business import simulate
+from retreasure_sim.config import SimConfig
+from retreasure_sim.model import Truth
+from retreasure_sim.servers.base import FakeServer
 
 # Local runs get a Shopify Plus shop (a 10,000-point bucket restoring 1,000 points/s): the default 50/s would
 # make a laptop demo wait minutes for a bucket that exists to protect a shared service.
@@ -39,7 +39,7 @@ SERVED_TABLES = (
 
 def build(config: SimConfig, sim_dir: Path, landing: Path) -> Truth:
     """Simulate, drop the files a real shop would receive, and keep the truth (with every fault) on disk."""
-    from retreasure.sim.files import render_files
+    from retreasure_sim.files import render_files
 
     truth = simulate(config)
     truth["faults"].extend(render_files(truth, landing, config.faults, config.seed))
@@ -49,7 +49,7 @@ def build(config: SimConfig, sim_dir: Path, landing: Path) -> Truth:
 
 def server_modules() -> list[ModuleType]:
     """Each fake marketplace lives in its own module beside ``base``, found by convention."""
-    import retreasure.sim.servers as package
+    import retreasure_sim.servers as package
 
     return [
         importlib.import_module(f"{package.__name__}.{info.name}")
@@ -69,7 +69,7 @@ def server_classes() -> dict[str, type[FakeServer]]:
 
 def expected_counts(truth: Truth) -> dict[str, int]:
     """Distinct well-formed records each bronze table should hold after a complete ingest."""
-    from retreasure.sim import files
+    from retreasure_sim import files
 
     counts: dict[str, int] = dict(files.expected_counts(truth))
     for module in server_modules():

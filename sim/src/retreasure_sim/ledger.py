@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from retreasure.sim.model import Order, Refund, Truth
+from retreasure_sim.model import Order, Refund, Truth
 
 CENT = Decimal("0.01")
 

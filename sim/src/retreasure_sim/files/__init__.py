@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from retreasure.sim.config import Faults
-from retreasure.sim.files import ads, ecb, geo, pos, web
-from retreasure.sim.files.drop import Dropper
-from retreasure.sim.model import Fault, Truth
+from retreasure_sim.config import Faults
+from retreasure_sim.files import ads, ecb, geo, pos, web
+from retreasure_sim.files.drop import Dropper
+from retreasure_sim.model import Fault, Truth
 
 FORMATS: dict[str, tuple[Callable[[Truth, Dropper], None], Callable[[Truth, datetime | None], dict[str, int]]]] = {
     "pos": (pos.render, pos.expected),

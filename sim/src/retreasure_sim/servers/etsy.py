@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from retreasure.sim.config import Faults
-from retreasure.sim.model import MINOR_UNITS, Order, OrderLine, Product, Truth
-from retreasure.sim.servers.base import FakeServer, Request, Response
-from retreasure.sim.timeline import OrderState, stock_histories
+from retreasure_sim.config import Faults
+from retreasure_sim.model import MINOR_UNITS, Order, OrderLine, Product, Truth
+from retreasure_sim.servers.base import FakeServer, Request, Response
+from retreasure_sim.timeline import OrderState, stock_histories
 
 BASE = "/v3/application"
 SHOP_CURRENCY = "EUR"  # listings are priced in the shop's currency; receipts in the buyer's

@@ -35,531 +35,61 @@ inventory item's ``updatedAt`` is its last movement).
 The shop's currency is EUR: ``shopMoney`` is the order amount converted at the truth's ECB rate of the order's
 day (or the last business day before it; before the first published rate, that first rate), and
 ``presentmentMoney`` is the buyer's currency. Orders use one rate for all their amounts.
+
+Here: what the shop holds at a moment and the server; ``graphql`` reads queries, search strings and cursors,
+``cost`` charges and throttles them, ``render`` gives the nodes.
 """
 
 from __future__ import annotations
 
-import base64
 import bisect
 import hmac
-import json
 import math
 import re
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from retreasure.sim.config import Faults
-from retreasure.sim.model import BASE_CURRENCY, Customer, Order, OrderLine, Product, Refund, Truth, money
-from retreasure.sim.servers.base import FakeServer, Request, Response
-from retreasure.sim.timeline import OrderState, Stock, stock_histories
+from retreasure_sim.config import Faults
+from retreasure_sim.model import BASE_CURRENCY, Customer, Order, Product, Truth
+from retreasure_sim.servers.base import FakeServer, Request, Response
+from retreasure_sim.servers.shopify.cost import MAX_QUERY_COST, LeakyBucket, nested_objects, requested_cost
+from retreasure_sim.servers.shopify.graphql import (
+    CONNECTIONS,
+    MAX_PAGE,
+    SORT_KEYS,
+    SORT_TYPES,
+    Call,
+    GraphQLError,
+    Row,
+    decode_cursor,
+    encode_cursor,
+    parse_call,
+    parse_search,
+)
+from retreasure_sim.servers.shopify.render import (
+    CHANNEL,
+    LOCATION_GID,
+    LOCATION_ID,
+    SHOP_GID,
+    FxTable,
+    amount,
+    faulty,
+    gid,
+    inventory_item_id,
+    iso,
+    mailing_address,
+    order_node,
+    shop_amount,
+)
+from retreasure_sim.timeline import OrderState, Stock, stock_histories
 
 API_PATH = r"/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json"
-CHANNEL = "shopify"
-MAX_PAGE = 250
-MAX_QUERY_COST = 1000  # Shopify's single-query cap, whatever the bucket
-LOCATION_ID = 1
-LOCATION_GID = f"gid://shopify/Location/{LOCATION_ID}"
-SHOP_GID = "gid://shopify/Shop/1"
-# The truth has no inventory item ids; Shopify's differ from the variant's, so derive them from it.
-INVENTORY_ITEM_OFFSET = 100_000_000_000_000
 AUTH_REFUSED = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
-CONNECTIONS = ("orders", "products", "customers", "inventoryItems")
-SORT_KEYS = ("ID", "CREATED_AT", "UPDATED_AT")
-SORT_TYPES = {
-    "orders": "OrderSortKeys",
-    "products": "ProductSortKeys",
-    "customers": "CustomerSortKeys",
-    "inventoryItems": "InventoryItemSortKeys",
-}
-DRIFT_FIELD = "channelInformationV2"  # not in Shopify's schema: what a newer API version might add
-
-
-class GraphQLError(Exception):
-    """A request GraphQL refuses before running it: sent as ``{"errors": [...]}`` with HTTP 200."""
-
-    def __init__(self, message: str, code: str, **extensions: Any) -> None:
-        super().__init__(message)
-        self.payload = {"message": message, "extensions": {"code": code, **extensions}}
-
-
-# -- throttling ----------------------------------------------------------------------------------
-
-
-class LeakyBucket:
-    """Shopify's cost bucket: points are taken per query and restored at a steady rate up to the maximum."""
-
-    def __init__(self, size: float, restore_rate: float) -> None:
-        self.size = size
-        self.restore_rate = restore_rate
-        self._available = float(size)
-        self._at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._available = min(self.size, self._available + (now - self._at) * self.restore_rate)
-        self._at = now
-
-    def take(self, points: float) -> bool:
-        """Spend ``points`` if the bucket holds them; a refused query spends nothing."""
-        with self._lock:
-            self._refill()
-            if self._available < points:
-                return False
-            self._available -= points
-            return True
-
-    def give_back(self, points: float) -> None:
-        with self._lock:
-            self._refill()
-            self._available = min(self.size, self._available + max(0.0, points))
-
-    def available(self) -> float:
-        with self._lock:
-            self._refill()
-            return self._available
-
-    def status(self) -> dict[str, Any]:
-        # Rounded down: a client pacing on it then never asks for points that are not there yet.
-        return {
-            "maximumAvailable": float(self.size),
-            "currentlyAvailable": math.floor(self.available()),
-            "restoreRate": float(self.restore_rate),
-        }
-
-
-# -- query text ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Call:
-    """The one top-level field a query asks for, with its arguments resolved against the variables."""
-
-    field: str
-    args: dict[str, Any]
-    nested_firsts: list[int]
-    shape: str  # "edges" or "nodes"
-
-
-_COMMENT = re.compile(r"#[^\n]*")
-_TOP_FIELD = re.compile(r"\{\s*(?:\w+\s*:\s*)?(\w+)\s*")
-_ARG = re.compile(r'(\w+)\s*:\s*("(?:[^"\\]|\\.)*"|\$\w+|-?\d+|\w+)')
-_NESTED_FIRST = re.compile(r"\w+\s*\([^()]*?\bfirst\s*:\s*(\$\w+|\d+)")
-
-
-def _closing_paren(text: str, start: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``start``, skipping string literals."""
-    depth, i, quoted = 0, start, False
-    while i < len(text):
-        char = text[i]
-        if quoted:
-            if char == "\\":
-                i += 1
-            elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    raise GraphQLError("syntax error, unexpected end of file", "parseError")
-
-
-def _value(token: str, variables: dict[str, Any]) -> Any:
-    if token.startswith("$"):
-        return variables.get(token[1:])
-    if token.startswith('"'):
-        return json.loads(token)
-    if re.fullmatch(r"-?\d+", token):
-        return int(token)
-    return {"true": True, "false": False, "null": None}.get(token, token)
-
-
-def parse_call(query: str, variables: dict[str, Any]) -> Call:
-    """Read the top-level field, its arguments and the nested connection sizes from the query text."""
-    text = _COMMENT.sub("", query)
-    found = _TOP_FIELD.search(text)
-    if not found:
-        raise GraphQLError("syntax error, unexpected end of file", "parseError")
-    name, rest_at, args = found.group(1), found.end(), {}
-    if text[rest_at : rest_at + 1] == "(":
-        close = _closing_paren(text, rest_at)
-        args = {m.group(1): _value(m.group(2), variables) for m in _ARG.finditer(text[rest_at + 1 : close])}
-        rest_at = close + 1
-    selection = text[rest_at:]
-    nested = []
-    for m in _NESTED_FIRST.finditer(selection):
-        size = _value(m.group(1), variables)
-        nested.append(size if isinstance(size, int) else 0)
-    shape = "edges" if re.search(r"\bedges\b", selection) else "nodes"
-    return Call(name, args, nested, shape)
-
-
-def nested_objects(node: Any) -> int:
-    """Objects a node's nested connections returned: what Shopify's actual cost counts beyond the node."""
-    if isinstance(node, list):
-        return sum(nested_objects(item) for item in node)
-    if not isinstance(node, dict):
-        return 0
-    inner = node.get("nodes")
-    own = len(inner) if isinstance(inner, list) else 0
-    return own + sum(nested_objects(value) for value in node.values())
-
-
-def requested_cost(call: Call) -> int:
-    """What Shopify charges up front: a point per object the query could return."""
-    if call.field not in CONNECTIONS:
-        return 1
-    first = call.args.get("first")
-    return 1 + (first if isinstance(first, int) else 0) * (1 + sum(call.nested_firsts))
-
-
-@dataclass(frozen=True)
-class Term:
-    """One time condition of a search string, e.g. ``updated_at:>='2025-03-01T00:00:00Z'``."""
-
-    field: str  # updated_at | created_at
-    op: str  # > >= < <= =
-    at: datetime
-
-    def admits(self, value: datetime) -> bool:
-        return {
-            ">": value > self.at,
-            ">=": value >= self.at,
-            "<": value < self.at,
-            "<=": value <= self.at,
-            "=": value == self.at,
-        }[self.op]
-
-
-_TERM = re.compile(r"""(\w+):(>=|<=|>|<)?('[^']*'|"[^"]*"|\S+)""")
-
-
-def parse_search(text: str | None) -> tuple[list[Term], list[dict[str, str]]]:
-    """Shopify's search syntax, as far as time filters go; anything else is ignored with a warning."""
-    terms: list[Term] = []
-    warnings: list[dict[str, str]] = []
-    for part in re.split(r"\s+AND\s+", (text or "").strip()):
-        if not part:
-            continue
-        found = _TERM.fullmatch(part.strip())
-        if not found or found.group(1) not in ("updated_at", "created_at"):
-            warnings.append({"field": part.split(":", 1)[0], "message": "Invalid search field for this query."})
-            continue
-        raw = found.group(3).strip("'\"")
-        try:
-            at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            warnings.append({"field": found.group(1), "message": f"Invalid date: {raw}"})
-            continue
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        terms.append(Term(found.group(1), found.group(2) or "=", at))
-    return terms, warnings
-
-
-# -- rows --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One record of a connection as of the clock; ``render(copy)`` gives its node(s) lazily."""
-
-    id: int
-    created_at: datetime
-    updated_at: datetime
-    render: Callable[[str], dict[str, Any]]
-    copies: tuple[str, ...] = ("main",)
-
-    def sort_value(self, key: str) -> Any:
-        return {"ID": self.id, "CREATED_AT": self.created_at, "UPDATED_AT": self.updated_at}[key]
-
-
-def encode_cursor(sort_key: str, value: Any, row_id: int, copy: int) -> str:
-    """An opaque cursor: the position of an edge in the sorted connection."""
-    shown = value.isoformat() if isinstance(value, datetime) else value
-    raw = json.dumps([sort_key, shown, row_id, copy], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort_key: str) -> tuple[Any, int, int]:
-    """The position a cursor stands for; a cursor from another sort or a forged one is refused."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key, value, row_id, copy = json.loads(base64.urlsafe_b64decode(padded))
-        if key != sort_key:
-            raise ValueError("sort key changed")
-        if sort_key != "ID":
-            value = datetime.fromisoformat(value)
-        return value, int(row_id), int(copy)
-    except (ValueError, TypeError) as exc:
-        raise GraphQLError("Invalid cursor for current pagination sort.", "argumentLiteralsIncompatible") from exc
-
-
-# -- shapes --------------------------------------------------------------------------------------
-
-
-def gid(kind: str, number: int | str) -> str:
-    """Shopify's global id of a resource, as GraphQL names it."""
-    return f"gid://shopify/{kind}/{number}"
-
-
-def iso(at: datetime | None) -> str | None:
-    """A GraphQL ``DateTime``: UTC, whole seconds, ``Z``."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
-
-
-def amount(value: Decimal, currency: str) -> str:
-    """A money amount as Shopify writes it: a decimal string in the currency's minor unit ("23600" for yen)."""
-    return format(money(value, currency), "f")
-
-
-class FxTable:
-    """The truth's ECB reference rates, looked up for a day or the last business day before it."""
-
-    def __init__(self, truth: Truth) -> None:
-        by_day: dict[date, dict[str, Decimal]] = defaultdict(dict)
-        for fx in truth["fx_rates"]:
-            by_day[fx.date][fx.currency] = fx.rate
-        self.days = sorted(by_day)
-        self.rates = by_day
-
-    def rate(self, currency: str, day: date) -> Decimal:
-        """Units of ``currency`` per euro on ``day``."""
-        if currency == BASE_CURRENCY:
-            return Decimal(1)
-        if not self.days:
-            raise ValueError(f"no FX rates in the truth to convert {currency}")
-        i = bisect.bisect_right(self.days, day) - 1
-        return self.rates[self.days[max(i, 0)]][currency]
-
-
-def shop_amount(value: Decimal, currency: str, rate: Decimal) -> Decimal:
-    """An amount in the shop's currency (EUR), converted at ``rate`` units per euro."""
-    return money(value if currency == BASE_CURRENCY else value / rate, BASE_CURRENCY)
-
-
-def money_set(value: Decimal, currency: str, rate: Decimal) -> dict[str, Any]:
-    """A ``MoneyBag``: the shop's EUR beside what the buyer saw."""
-    return {
-        "shopMoney": {
-            "amount": amount(shop_amount(value, currency, rate), BASE_CURRENCY),
-            "currencyCode": BASE_CURRENCY,
-        },
-        "presentmentMoney": {"amount": amount(value, currency), "currencyCode": currency},
-    }
-
-
-def tax_title(country: str, region: str) -> str:
-    """The name a tax line carries in the buyer's jurisdiction."""
-    return f"{region} State Tax" if country == "US" else {"JP": "Consumption Tax"}.get(country, "VAT")
-
-
-def mailing_address(c: Customer) -> dict[str, Any]:
-    """A customer's address as a ``MailingAddress`` (shipping, billing and default address alike)."""
-    return {
-        "firstName": c.first_name,
-        "lastName": c.last_name,
-        "name": f"{c.first_name} {c.last_name}",
-        "address1": c.street,
-        "address2": None,
-        "city": c.city,
-        "provinceCode": c.region or None,
-        "zip": c.postal_code,
-        "countryCode": c.country,
-        "countryCodeV2": c.country,
-        "phone": c.phone,
-    }
-
-
-def order_number(order: Order) -> int:
-    """The shop's running order number, shown as the order's name ("#1001")."""
-    return 1000 + int(order.channel_order_id) % 1_000_000_000
-
-
-def order_node(state: OrderState, customer: Customer, products: dict[str, Product], rate: Decimal) -> dict[str, Any]:
-    """An order as the Admin API shows it at the state's moment."""
-    o = state.order
-    cur = o.currency
-
-    def ms(value: Decimal) -> dict[str, Any]:
-        return money_set(value, cur, rate)
-
-    def tax_lines(rate_: Decimal, price: Decimal) -> list[dict[str, Any]]:
-        if not rate_:
-            return []
-        return [
-            {
-                "title": tax_title(o.tax_country, o.tax_region),
-                "rate": float(rate_),
-                "ratePercentage": float(rate_ * 100),
-                "priceSet": ms(price),
-                "channelLiable": o.tax_party == "marketplace",
-            }
-        ]
-
-    lines = {line.line_no: line for line in o.lines}
-    refunded_qty: dict[int, int] = defaultdict(int)
-    for r in state.refunds:
-        refunded_qty[r.line_no] += r.quantity
-    refunded = sum((r.amount + r.tax for r in state.refunds), Decimal(0))
-    rate_of_lines = o.lines[0].tax_rate if o.lines else Decimal(0)
-    financial = "PAID" if not state.refunds else ("REFUNDED" if refunded >= o.total else "PARTIALLY_REFUNDED")
-
-    def line_node(line: OrderLine) -> dict[str, Any]:
-        p = products[line.product_id]
-        gross = line.unit_price * line.quantity
-        return {
-            "id": gid("LineItem", line.line_id),
-            "name": p.title,
-            "title": p.title,
-            "sku": line.sku,
-            "quantity": line.quantity,
-            "currentQuantity": line.quantity - refunded_qty[line.line_no],
-            "product": {"id": gid("Product", p.shopify_product_id)},
-            "variant": {"id": gid("ProductVariant", p.shopify_variant_id)},
-            "originalUnitPriceSet": ms(line.unit_price),
-            "originalTotalSet": ms(gross),
-            "discountedTotalSet": ms(gross - line.discount),
-            "totalDiscountSet": ms(line.discount),
-            "discountAllocations": [{"allocatedAmountSet": ms(line.discount)}] if line.discount else [],
-            "taxLines": tax_lines(line.tax_rate, line.tax),
-            "requiresShipping": True,
-            "taxable": bool(line.tax_rate),
-        }
-
-    def refund_node(r: Refund) -> dict[str, Any]:
-        line = lines[r.line_no]
-        return {
-            "id": gid("Refund", r.channel_refund_id),
-            "createdAt": iso(r.created_at),
-            "updatedAt": iso(r.created_at),
-            "note": None,
-            "totalRefundedSet": ms(r.amount + r.tax),
-            "refundLineItems": {
-                "nodes": [
-                    {
-                        "lineItem": {"id": gid("LineItem", line.line_id), "sku": line.sku},
-                        "quantity": r.quantity,
-                        "restockType": "RETURN" if r.restocked else "NO_RESTOCK",
-                        "restocked": r.restocked,
-                        "priceSet": ms(line.unit_price),
-                        "subtotalSet": ms(r.amount),
-                        "totalTaxSet": ms(r.tax),
-                    }
-                ]
-            },
-        }
-
-    fulfillments = [
-        {
-            "id": gid("Fulfillment", f.channel_fulfillment_id),
-            "status": "SUCCESS",
-            "displayStatus": "DELIVERED" if f.fulfillment_id in state.delivered else "IN_TRANSIT",
-            "createdAt": iso(f.shipped_at),
-            "updatedAt": iso(state.delivered.get(f.fulfillment_id, f.shipped_at)),
-            "inTransitAt": iso(f.shipped_at),
-            "deliveredAt": iso(state.delivered.get(f.fulfillment_id)),
-            "totalQuantity": sum(line.quantity for line in o.lines),
-            "trackingInfo": [{"company": f.carrier, "number": f.tracking_number, "url": None}],
-        }
-        for f in state.fulfillments
-    ]
-    custom = [("session_id", o.session_id), ("utm_campaign", o.campaign)]
-    return {
-        "id": gid("Order", o.channel_order_id),
-        "legacyResourceId": o.channel_order_id,
-        "name": f"#{order_number(o)}",
-        "createdAt": iso(o.created_at),
-        "updatedAt": iso(state.updated_at),
-        "processedAt": iso(o.created_at),
-        "cancelledAt": None,
-        "closed": False,
-        "test": False,
-        "email": customer.email,
-        "phone": customer.phone,
-        "sourceName": "web",
-        "currencyCode": BASE_CURRENCY,
-        "presentmentCurrencyCode": cur,
-        "taxesIncluded": False,
-        "displayFinancialStatus": financial,
-        "displayFulfillmentStatus": "FULFILLED" if state.fulfillments else "UNFULFILLED",
-        "discountCodes": [o.discount_code] if o.discount_code else [],
-        "customAttributes": [{"key": k, "value": v} for k, v in custom if v is not None],
-        "tags": [],
-        "note": None,
-        "paymentGatewayNames": ["shopify_payments"],
-        "subtotalPriceSet": ms(o.subtotal - o.discount),
-        "totalDiscountsSet": ms(o.discount),
-        "totalShippingPriceSet": ms(o.shipping),
-        "totalTaxSet": ms(o.tax),
-        "totalPriceSet": ms(o.total),
-        "totalRefundedSet": ms(refunded),
-        "currentTotalPriceSet": ms(o.total - refunded),
-        "taxLines": tax_lines(rate_of_lines, o.tax),
-        "customer": {
-            "id": gid("Customer", customer.shopify_customer_id),
-            "email": customer.email,
-            "firstName": customer.first_name,
-            "lastName": customer.last_name,
-            "phone": customer.phone,
-        },
-        "shippingAddress": mailing_address(customer),
-        "billingAddress": mailing_address(customer),
-        "shippingLine": {
-            "title": "Standard",
-            "code": "standard",
-            "source": "shopify",
-            "originalPriceSet": ms(o.shipping),
-            "discountedPriceSet": ms(o.shipping),
-            "taxLines": tax_lines(rate_of_lines, o.shipping_tax) if o.shipping_tax else [],
-        },
-        "lineItems": {"nodes": [line_node(line) for line in o.lines]},
-        "fulfillments": fulfillments,
-        # The dispatch promise lives on the order's fulfillment order, not the order: one per order here,
-        # as the shop has one location. Its id reuses the order's number (ids are unique per resource type).
-        "fulfillmentOrders": {
-            "nodes": [
-                {
-                    "id": gid("FulfillmentOrder", o.channel_order_id),
-                    "status": "CLOSED" if state.fulfillments else "OPEN",
-                    "fulfillBy": iso(o.ship_by),
-                }
-            ]
-        },
-        "refunds": [refund_node(r) for r in state.refunds],
-    }
-
-
-def faulty(node: dict[str, Any], copy: str, order: Order) -> dict[str, Any]:
-    """The node as a wire fault changes it: the broken extra copy, or the drifted shape."""
-    if copy == "malformed":
-        broken = dict(node)
-        if int(order.channel_order_id) % 2:
-            broken["updatedAt"] = "not-a-date"
-        else:
-            del broken["id"]
-        return broken
-    if copy == "drift":
-        drifted = {k: v for k, v in node.items() if k != "phone"}
-        drifted[DRIFT_FIELD] = {"channelId": "gid://shopify/Channel/1", "displayName": "Online Store"}
-        return drifted
-    return node
-
-
-def inventory_item_id(p: Product) -> int:
-    """The inventory item behind a product's one variant."""
-    return p.shopify_variant_id + INVENTORY_ITEM_OFFSET
 
 
 # -- what the shop holds at a moment ---------------------------------------------------------------

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from retreasure.sim import world
-from retreasure.sim.files.drop import Doc, Dropper, plain
-from retreasure.sim.model import Truth
+from retreasure_sim import world
+from retreasure_sim.files.drop import Doc, Dropper, plain
+from retreasure_sim.model import Truth
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 ENVELOPE = (

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from retreasure.sim.model import Customer, Fulfillment, Order, Product, Refund, Truth
+from retreasure_sim.model import Customer, Fulfillment, Order, Product, Refund, Truth
 
 
 @dataclass(slots=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime
 
-from retreasure.sim.files.drop import Dropper, amount, csv_doc, days, spoil_csv
-from retreasure.sim.model import AdSpend, Truth
+from retreasure_sim.files.drop import Dropper, amount, csv_doc, days, spoil_csv
+from retreasure_sim.model import AdSpend, Truth
 
 HEADERS = {
     "google_ads": ["campaign_id", "campaign_name", "date", "cost", "currency_code", "clicks", "impressions"],

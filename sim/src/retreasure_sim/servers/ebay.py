@@ -24,10 +24,10 @@ from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-from retreasure.sim import world
-from retreasure.sim.model import Customer, Fulfillment, Order, Truth, money
-from retreasure.sim.servers.base import FakeServer, Handler, Request, Response
-from retreasure.sim.timeline import OrderState, Timeline
+from retreasure_sim import world
+from retreasure_sim.model import Customer, Fulfillment, Order, Truth, money
+from retreasure_sim.servers.base import FakeServer, Handler, Request, Response
+from retreasure_sim.timeline import OrderState, Timeline
 
 BASE = "/sell/fulfillment/v1"
 DEFAULT_LIMIT = 50

@@ -13,8 +13,8 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from retreasure.sim.files.drop import Dropper, amount, csv_doc, days, plain, spoil_csv
-from retreasure.sim.model import BASE_CURRENCY, Order, OrderLine, Store, Truth
+from retreasure_sim.files.drop import Dropper, amount, csv_doc, days, plain, spoil_csv
+from retreasure_sim.model import BASE_CURRENCY, Order, OrderLine, Store, Truth
 
 SALES_HEADER = [
     "type",

@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from retreasure.sim.files.drop import Doc, Dropper, amount, days, spoil_json, utc_text
-from retreasure.sim.model import Session, Truth, WebEvent
+from retreasure_sim.files.drop import Doc, Dropper, amount, days, spoil_json, utc_text
+from retreasure_sim.model import Session, Truth, WebEvent
 
 SITE = "https://shop.retreasure.example"
 PAGES = (

@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from retreasure.sim.config import Faults, hit
-from retreasure.sim.model import Fault, money
+from retreasure_sim.config import Faults, hit
+from retreasure_sim.model import Fault, money
 
 
 @dataclass

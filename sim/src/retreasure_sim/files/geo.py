@@ -8,8 +8,8 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from retreasure.sim.files.drop import Doc, Dropper, amount, days
-from retreasure.sim.model import DeliveryZone, Truth
+from retreasure_sim.files.drop import Doc, Dropper, amount, days
+from retreasure_sim.model import DeliveryZone, Truth
 
 
 def collection(features: list[dict[str, Any]]) -> Doc:
