@@ -1,6 +1,6 @@
 -- The sales channels, as reference data: what kind of channel each is and who owes the tax on its orders.
 -- Marketplace-facilitator rules make eBay and Etsy collect and remit tax for buyers in some countries only
--- (retreasure.sim.world.MARKETPLACE_REMITS); everywhere else the seller files it, as on its own shop and tills.
+-- (retreasure_sim.world.MARKETPLACE_REMITS); everywhere else the seller files it, as on its own shop and tills.
 SELECT channel, name, kind, default_tax_party, marketplace_remits_in
 FROM (
     VALUES

@@ -1,5 +1,5 @@
 -- The business's own shops, as reference data: the tills export no store master, and tax, currency and local
--- time all hang off the store. Keep in step with retreasure.sim.world.STORES when a store opens or closes.
+-- time all hang off the store. Keep in step with retreasure_sim.world.STORES when a store opens or closes.
 SELECT
     store_id,
     name,
