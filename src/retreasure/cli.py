@@ -64,15 +64,16 @@ def ingest(
     from retreasure.lake.ingest_log import exit_code
 
     settings = configured_settings()
-    unknown = sorted(set(source or ()) - set(load_sources()))
+    known = load_sources()
+    unknown = sorted(set(source or ()) - set(known))
     if unknown:
-        _usage(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(load_sources())}")
+        _usage(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(known)}")
     window = _instant(since, "--since"), _instant(until, "--until")
     lake = Lake.from_settings(settings)
     if retry_refused:
         from retreasure.bronze.ingest import forget_refused
 
-        console.print(f"Retrying {forget_refused(lake, source or list(load_sources()))} refused file(s).")
+        console.print(f"Retrying {forget_refused(lake, source or list(known))} refused file(s).")
     runs, interrupted = terminal.ingest(console, settings, lake, source, *window)
     terminal.print_ingest(console, runs, interrupted)
     raise typer.Exit(exit_code(runs))

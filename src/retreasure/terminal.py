@@ -43,11 +43,10 @@ def ingest(
     entities and the records of the one under way."""
     from retreasure.bronze.ingest import run_ingest
     from retreasure.connectors.base import load_sources
-    from retreasure.lake import ingest_log
 
     registry = load_sources()
     total = sum(len(registry[name].entities) for name in sources or registry)
-    interrupted = ingest_log.close_interrupted(lake)
+    interrupted: list[IngestRun] = []
     with progress_bar(console) as bar:
         task = bar.add_task("Ingesting", total=total)
 
@@ -57,7 +56,7 @@ def ingest(
         def finished(run: IngestRun) -> None:
             bar.update(task, advance=1, description="Ingesting")
 
-        runs = run_ingest(settings, lake, sources, since, until, progress, finished)
+        runs = run_ingest(settings, lake, sources, since, until, progress, finished, interrupted.append)
     return runs, interrupted
 
 

@@ -64,10 +64,11 @@ def run_ingest(
     until: datetime | None = None,
     progress: Progress | None = None,
     finished: Callable[[IngestRun], None] | None = None,
+    interrupted: Callable[[IngestRun], None] | None = None,
 ) -> list[IngestRun]:
     """Ingest the named sources (all by default); returns one log row per source entity. ``finished`` hears of
     each entity as its run completes. Runs of this host left ``running`` by a dead process are first marked
-    ``interrupted``."""
+    ``interrupted``, and ``interrupted`` hears of each."""
     registry = load_sources()
     names = list(sources) if sources else list(registry)
     unknown = sorted(set(names) - set(registry))
@@ -75,6 +76,8 @@ def run_ingest(
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(registry)}")
     for run in ingest_log.close_interrupted(lake):
         log.warning("interrupted run found", extra={"source": run.source, "entity": run.entity, "run": run.run_id})
+        if interrupted:
+            interrupted(run)
     masker = PiiMasker(settings.pii_hmac_key.get_secret_value(), settings.pii_vault_key.get_secret_value() or None)
     run_id = uuid.uuid4().hex[:12]
     runs: list[IngestRun] = []

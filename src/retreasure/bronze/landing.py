@@ -56,7 +56,7 @@ class BronzeWriter:
     batch_id: str
     ingested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: LandingStats = field(default_factory=LandingStats)
-    max_record_bytes: int = 4 << 20  # settings.ingest.max_record_bytes, set by the ingest run
+    max_record_bytes: int = 4 << 20  # the ingest run passes settings.ingest.max_record_bytes
     _rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -71,18 +71,23 @@ class BronzeWriter:
         del self._rows[mark[0] :]
         self.stats = mark[1]
 
+    def _oversized(self, text: str) -> str | None:
+        """The quarantine reason of a record's text over the limit, or None (a character is 1-4 bytes: most
+        texts are judged by their length without being encoded)."""
+        if len(text) <= self.max_record_bytes // 4 or len(encoded := text.encode()) <= self.max_record_bytes:
+            return None
+        return oversized("record", len(encoded), hashlib.sha256(encoded).hexdigest(), self.max_record_bytes)
+
     def add(self, record: RawRecord) -> None:
         entity = self.entity
         error = record.error
         payload = record.payload
         key = record.key
         updated_at = record.updated_at
-        limit = self.max_record_bytes
         if isinstance(payload, dict | list):
             raw = json.dumps(self.masker.mask(payload, entity.pii), separators=(",", ":"), ensure_ascii=False)
-            if len(raw) > limit // 4 and len(encoded := raw.encode()) > limit:
-                digest = hashlib.sha256(encoded).hexdigest()
-                raw, error = raw[:KEPT_CHARS] + "...", _first(oversized("record", len(encoded), digest, limit), error)
+            if too_big := self._oversized(raw):
+                raw, error = raw[:KEPT_CHARS] + "...", _first(too_big, error)
             if key is None and isinstance(payload, dict):
                 found = dig(payload, entity.key)
                 key = None if found is None or found == "" else str(found)
@@ -93,11 +98,9 @@ class BronzeWriter:
                     error = error or f"change time at '{entity.updated_at}' does not parse: {exc}"
                 if updated_at is None and error is None:
                     error = f"no change time at '{entity.updated_at}'"
-        elif len(text := str(payload)) > limit // 4 and len(encoded := text.encode()) > limit:
+        elif too_big := self._oversized(text := str(payload)):
             # Only the kept start is masked: masking the whole would be the unbounded work the limit prevents.
-            digest = hashlib.sha256(encoded).hexdigest()
-            raw = self.masker.mask_text(text[:KEPT_CHARS]) + "..."
-            error = _first(oversized("record", len(encoded), digest, limit), error)
+            raw, error = self.masker.mask_text(text[:KEPT_CHARS]) + "...", _first(too_big, error)
         else:
             raw = self.masker.mask_text(text)
         if key is None and error is None:

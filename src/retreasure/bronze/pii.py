@@ -254,13 +254,13 @@ class PiiMasker:
         for key, value in record.items():
             sub = _subtree(tree, key)
             if sub is None and column_name(key) not in spec.safe:
-                out[key] = self._mask_value("text", value) if isinstance(value, str) else self._deny(value)
+                out[key] = self._deny(value)
             else:
                 out[key] = self._walk({key: value}, tree)[key]
         return out
 
     def _deny(self, value: Any) -> Any:
-        """An undeclared non-string value of a default-deny entity: strings inside are tokenised too."""
+        """An undeclared value of a default-deny entity, tokenised whole: a string, or every string inside."""
         if isinstance(value, dict):
             return {k: self._deny(v) for k, v in value.items()}
         if isinstance(value, list):

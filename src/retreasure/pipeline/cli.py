@@ -184,12 +184,12 @@ def backfill(
         raise typer.Exit(1)
 
 
-def _definitions(models_root: Path, partitioned: bool = True) -> dg.Definitions:
+def _definitions(models_root: Path) -> dg.Definitions:
     from retreasure import log
     from retreasure.pipeline.definitions import build_definitions
 
     log.configure()
-    return build_definitions(models_root=models_root, partitioned=partitioned)
+    return build_definitions(models_root=models_root)
 
 
 def _execute(

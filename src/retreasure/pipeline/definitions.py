@@ -49,11 +49,9 @@ def build_definitions(
     partition_start: date | str | None = None,
     retry_delay_s: float | None = None,
     resource: RetreasureResource | None = None,
-    partitioned: bool = True,
 ) -> dg.Definitions:
     """The whole pipeline from the models under ``models_root`` and the connectors ``sources`` (all found by
-    convention by default). ``retry_delay_s`` is the base delay of the retry policy (30 s by default).
-    ``partitioned=False`` makes every model unpartitioned: a run of the models job is then a full build."""
+    convention by default). ``retry_delay_s`` is the base delay of the retry policy (30 s by default)."""
     sources = load_sources() if sources is None else sources
     models = load_models(models_root)
     partitions = daily_partitions(partition_start)
@@ -63,7 +61,7 @@ def build_definitions(
 
     assets: list[dg.AssetsDefinition] = [
         *bronze_assets(sources, policy),
-        *model_assets(models, partitions if partitioned else None, policy),
+        *model_assets(models, partitions, policy),
     ]
     jobs: list[UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -81,7 +79,7 @@ def build_definitions(
     if models:
         nightly = models_job([asset_key(ref) for ref in models])
         jobs.append(nightly)
-        daily = partitioned and any(is_partitioned(m.contract) for m in models.values())
+        daily = any(is_partitioned(m.contract) for m in models.values())
         first_day = partitions.start.date()
         schedules.append(nightly_models_schedule(nightly, daily, first_day))
         hourly_models = incremental_job(models_root, policy)

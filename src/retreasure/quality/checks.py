@@ -25,6 +25,7 @@ from retreasure.engine.contract import (
     RowCount,
     Unique,
 )
+from retreasure.engine.staging import STAGED
 from retreasure.lake.store import Lake, TableRef, connection
 
 # The windows a run read bronze for: (first day, last day) of partition_date; None for all of time.
@@ -276,8 +277,9 @@ def quarantine_of(ref: TableRef) -> TableRef:
 
 def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: Windows, quarantined: bool) -> str:
     """(records checked, records missing) over every source: each newest bronze record (per record_key, without
-    a landing error) that the source's predicate takes, in the windows, must be named by the lineage column of a
-    row of the table or of a row quarantined from it with a reason."""
+    a landing error, newest as ``engine/staging.py`` declares for its table) that the source's predicate takes,
+    in the windows, must be named by the lineage column of a row of the table or of a row quarantined from it
+    with a reason."""
     days = " OR ".join(f"partition_date BETWEEN {_literal(s)} AND {_literal(e)}" for s, e in windows or ())
     placed = []
     for column in sorted({s.lineage for s in sources}):
@@ -295,7 +297,7 @@ def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: W
     claimed = " UNION ALL ".join(
         f"SELECT record_key FROM (SELECT * FROM {source.table} WHERE error IS NULL"
         f"{f' AND ({days})' if days else ''} QUALIFY row_number() OVER (PARTITION BY record_key "
-        "ORDER BY record_updated_at DESC NULLS LAST, ingested_at DESC, record_hash) = 1) "
+        f"ORDER BY {STAGED[source.ref[1]].newest.value}) = 1) "
         f"WHERE coalesce(({source.records}), false)"
         for source in sources
     )
