@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -30,6 +31,8 @@ hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 # Commands started by tests log to their stderr, where the test reads it, never into the checkout's logs/ folder;
 # the tests of the log file itself start their commands without RETREASURE_* variables.
 os.environ.setdefault("RETREASURE_LOG_FILE", "-")
+# Builds report each model run to a Dagster instance: the tests' go to one throwaway folder, never the checkout's.
+os.environ.setdefault("RETREASURE_DAGSTER_HOME", tempfile.mkdtemp(prefix="retreasure-dagster-"))
 
 SMALL = SimConfig(seed=11, start=date(2025, 3, 1), days=21, scale=0.2)
 HMAC_KEY = "test-hmac-key-0123456789abcdef"

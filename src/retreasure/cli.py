@@ -96,14 +96,16 @@ def _instant(value: str | None, option: str = "") -> datetime | None:
 
 
 def build_and_report(lake: Lake) -> list:
-    """Build every silver and gold model with a progress bar, then say which checks failed."""
-    from retreasure.engine.build import build
+    """Build every silver and gold model with a progress bar, as `retreasure build` does (ops.builds and the
+    Dagster UI's asset history see it), then say which checks failed."""
     from retreasure.engine.models import load_models
+    from retreasure.pipeline.history import build_with_history, dagster_home
 
     models = load_models()
     with terminal.progress_bar(console) as bar:
         task = bar.add_task("Building silver and gold", total=len(models))
-        runs = build(lake, models=models, progress=lambda run: bar.update(task, advance=1))
+        home = dagster_home(get_settings().dagster_home)
+        runs = build_with_history(lake, models, home, progress=lambda run: bar.update(task, advance=1)).runs
     failed = [f"{c.table_name}: {c.check_name}" for r in runs for c in r.checks if not c.passed]
     console.print(f"Built {len(runs)} silver and gold models; checks failed: {', '.join(failed) or 'none'}.")
     return runs

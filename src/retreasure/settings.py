@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
     # Where file drops (POS CSV, GeoJSON, ECB XML, ad-spend CSV, event files) arrive.
     landing_dir: Path = Path("./landing")
+    # Where Dagster keeps runs, schedules and every asset's history (DAGSTER_HOME, when set, wins).
+    dagster_home: Path = Path("./.dagster")
     # Keyed hash for PII tokens in bronze; the same key must be used for the life of the lake.
     pii_hmac_key: SecretStr = SecretStr("")
     # Fernet key that encrypts the clear values kept in the restricted PII vault.

@@ -42,6 +42,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
     """Settings from the environment, as Dagster's processes read them: a lake and a landing folder on tmp_path."""
     monkeypatch.chdir(tmp_path)  # no .env of the working tree
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("RETREASURE_DAGSTER_HOME", str(tmp_path / "dagster"))
     for name in [n for n in os.environ if n.startswith("RETREASURE_ALERTS__")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("RETREASURE_LAKE_URI", str(tmp_path / "lake"))
@@ -188,7 +189,9 @@ def test_a_failing_row_rule_quarantines_and_blocks_nothing_in_dagster_and_in_the
     hourly = runner.invoke(app, ["build", "--incremental", "--models-root", str(root)])
     assert hourly.exit_code == ExitCode.OK, hourly.output
     log = env.query(f"SELECT run_id, mode, status, models, rows FROM {BUILDS} ORDER BY started_at", [BUILDS])
-    first = log.to_pylist()[0]
+    # Dagster's run built each asset through the engine too: one partial build per step, named by the run.
+    steps, first = log.to_pylist()[:2], log.to_pylist()[2]
+    assert [(s["run_id"], s["mode"], s["models"]) for s in steps] == [(result.run_id, "partial", 1)] * 2
     assert (first["mode"], first["status"], first["models"], first["rows"]) == ("full", "success", 2, 3)
     run_ids = env.query(f"SELECT DISTINCT run_id FROM {DQ_RESULTS} WHERE table_name = 'silver.rows'", [DQ_RESULTS])
     assert first["run_id"] in {r["run_id"] for r in run_ids.to_pylist()}
@@ -295,7 +298,9 @@ def test_the_hourly_job_builds_what_bronze_gained_and_nothing_more(
     _land_ecb(env)
     assert run_ingest(get_settings(), env, ["ecb"])[0].status == "success"
     hourly = defs.resolve_job_def(INCREMENTAL_JOB)
-    assert hourly.execute_in_process().success  # no build before it: a full one
+    first = hourly.execute_in_process()
+    assert first.success  # no build before it: a full one
+    assert _materialized(first) == {"silver/fx_rates"}  # the model's run, in its asset's history
     assert env.count(TableRef("silver", "fx_rates")) > 3 * 30
     assert hourly.execute_in_process().success  # nothing new: no model runs
     again = CliRunner().invoke(app, ["build", "--incremental", "--models-root", str(root)])
@@ -309,6 +314,65 @@ def test_the_hourly_job_builds_what_bronze_gained_and_nothing_more(
     assert json.loads(log[0]["windows"]) == {"silver.fx_rates": [["1970-01-01", "9999-12-31"]]}
     schedule = defs.resolve_schedule_def(f"{INCREMENTAL_JOB}_schedule")
     assert schedule.cron_schedule == "35 * * * *" and schedule.job_name == INCREMENTAL_JOB
+
+
+DAILY_ECB = (
+    '<?xml version="1.0" encoding="UTF-8"?><gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" '
+    'xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref"><Cube><Cube time="2017-03-06">'
+    '<Cube currency="USD" rate="1.0588"/><Cube currency="GBP" rate="0.86560"/></Cube></Cube></gesmes:Envelope>'
+)
+
+
+def test_each_model_run_of_a_cli_build_is_in_its_dagster_asset_history(env: Lake, tmp_path: Path) -> None:
+    root = _with_fx_rates(tmp_path / "models")
+    days_sql = (
+        "SELECT rate_date, count(*) AS rates FROM silver.fx_rates "
+        "WHERE rate_date BETWEEN @start_date AND @end_date GROUP BY rate_date"
+    )
+    _model(
+        root,
+        "gold.fx_days",
+        days_sql,
+        keys=["rate_date"],
+        write_mode="overwrite_partitions",
+        partition_by="rate_date",
+        checks=[{"check": "unique", "columns": ["rate_date"]}],
+    )
+    _land_ecb(env)
+    assert run_ingest(get_settings(), env, ["ecb"])[0].status == "success"
+    runner = CliRunner()
+    assert runner.invoke(app, ["build", "--models-root", str(root)]).exit_code == ExitCode.OK
+
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster"))
+    builds = env.query(f"SELECT run_id FROM {BUILDS} ORDER BY started_at", [BUILDS]).to_pylist()
+    fx_rates, fx_days = dg.AssetKey(["silver", "fx_rates"]), dg.AssetKey(["gold", "fx_days"])
+
+    def history(key: dg.AssetKey) -> list[tuple[str | None, dict[str, object]]]:
+        records = instance.fetch_materializations(key, limit=1000).records
+        return [(r.partition_key, {k: v.value for k, v in r.asset_materialization.metadata.items()}) for r in records]
+
+    (full_rates,) = history(fx_rates)
+    assert full_rates[0] is None and full_rates[1]["rows"] == env.count(TableRef("silver", "fx_rates"))
+    assert full_rates[1]["build"] == builds[0]["run_id"] and full_rates[1]["window"] == "all of time"
+    # A full build of a partitioned model is one event that counts its partitions (not one event per day).
+    (full_days,) = history(fx_days)
+    assert full_days[1]["partitions written"] == env.count(TableRef("gold", "fx_days")) > 31
+    checks = [(fx_rates, "unique_rate_date_currency"), (fx_rates, "conservation"), (fx_days, "unique_rate_date")]
+    for key, check in checks:
+        evaluation = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, check))
+        assert evaluation is not None and evaluation.event.asset_check_evaluation.passed, (key, check)
+
+    # The next hour brings one new day: the incremental build's runs are there too, the partitioned one per day.
+    (Path(get_settings().landing_dir) / "ecb" / "eurofxref-daily_2017-03-06.xml").write_text(DAILY_ECB)
+    assert run_ingest(get_settings(), env, ["ecb"])[0].new_records == 2
+    assert runner.invoke(app, ["build", "--incremental", "--models-root", str(root)]).exit_code == ExitCode.OK
+    hourly_build = env.query(f"SELECT run_id FROM {BUILDS} ORDER BY started_at", [BUILDS]).to_pylist()[-1]["run_id"]
+    assert [meta["build"] for _, meta in history(fx_rates)] == [hourly_build, builds[0]["run_id"]]
+    new_days = {partition: meta["rows"] for partition, meta in history(fx_days) if meta["build"] == hourly_build}
+    assert "2017-03-06" in new_days and len(new_days) <= 31
+    written = env.query("SELECT rate_date, rates FROM gold.fx_days", [TableRef("gold", "fx_days")]).to_pylist()
+    assert all(new_days[str(row["rate_date"])] == 1 for row in written if str(row["rate_date"]) in new_days)
+    instance.dispose()
 
 
 def _snapshot(lake: Lake, first: str, last: str) -> dict[str, bytes]:

@@ -43,17 +43,23 @@ def build(
     end: date = ALL_TIME[1],
     models: dict[TableRef, Model] | None = None,
     progress: Callable[[ModelRun], None] | None = None,
+    run_id: str | None = None,
 ) -> list[ModelRun]:
-    """Run the selected models (all by default) for [start, end]; returns the runs, in order. A build of
-    every model over all of time is recorded in ops.builds, as the point the next incremental build starts."""
-    return _build(lake, models if models is not None else load_models(), select, start, end, progress).runs
+    """Run the selected models (all by default) for [start, end]; returns the runs, in order. Every build is
+    recorded in ops.builds; one of every model over all of time (``full``) is where the next incremental build
+    starts, one of some models or some days (``partial``) is not."""
+    models = models if models is not None else load_models()
+    return _build(lake, models, select, start, end, progress, run_id).runs
 
 
 def build_models(
-    lake: Lake, models: dict[TableRef, Model] | None = None, progress: Callable[[ModelRun], None] | None = None
+    lake: Lake,
+    models: dict[TableRef, Model] | None = None,
+    progress: Callable[[ModelRun], None] | None = None,
+    run_id: str | None = None,
 ) -> Build:
     """Every model over all of time, recorded in ops.builds: `retreasure build`."""
-    return _build(lake, models if models is not None else load_models(), progress=progress)
+    return _build(lake, models if models is not None else load_models(), progress=progress, run_id=run_id)
 
 
 def _build(
@@ -63,13 +69,14 @@ def _build(
     start: date = ALL_TIME[0],
     end: date = ALL_TIME[1],
     progress: Callable[[ModelRun], None] | None = None,
+    run_id: str | None = None,
 ) -> Build:
     began, read = datetime.now(UTC), versions(lake, bronze_inputs(models))
     chosen = set(select) if select is not None else set(models)
-    result = Build(uuid.uuid4().hex[:12], "full")
-    blocked: set[TableRef] = set()
     whole = select is None and (start, end) == ALL_TIME
-    with _recorded(lake, result, began, read, whole), _dq_log(lake) as dq:
+    result = Build(run_id or new_build_id(), "full" if whole else "partial")
+    blocked: set[TableRef] = set()
+    with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
             if ref not in chosen or ref in blocked:
                 continue
@@ -86,6 +93,7 @@ def build_incremental(
     lake: Lake,
     models: dict[TableRef, Model] | None = None,
     progress: Callable[[ModelRun], None] | None = None,
+    run_id: str | None = None,
 ) -> Build:
     """Rebuild what bronze changed since the last successful build: each silver model that reads a changed
     bronze table runs for the days (partitions) that changed, plus its lookback; the partitions each run wrote
@@ -96,14 +104,14 @@ def build_incremental(
     since, read = watermark(lake), versions(lake, bronze)
     if since is None:
         log.info("no earlier build: building in full")
-        return _build(lake, models, progress=progress)
+        return _build(lake, models, progress=progress, run_id=run_id)
     days: dict[TableRef, Days] = {}
     for ref in bronze:
         if str(ref) in read:
             changed = changed_days(lake, ref, since.get(str(ref)), read[str(ref)])
             if changed is None or changed:
                 days[ref] = changed
-    result = Build(uuid.uuid4().hex[:12], "incremental")
+    result = Build(run_id or new_build_id(), "incremental")
     blocked: set[TableRef] = set()
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
@@ -132,20 +140,20 @@ def build_incremental(
     return result
 
 
+def new_build_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 @contextmanager
-def _recorded(
-    lake: Lake, result: Build, began: datetime, read: dict[str, int], recorded: bool = True
-) -> Iterator[None]:
+def _recorded(lake: Lake, result: Build, began: datetime, read: dict[str, int]) -> Iterator[None]:
     """Record the build in ops.builds when it ends: ``success`` or ``blocked``, or ``failed`` when a model run
     raised (then the error goes on to the caller), so that every build that ended has its row."""
     try:
         yield
     except Exception:
-        if recorded:
-            record(lake, result, began, read, "failed")
+        record(lake, result, began, read, "failed")
         raise
-    if recorded:
-        record(lake, result, began, read)
+    record(lake, result, began, read)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ BUILDS = TableRef("ops", "builds")
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
-        ("mode", pa.string()),  # full | incremental
+        ("mode", pa.string()),  # full | incremental | partial (some models or some days)
         ("status", pa.string()),  # success | blocked (a blocking check stopped part of it) | failed
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
@@ -70,11 +70,14 @@ def record_build(lake: Lake, build: BuildRecord) -> None:
 
 
 def watermark(lake: Lake) -> dict[str, int] | None:
-    """The bronze versions the last successful build read; None when no build has succeeded yet."""
+    """The bronze versions the last successful full or incremental build read; None when there is none. A
+    partial build (some models, some days) brought only part of the lake up to its bronze: never a watermark."""
     if not lake.exists(BUILDS):
         return None
     rows = lake.query(
-        f"SELECT bronze_versions FROM {BUILDS} WHERE status = 'success' ORDER BY finished_at DESC LIMIT 1", [BUILDS]
+        f"SELECT bronze_versions FROM {BUILDS} WHERE status = 'success' AND mode IN ('full', 'incremental') "
+        "ORDER BY finished_at DESC LIMIT 1",
+        [BUILDS],
     ).to_pylist()
     return {str(k): int(v) for k, v in json.loads(rows[0]["bronze_versions"]).items()} if rows else None
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.lake.bronze import BRONZE_SCHEMA
+from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
 from retreasure.log import get_logger
 from retreasure.quality.checks import CheckResult, apply_row_rules, quarantine_of, record_results, run_table_checks
@@ -35,6 +36,7 @@ class ModelRun:
     rows: int = 0
     quarantined: int = 0
     partitions: list[date] = field(default_factory=list)  # the partitions written (partitioned tables)
+    partition_rows: dict[date, int] = field(default_factory=dict)  # rows each written partition holds now
     checks: list[CheckResult] = field(default_factory=list)
 
     @property
@@ -81,7 +83,8 @@ def run_model(
             ["table_name", "rule", "row_json"],
         )
     run = ModelRun(model.ref, start, end, kept.num_rows, quarantined.num_rows)
-    run.partitions = _write(lake, model, kept, start, end)
+    run.partition_rows = _write(lake, model, kept, start, end)
+    run.partitions = sorted(run.partition_rows)
     windowed = not run.whole and contract.partitioned
     written = sorted({*written_before, *run.partitions}) if windowed else None
     windows = [*windows_before, (start, end)] if windowed else None
@@ -134,7 +137,8 @@ def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> list[date]:
+def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> dict[date, int]:
+    """Write the run's rows in the contract's mode; {partition: its rows now} of the partitions written."""
     contract, ref = model.contract, model.ref
     mode, part = contract.write_mode, contract.partition_by
     whole = (start, end) == ALL_TIME or not lake.exists(ref)
@@ -152,8 +156,9 @@ def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> 
             days = ", ".join(f"'{d.isoformat()}'" for d in pc.unique(data.column(part)).to_pylist())
             lake.overwrite(ref, data, predicate=f"{part} IN ({days})")
     if not part or not data.num_rows:
-        return []
-    return sorted(pc.unique(data.column(part)).to_pylist())
+        return {}
+    counts = pc.value_counts(data.column(part)).to_pylist()
+    return {c["values"]: c["counts"] for c in counts}
 
 
 def _newest(
@@ -168,11 +173,8 @@ def _newest(
         existing = lake.delta(ref).to_pyarrow_dataset(file_pruning_predicate=[(part, "in", touched)])
         con.register("existing", existing)
         source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
-    key_list = ", ".join(f'"{k}"' for k in keys)
-    newest = con.execute(
-        f"SELECT * EXCLUDE (__new) FROM ({source}) "
-        f'QUALIFY row_number() OVER (PARTITION BY {key_list} ORDER BY "{version}" DESC, __new DESC) = 1 '
-        f"ORDER BY {key_list}"
-    ).fetch_arrow_table()
+    quoted = [f'"{k}"' for k in keys]
+    newest_rows = first_per_key(f"SELECT * EXCLUDE (__new) FROM ({source})", quoted, f'"{version}" DESC, __new DESC')
+    newest = con.execute(f"{newest_rows} ORDER BY {', '.join(quoted)}").fetch_arrow_table()
     con.close()
     return newest.cast(data.schema)

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from retreasure.lake.sql import first_per_key
+
 
 class Newest(StrEnum):
     """What makes one version of a record newer than another; ties always go to the later landing, then to a
@@ -108,10 +110,8 @@ def newest_sql(arguments: str) -> str:
     if predicate:
         # Guarded: DuckDB may evaluate conjuncts in any order, and a malformed row's raw is not JSON.
         conditions.append(f"CASE WHEN error IS NULL THEN ({predicate}) END")
-    return (
-        f"(SELECT {columns} FROM bronze.{table.group(1)} WHERE {' AND '.join(conditions)} "
-        f"QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY {staged.newest.value}) = 1)"
-    )
+    select = f"SELECT {columns} FROM bronze.{table.group(1)} WHERE {' AND '.join(conditions)}"
+    return f"({first_per_key(select, ['record_key'], staged.newest.value)})"
 
 
 def _closing_paren(sql: str, opening: int) -> int:

@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
+from retreasure.lake.sql import first_per_key
+
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "restricted")
 # Partition column types DuckDB reads back from Delta's partition paths as they are (a string value is
 # URL-encoded in its path: those tables stay Arrow datasets).
@@ -268,8 +270,7 @@ class Lake:
         con = connection()
         key_list = ", ".join(keys)
         con.register("incoming", data.append_column("__ord", pa.array(range(data.num_rows), pa.int64())))
-        fresh = "SELECT * FROM incoming QUALIFY row_number() OVER (PARTITION BY {k} ORDER BY __ord) = 1"
-        sql = fresh.format(k=key_list)
+        sql = first_per_key("SELECT * FROM incoming", keys, "__ord")
         if self.exists(ref):
             # Only the touched partitions' files are opened: building a dataset over every file of a
             # day-partitioned table costs more than the whole lookup.

@@ -15,16 +15,16 @@ import dagster as dg
 from retreasure.bronze.ingest import run_ingest
 from retreasure.bronze.landing import bronze_table
 from retreasure.connectors.base import Source
-from retreasure.engine.contract import Conservation, Relationship, RowCount, Unique
+from retreasure.engine.build import build
+from retreasure.engine.contract import Conservation, Contract, Relationship, RowCount, Unique
 from retreasure.engine.models import ALL_TIME, Model
-from retreasure.engine.runner import run_model
 from retreasure.lake.ingest_log import summarise_warnings
 from retreasure.lake.store import TableRef
 from retreasure.log import get_logger
 from retreasure.pipeline.incidents import StepGuard
 from retreasure.pipeline.partitions import is_partitioned, partition_window
 from retreasure.pipeline.resources import RetreasureResource
-from retreasure.quality.checks import CheckResult
+from retreasure.quality.checks import CheckResult, blocks_downstream
 from retreasure.quality.checks import check_name as check_label
 
 RESOURCE_KEY = "retreasure"
@@ -54,6 +54,16 @@ def source_keys(name: str, source: type[Source]) -> list[dg.AssetKey]:
 def check_spec_name(check: Unique | Relationship | RowCount | Conservation) -> str:
     """Dagster check names allow only letters, digits and underscores: ``unique(a, b)`` -> ``unique_a_b``."""
     return re.sub(r"[^A-Za-z0-9_]+", "_", check_label(check)).strip("_")
+
+
+def check_spec_names(contract: Contract) -> list[str]:
+    """The Dagster names of a contract's table checks, in their order (a repeated name gets a suffix)."""
+    seen: dict[str, int] = {}
+    names = []
+    for name in (check_spec_name(c) for c in contract.table_checks):
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return names
 
 
 # -- bronze ------------------------------------------------------------------------------------------------
@@ -154,13 +164,13 @@ def _model_asset(
             mapping = _lookback_mapping(contract.lookback_days)
         deps.append(dg.AssetDep(asset_key(upstream), partition_mapping=mapping))
     table_checks = contract.table_checks
-    spec_names = _unique_names([check_spec_name(c) for c in table_checks])
+    spec_names = check_spec_names(contract)
     check_specs = [
         dg.AssetCheckSpec(
             spec_name,
             asset=key,
             description=check.description or check_label(check),
-            blocking=check.severity == "error",
+            blocking=blocks_downstream(check.severity),
             metadata={"severity": check.severity, "check": check_label(check)},
         )
         for spec_name, check in zip(spec_names, table_checks, strict=True)
@@ -195,12 +205,13 @@ def _model_asset(
             code_version=code_version,
             metadata=metadata,
         )
-        def build(context: dg.AssetExecutionContext, retreasure: RetreasureResource) -> dg.MaterializeResult:
+        def materialize(context: dg.AssetExecutionContext, retreasure: RetreasureResource) -> dg.MaterializeResult:
             (start, end), partition = model_window(context)
             with StepGuard(context, retreasure, str(ref), partition) as guard:
                 began = time.monotonic()
-                # The Dagster run id goes into ops.dq_results, so each check's row points at the run that made it.
-                run = run_model(retreasure.lake(), model, start, end, run_id=context.run.run_id)
+                # The engine builds, as for every other entry point; the Dagster run id names the build in ops.builds
+                # and ops.dq_results, so each row there points at the run that made it.
+                (run,) = build(retreasure.lake(), [ref], start, end, models, run_id=context.run.run_id)
                 seconds = round(time.monotonic() - began, 3)
             results = [r for r in run.checks if r.kind == "table"]
             check_results = [_check_result(name, result) for name, result in zip(spec_names, results, strict=True)]
@@ -228,7 +239,7 @@ def _model_asset(
                 check_results=check_results,
             )
 
-    return build
+    return materialize
 
 
 def _lookback_mapping(days: int) -> dg.TimeWindowPartitionMapping:
@@ -247,12 +258,3 @@ def _check_result(spec_name: str, result: CheckResult) -> dg.AssetCheckResult:
         metadata={"checked": result.checked, "failed": result.failed, "detail": result.detail},
         description=result.check_name,
     )
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return unique

@@ -33,18 +33,17 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port of the web UI (on 127.0.0.1).")] = 3000,
-    dagster_home: Annotated[Path, typer.Option(help="Where Dagster keeps runs, schedules and sensors.")] = Path(
-        ".dagster"
-    ),
+    dagster_home: Annotated[
+        Path | None,
+        typer.Option(help="Where Dagster keeps runs, schedules and sensors (default: settings' dagster_home)."),
+    ] = None,
 ) -> None:
     """Start the Dagster UI and daemon (`dagster dev`) on 127.0.0.1, telemetry off. Ctrl-C or SIGTERM stops it."""
+    from retreasure.pipeline.history import open_instance
     from retreasure.pipeline.resources import JSON_LOGS_ENV
 
-    home = dagster_home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    home = dagster_home.resolve() if dagster_home else _dagster_home()
+    open_instance(home).dispose()  # created (telemetry off) before dagster dev reads it
     env = os.environ | {"DAGSTER_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1", JSON_LOGS_ENV: "1"}
     argv = [
         sys.executable,
@@ -80,9 +79,10 @@ def build(
     import time
 
     from retreasure import log
-    from retreasure.engine.build import Build, build_incremental, build_models
+    from retreasure.engine.build import Build
     from retreasure.engine.runner import ModelRun
     from retreasure.exitcodes import ExitCode
+    from retreasure.pipeline.history import build_with_history
 
     log.configure()
     began = time.monotonic()
@@ -100,12 +100,10 @@ def build(
                 )
 
     # Both modes run in this process through the engine, which records the build in ops.builds with the run id
-    # its ops.dq_results rows carry. `retreasure backfill` and the UI's jobs run through Dagster.
+    # its ops.dq_results rows carry; each model run goes into its asset's history in the Dagster UI.
     lake, models = _lake(), load_models(models_root)
     try:
-        result: Build = (
-            build_incremental(lake, models, progress) if incremental else build_models(lake, models, progress)
-        )
+        result: Build = build_with_history(lake, models, _dagster_home(), incremental, progress)
     except Exception as exc:
         console.print(f"[red]Build failed:[/] {redact(str(exc))}")
         raise typer.Exit(ExitCode.FAILED) from exc
@@ -128,6 +126,13 @@ def _lake() -> Lake:
     from retreasure.settings import get_settings
 
     return Lake.from_settings(get_settings())
+
+
+def _dagster_home() -> Path:
+    from retreasure.pipeline.history import dagster_home
+    from retreasure.settings import get_settings
+
+    return dagster_home(get_settings().dagster_home)
 
 
 @app.command()
@@ -196,12 +201,14 @@ def _execute(
     job: Any, partition: str | None, selection: list[dg.AssetKey] | None, instance: dg.DagsterInstance | None = None
 ) -> bool:
     """One in-process run, printing a line per model as it is built (or fails, or is skipped). Runs go to the
-    UI's instance when DAGSTER_HOME says where it is."""
+    UI's instance (see `_dagster_home`), so a backfill is in every asset's history."""
     import dagster as dg
     from dagster._core.utils import make_new_run_id
 
+    from retreasure.pipeline.history import open_instance
+
     if instance is None:
-        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+        instance = open_instance(_dagster_home())
     run_id = make_new_run_id()
     built: set[dg.AssetKey] = set()
     failed: set[str] = set()

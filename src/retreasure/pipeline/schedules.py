@@ -9,6 +9,7 @@ import dagster as dg
 
 from retreasure.engine.build import build_incremental
 from retreasure.engine.models import load_models
+from retreasure.pipeline.history import AssetHistory
 from retreasure.pipeline.incidents import StepGuard
 from retreasure.pipeline.resources import RetreasureResource
 
@@ -54,11 +55,11 @@ def incremental_job(models_root: Path, policy: dg.RetryPolicy | None = None) -> 
         retry_policy=policy,
     )
     def build_changed(context: dg.OpExecutionContext, retreasure: RetreasureResource) -> dg.Output[int]:
+        models = load_models(models_root)
+        # Each model run goes into its asset's history as part of this run, as the asset jobs' do.
+        history = AssetHistory(models, context.log_event, context.run.run_id)
         with StepGuard(context, retreasure, "models.incremental") as guard:
-            result = build_incremental(retreasure.lake(), load_models(models_root))
-        for run in result.runs:
-            window = "all of time" if run.whole else f"{run.start} .. {run.end}"
-            context.log.info(f"{run.ref} [{window}]: {run.rows} rows, {len(run.partitions)} partition(s)")
+            result = build_incremental(retreasure.lake(), models, history, run_id=context.run.run_id)
         blocked = sorted({str(r.ref) for r in result.runs if r.blocked})
         if blocked:
             guard.blocked(f"blocking check(s) failed in {', '.join(blocked)}; their downstream was not built")

@@ -26,6 +26,7 @@ from retreasure.engine.contract import (
     Unique,
 )
 from retreasure.engine.staging import STAGED
+from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
 
 # The windows a run read bronze for: (first day, last day) of partition_date; None for all of time.
@@ -75,7 +76,13 @@ class CheckResult:
     def blocking(self) -> bool:
         """Only a failed error-level table check stops what reads the table. A failed row rule has already
         moved its rows to quarantine: the rows kept are sound, and one bad record must not stall every build."""
-        return not self.passed and self.severity == "error" and self.kind == "table"
+        return not self.passed and self.kind == "table" and blocks_downstream(self.severity)
+
+
+def blocks_downstream(severity: str) -> bool:
+    """Whether a failed table check of this severity stops the models that read its table: the one rule the
+    engine's builds and Dagster's blocking asset checks both follow."""
+    return severity == "error"
 
 
 def check_name(check: object) -> str:
@@ -294,12 +301,17 @@ def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: W
         "SELECT unnest(CASE WHEN json_type(lineage) = 'ARRAY' THEN from_json(lineage, '[\"VARCHAR\"]') "
         f"ELSE [json_extract_string(lineage, '$')] END) AS k FROM ({' UNION ALL '.join(placed)})"
     )
-    claimed = " UNION ALL ".join(
-        f"SELECT record_key FROM (SELECT * FROM {source.table} WHERE error IS NULL"
-        f"{f' AND ({days})' if days else ''} QUALIFY row_number() OVER (PARTITION BY record_key "
-        f"ORDER BY {STAGED[source.ref[1]].newest.value}) = 1) "
-        f"WHERE coalesce(({source.records}), false)"
+    newest = [
+        first_per_key(
+            f"SELECT * FROM {source.table} WHERE error IS NULL{f' AND ({days})' if days else ''}",
+            ["record_key"],
+            STAGED[source.ref[1]].newest.value,
+        )
         for source in sources
+    ]
+    claimed = " UNION ALL ".join(
+        f"SELECT record_key FROM ({rows}) WHERE coalesce(({source.records}), false)"
+        for rows, source in zip(newest, sources, strict=True)
     )
     return (
         f"WITH claimed AS MATERIALIZED (SELECT DISTINCT record_key FROM ({claimed})), "
