@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from retreasure import log, terminal
-from retreasure.connectors.base import parse_instant
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
+from retreasure.records.instants import parse_instant
 from retreasure.settings import Settings, get_settings
 
 app = typer.Typer(help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.", no_args_is_help=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import parse_instant
 from retreasure.lake import Lake, TableRef
 from retreasure.lake.ingest_log import INGEST_LOG
+from retreasure.records.instants import parse_instant
 from retreasure_sim.config import Faults, SimConfig
 from retreasure_sim.stage import Credentials, build, expected_counts, running_servers
 from tests.conftest import SMALL

@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import Window, load_sources, parse_instant
+from retreasure.connectors.base import Window, load_sources
 from retreasure.connectors.shopify import QUERIES, ShopifySource
 from retreasure.http.client import AuthError
 from retreasure.lake import Lake, TableRef
+from retreasure.records.instants import parse_instant
 from retreasure.settings import Settings
 from retreasure_sim.business import simulate
 from retreasure_sim.config import Faults, SimConfig

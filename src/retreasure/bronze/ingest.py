@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from retreasure.bronze.landing import BronzeWriter, bronze_table
 from retreasure.bronze.pii import PiiMasker
-from retreasure.connectors.base import Entity, FileSource, RawRecord, Source, Window, load_sources, parse_instant
-from retreasure.connectors.files import oversized
+from retreasure.connectors.base import Entity, FileSource, RawRecord, Source, Window, load_sources
 from retreasure.lake import ingest_log
 from retreasure.lake.ingest_log import IngestRun
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
+from retreasure.records.instants import parse_instant
+from retreasure.records.sizes import oversized
 from retreasure.redact import redact
 from retreasure.settings import Settings
 

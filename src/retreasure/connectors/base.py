@@ -11,12 +11,12 @@ import importlib
 import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.http.client import HttpClient, RequestStats
+from retreasure.records.pii import PiiSpec
 
 if TYPE_CHECKING:
     from retreasure.settings import Settings
@@ -138,30 +138,3 @@ def load_sources() -> dict[str, type[Source]]:
 def sales_channels(kind: SalesKind | None = None) -> list[str]:
     """The sales channels, every one or those of one kind: what the API and dashboards offer as filters."""
     return [name for name, source in load_sources().items() if source.sells and kind in (None, source.sells)]
-
-
-def dig(payload: Any, path: str) -> Any:
-    """Value at a dotted path in nested dicts, or None."""
-    node = payload
-    for part in path.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def parse_instant(value: Any) -> datetime | None:
-    """ISO 8601 (with Z or an offset) or epoch seconds, as an aware UTC datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text), UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            raise ValueError(f"timestamp without a zone: {value!r}")
-        return parsed.astimezone(UTC)
-    raise ValueError(f"not a timestamp: {value!r}")

@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from retreasure.bronze.pii import PiiSpec
-from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window, parse_instant
+from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window
 from retreasure.http.client import HttpClient
 from retreasure.http.paging import follow_next, json_body
+from retreasure.records.instants import parse_instant
+from retreasure.records.pii import PiiSpec
 
 if TYPE_CHECKING:
     from retreasure.settings import Settings

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.connectors.base import Entity, RawRecord, Source, Window
 from retreasure.http.client import HttpClient
 from retreasure.http.paging import offset_count
+from retreasure.records.pii import PiiSpec
 
 if TYPE_CHECKING:
     from retreasure.settings import Settings

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window
 from retreasure.http.client import HttpClient
 from retreasure.http.paging import graphql_connection
+from retreasure.records.pii import PiiSpec
 
 MAX_PAGE = 250
 MAX_QUERY_COST = 1000  # Shopify's cap on one query's requested cost
