@@ -15,7 +15,7 @@ import dagster as dg
 from retreasure.bronze.ingest import run_ingest
 from retreasure.bronze.landing import bronze_table
 from retreasure.connectors.base import Source
-from retreasure.engine.contract import Conservation, Relationship, RowCount, Unique
+from retreasure.contracts.model import Conservation, Relationship, RowCount, Unique
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.engine.runner import run_model
 from retreasure.lake.ingest_log import summarise_warnings

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from retreasure.engine.contract import Contract
+from retreasure.contracts.model import Contract
 
 DEFAULT_START = date(2025, 1, 1)
 
