@@ -62,7 +62,7 @@ def serve(running: list[ShopifyServer]) -> Serve:
 
 @pytest.fixture
 def connect(make_settings: Callable[..., Settings]) -> Iterator[Connect]:
-    """A Shopify connector pointed at a server; keywords override ``settings.shopify`` (``http`` the client)."""
+    """A Shopify connector pointed at a server; keywords override its settings section (``http`` the client)."""
     sources: list[ShopifySource] = []
 
     def make(server: ShopifyServer, http: dict[str, Any] | None = None, **shopify: Any) -> ShopifySource:

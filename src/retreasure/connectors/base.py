@@ -1,8 +1,9 @@
 """What a connector declares, and the record shape it yields.
 
-A connector is small: its entities (business key, change time, where the PII is) and a generator that
-yields records as received. Paging, retries, masking, hashing, idempotent landing and the ingest log are
-shared mechanisms (``retreasure.http``, ``retreasure.bronze``), never a connector's business.
+A connector is small: its entities (business key, change time, where the PII is), its own settings section
+(``settings_model``, read from ``RETREASURE_<NAME>__<FIELD>``) and a generator that yields records as received.
+Paging, retries, masking, hashing, idempotent landing and the ingest log are shared mechanisms
+(``retreasure.http``, ``retreasure.bronze``), never a connector's business.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from retreasure.http.client import HttpClient, RequestStats
 from retreasure.records.pii import PiiSpec
-
-if TYPE_CHECKING:
-    from retreasure.settings import Settings
+from retreasure.settings import Settings, SourceSettings
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,9 @@ class Source:
     sells: ClassVar[SalesKind | None] = None
     entities: ClassVar[tuple[Entity, ...]]
     incremental: ClassVar[bool] = False  # API sources extract a change-time window
+    # The source's own settings section, RETREASURE_<NAME>__<FIELD>: its URL, credentials, page size... A source
+    # with nothing to configure keeps the empty section.
+    settings_model: ClassVar[type[SourceSettings]] = SourceSettings
     registry: ClassVar[dict[str, type[Source]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -83,7 +85,13 @@ class Source:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.config = self.configured(settings)
         self.stats = RequestStats()
+
+    @classmethod
+    def configured(cls, settings: Settings) -> SourceSettings:
+        """This source's section of ``settings``, validated by its model (its secrets now known to the masker)."""
+        return settings.source(cls.name, cls.settings_model)
 
     def http(self, base_url: str, headers: dict[str, str], **options: Any) -> HttpClient:
         """The shared client, configured from settings, counting into this source's stats."""
