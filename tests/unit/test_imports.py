@@ -102,9 +102,13 @@ def upward_imports(package: Path, layers: Sequence[Layer]) -> list[str]:
     """Every import under ``package`` of a member in a higher layer, or of a sibling its layer does not allow,
     as ``file:line imports <module>: <layer> (<member>) -> <layer> (<member>) ...``."""
     height = {member: (index, layer) for index, layer in enumerate(layers) for member in layer.members}
+    # The package's own __init__ runs before any of its modules: below every layer, it may import none of them.
+    height["__init__"] = (len(layers), Layer("package root", ("__init__",)))
     found = []
     for path, here, tree in _modules(package):
         source = _member(f"{here}.{path.stem}" if path.name != "__init__.py" else here, package.name)
+        if path == package / "__init__.py":
+            source = "__init__"
         if source is None:
             continue
         for line, module, names in _imports(tree, here):
@@ -166,7 +170,7 @@ def test_the_layer_check_reports_upward_and_sibling_imports_with_file_line_and_l
         (package / folder).mkdir(parents=True)
         (package / folder / "__init__.py").write_text("")
     files = {
-        "__init__.py": "",
+        "__init__.py": "from shop.log import setup\n",  # runs before every module: may import none of them
         "cli.py": "from shop.engine import run\nimport shop.vocabulary.words\nfrom shop import log\n",
         "log.py": "",
         "clock.py": "from shop import log\n",  # a sibling of log, in a layer that allows it
@@ -194,6 +198,7 @@ def test_the_layer_check_reports_upward_and_sibling_imports_with_file_line_and_l
     )
     assert members_of(package) == {"cli", "log", "clock", "engine", "connectors", "http", "vocabulary"}
     assert upward_imports(package, layers) == [
+        "shop/__init__.py:1 imports shop.log: package root (__init__) -> base (log), a layer above",
         "shop/connectors/csv.py:1 imports shop.http: low (connectors) -> http, a sibling in the same layer",
         "shop/connectors/shopify.py:3 imports shop.engine.run: low (connectors) -> middle (engine), a layer above",
         "shop/connectors/shopify.py:5 imports shop.cli: low (connectors) -> top (cli), a layer above",
