@@ -6,16 +6,19 @@ their clear value never reaches a log line or an error message.
 A source's settings are its connector's own: each connector declares its section's model beside it, and every
 section the platform does not declare here (``RETREASURE_SHOPIFY__ACCESS_TOKEN``, ``shopify={...}``) is kept as
 configured until the connector reads it through ``Settings.source``. Adding a source never edits this module.
+A section's secrets are masked in logs as soon as its connector's model is known (``declare_section``), whether
+the settings were read before or after.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -163,6 +166,8 @@ class Settings(BaseSettings):
     def model_post_init(self, __context: object) -> None:
         for secret in self.secrets():
             register_secret(secret)
+        for name, values in self.sources.items():
+            _mask_section(name, values)
 
     def secrets(self) -> list[str]:
         """Every clear secret value of the platform's own sections, for the log masker."""
@@ -179,10 +184,39 @@ class Settings(BaseSettings):
     def with_source(self, name: str, **values: Any) -> Settings:
         """A copy whose section ``name`` has ``values`` over what is configured (a test's or a demo's servers)."""
         sources = {**self.sources, name: {**self.sources.get(name, {}), **values}}
+        _mask_section(name, sources[name])
         return self.model_copy(update={"sources": sources})
 
     def delta_storage_options(self) -> dict[str, str]:
         return {k: v.get_secret_value() for k, v in self.storage_options.items()}
+
+
+# Section models by source name, declared by the connectors as they are defined, and the sections configured
+# before their model was declared: whichever comes second registers the section's secrets with the log masker, so
+# a token in the environment is masked in every log line, whether or not its connector has been imported yet.
+_section_models: dict[str, type[BaseModel]] = {}
+_awaiting_model: dict[str, dict[str, dict[str, Any]]] = {}  # name -> configured sections by their JSON text
+
+
+def declare_section(name: str, model: type[BaseModel]) -> None:
+    """Source ``name`` reads its settings section with ``model``: the secrets of every such section, configured
+    before or after, are registered with the log masker."""
+    _section_models[name] = model
+    for values in _awaiting_model.pop(name, {}).values():
+        _mask_section(name, values)
+
+
+def _mask_section(name: str, values: dict[str, Any]) -> None:
+    model = _section_models.get(name)
+    if model is None:
+        _awaiting_model.setdefault(name, {})[json.dumps(values, sort_keys=True, default=str)] = values
+        return
+    try:
+        section = model.model_validate(values)
+    except ValidationError:
+        return  # its connector fails on it before it can send a secret anywhere
+    for secret in _secrets_in(section):
+        register_secret(secret)
 
 
 def _secrets_in(value: object) -> list[str]:

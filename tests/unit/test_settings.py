@@ -12,11 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from retreasure import log
-from retreasure.connectors.ebay import EbaySource
+from retreasure.connectors.base import load_sources
 from retreasure.connectors.shopify import ShopifySettings
 from retreasure.http.client import HttpError
 from retreasure.redact import redact
-from retreasure.settings import Settings, SourceSettings
+from retreasure.settings import Settings, SourceSettings, declare_section
 
 
 def test_env_and_dotenv_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +41,8 @@ def test_abfss_lake_with_storage_options(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_logs_and_errors_mask_secret_values() -> None:
-    EbaySource(Settings(_env_file=None, ebay={"access_token": "tok-very-secret-999"}))  # type: ignore[call-arg]
+    load_sources()  # as every command does first: each connector declares its section's model
+    Settings(_env_file=None, ebay={"access_token": "tok-very-secret-999"})  # type: ignore[call-arg]
     stream = io.StringIO()
     log.configure("INFO", stream)
     logger = log.get_logger("test")
@@ -90,3 +91,18 @@ def test_a_copy_with_a_sources_values_leaves_the_original_alone() -> None:
     assert served.source("shopify", ShopifySettings).base_url == "http://127.0.0.1:1234"
     assert served.source("shopify", ShopifySettings).access_token.get_secret_value() == "shpat-original"
     assert settings.source("shopify", ShopifySettings).base_url == ShopifySettings().base_url
+
+
+@pytest.mark.parametrize("declared_first", [True, False], ids=["model-then-settings", "settings-then-model"])
+def test_a_sections_secrets_are_masked_once_settings_and_model_are_both_known(declared_first: bool) -> None:
+    """A token in the environment is masked in every log line, even one written before its connector is imported
+    or by a step that never reads the section."""
+    name, token = f"loyalty_{declared_first}", f"loyal-token-{declared_first}-4321"
+    if declared_first:
+        declare_section(name, LoyaltySettings)
+    Settings(_env_file=None, **{name: {"api_token": token, "page_size": "25"}})  # type: ignore[arg-type]
+    if not declared_first:
+        assert redact(f"sent {token}") == f"sent {token}", "no model yet: nothing says which value is a secret"
+        declare_section(name, LoyaltySettings)
+    assert redact(f"sent {token}") == "sent ***"
+    assert redact("page 25 of 25") == "page 25 of 25", "only the section's secrets are masked, not its other values"

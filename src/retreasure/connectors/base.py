@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from retreasure.http.client import HttpClient, RequestStats
 from retreasure.records.pii import PiiSpec
-from retreasure.settings import Settings, SourceSettings
+from retreasure.settings import Settings, SourceSettings, declare_section
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class Source:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             Source.registry[cls.name] = cls
+            declare_section(cls.name, cls.settings_model)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
