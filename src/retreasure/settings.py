@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,7 +68,7 @@ class HttpSettings(BaseModel):
 
 class SourceSettings(BaseModel):
     """Base of a connector's own settings section, declared beside the connector: ``RETREASURE_<SOURCE>__<FIELD>``
-    in the environment or .env. Its secrets are ``SecretStr``, registered with the log masker when it is read."""
+    in the environment or .env. Its secrets are ``SecretStr``, registered with the log masker (``declare_section``)."""
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
@@ -164,8 +165,7 @@ class Settings(BaseSettings):
         return value
 
     def model_post_init(self, __context: object) -> None:
-        for secret in self.secrets():
-            register_secret(secret)
+        _register_secrets(self)
         for name, values in self.sources.items():
             _mask_section(name, values)
 
@@ -177,8 +177,7 @@ class Settings(BaseSettings):
         """Source ``name``'s section, validated by the model its connector declares; its secrets are registered with
         the log masker here, before the connector can use them."""
         section = model.model_validate(self.sources.get(name, {}))
-        for secret in _secrets_in(section):
-            register_secret(secret)
+        _register_secrets(section)
         return section
 
     def with_source(self, name: str, **values: Any) -> Settings:
@@ -211,11 +210,13 @@ def _mask_section(name: str, values: dict[str, Any]) -> None:
     if model is None:
         _awaiting_model.setdefault(name, {})[json.dumps(values, sort_keys=True, default=str)] = values
         return
-    try:
-        section = model.model_validate(values)
-    except ValidationError:
-        return  # its connector fails on it before it can send a secret anywhere
-    for secret in _secrets_in(section):
+    # An invalid section: its connector fails on it before it can send a secret anywhere.
+    with suppress(ValidationError):
+        _register_secrets(model.model_validate(values))
+
+
+def _register_secrets(model: BaseModel) -> None:
+    for secret in _secrets_in(model):
         register_secret(secret)
 
 
