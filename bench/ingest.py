@@ -19,8 +19,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import FileSource, Window, load_sources, parse_instant
+from retreasure.connectors.base import FileSource, Window, load_sources
 from retreasure.lake import Lake
+from retreasure.records.instants import parse_instant
 from retreasure.settings import Settings
 from retreasure_sim.config import SimConfig
 from retreasure_sim.stage import Credentials, build, running_servers

@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from retreasure import log, terminal
-from retreasure.connectors.base import parse_instant
+from retreasure.connectors.base import load_sources
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
+from retreasure.records.instants import parse_instant
 from retreasure.settings import Settings, get_settings
 
 app = typer.Typer(help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.", no_args_is_help=True)
@@ -60,7 +61,6 @@ def ingest(
 
     Exits 0 when all landed (malformed records quarantined row by row are normal), 3 when a file was refused or
     quarantined whole, 1 when a source failed, 2 on a wrong command line (docs/runbook.md, "Exit codes")."""
-    from retreasure.connectors.base import load_sources
     from retreasure.lake.ingest_log import exit_code
 
     settings = configured_settings()
@@ -192,3 +192,6 @@ def main(
 ) -> None:
     os.environ.setdefault("RETREASURE_LOG_LEVEL", log_level)
     log.log_to_file(None if log_file == "-" else Path(log_file))
+    # Each connector declares its settings section as it is imported: loaded before any command reads settings, a
+    # source's secrets are masked from the first log line, whichever command runs and whether it uses the source.
+    load_sources()

@@ -2,15 +2,31 @@
 
 Secrets are ``SecretStr``: they print as ``**********`` and are registered with the log masker so that
 their clear value never reaches a log line or an error message.
+
+A source's settings are its connector's own: each connector declares its section's model beside it, and every
+section the platform does not declare here (``RETREASURE_SHOPIFY__ACCESS_TOKEN``, ``shopify={...}``) is kept as
+configured until the connector reads it through ``Settings.source``. Adding a source never edits this module.
+A section's secrets are masked in logs as soon as its connector's model is known (``declare_section``), whether
+the settings were read before or after.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from retreasure.redact import register_secret
 
@@ -50,27 +66,12 @@ class HttpSettings(BaseModel):
     retry_after_max_s: float = 120.0
 
 
-class ShopifySettings(BaseModel):
-    base_url: str = "http://127.0.0.1:8701"
-    api_version: str = "2025-10"
-    access_token: SecretStr = SecretStr("")
-    page_size: int = 250
+class SourceSettings(BaseModel):
+    """Base of a connector's own settings section, declared beside the connector: ``RETREASURE_<SOURCE>__<FIELD>``
+    in the environment or .env. Its secrets are ``SecretStr``, registered with the log masker (``declare_section``)."""
 
 
-class EbaySettings(BaseModel):
-    base_url: str = "http://127.0.0.1:8702"
-    access_token: SecretStr = SecretStr("")
-    page_size: int = 200
-
-
-class EtsySettings(BaseModel):
-    base_url: str = "http://127.0.0.1:8703"
-    api_key: SecretStr = SecretStr("")
-    access_token: SecretStr = SecretStr("")
-    shop_id: int = 1
-    page_size: int = 100
-    # Etsy's default for new apps; the client paces itself below it in steady state.
-    requests_per_second: float = 10.0
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
 class IngestSettings(BaseModel):
@@ -124,11 +125,39 @@ class Settings(BaseSettings):
 
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
-    shopify: ShopifySettings = Field(default_factory=ShopifySettings)
-    ebay: EbaySettings = Field(default_factory=EbaySettings)
-    etsy: EtsySettings = Field(default_factory=EtsySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    # Each source's own section as configured, by source name; read, validated, only through ``source()``.
+    # Kept out of reprs and dumps: its secrets are plain text until their connector's model reads them.
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(env_settings, EnvSettingsSource) and isinstance(dotenv_settings, DotEnvSettingsSource)
+        sections = SourceSections(settings_cls, dotenv_settings, env_settings)
+        return init_settings, sections, env_settings, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_source_sections(cls, data: Any) -> Any:
+        """Every section the platform does not declare is a source's own: into ``sources``, over what it holds."""
+        if not isinstance(data, dict):
+            return data
+        sections = {k: v for k, v in data.items() if k not in cls.model_fields and isinstance(v, Mapping | BaseModel)}
+        if not sections:
+            return data
+        sources = {name: dict(values) for name, values in (data.get("sources") or {}).items()}
+        for name, values in sections.items():
+            given = values.model_dump() if isinstance(values, BaseModel) else values
+            sources[name] = {**sources.get(name, {}), **given}
+        return {**{k: v for k, v in data.items() if k not in sections}, "sources": sources}
 
     @field_validator("lake_uri")
     @classmethod
@@ -138,29 +167,99 @@ class Settings(BaseSettings):
         return value
 
     def model_post_init(self, __context: object) -> None:
-        for secret in self.secrets():
-            register_secret(secret)
+        _register_secrets(self)
+        for name, values in self.sources.items():
+            _mask_section(name, values)
 
     def secrets(self) -> list[str]:
-        """Every clear secret value, for the log masker."""
-        found: list[str] = []
+        """Every clear secret value of the platform's own sections, for the log masker."""
+        return _secrets_in(self)
 
-        def walk(value: object) -> None:
-            if isinstance(value, SecretStr):
-                if value.get_secret_value():
-                    found.append(value.get_secret_value())
-            elif isinstance(value, BaseModel):
-                for name in type(value).model_fields:
-                    walk(getattr(value, name))
-            elif isinstance(value, dict):
-                for item in value.values():
-                    walk(item)
+    def source(self, name: str, model: type[SectionT]) -> SectionT:
+        """Source ``name``'s section, validated by the model its connector declares; its secrets are registered with
+        the log masker here, before the connector can use them."""
+        section = model.model_validate(self.sources.get(name, {}))
+        _register_secrets(section)
+        return section
 
-        walk(self)
-        return found
+    def with_source(self, name: str, **values: Any) -> Settings:
+        """A copy whose section ``name`` has ``values`` over what is configured (a test's or a demo's servers)."""
+        sources = {**self.sources, name: {**self.sources.get(name, {}), **values}}
+        _mask_section(name, sources[name])
+        return self.model_copy(update={"sources": sources})
 
     def delta_storage_options(self) -> dict[str, str]:
         return {k: v.get_secret_value() for k, v in self.storage_options.items()}
+
+
+# Section models by source name, declared by the connectors as they are defined, and the sections configured
+# before their model was declared: whichever comes second registers the section's secrets with the log masker, so
+# a token in the environment is masked in every log line, whether or not its connector has been imported yet.
+_section_models: dict[str, type[BaseModel]] = {}
+_awaiting_model: dict[str, dict[str, dict[str, Any]]] = {}  # name -> configured sections by their JSON text
+
+
+def declare_section(name: str, model: type[BaseModel]) -> None:
+    """Source ``name`` reads its settings section with ``model``: the secrets of every such section, configured
+    before or after, are registered with the log masker."""
+    _section_models[name] = model
+    for values in _awaiting_model.pop(name, {}).values():
+        _mask_section(name, values)
+
+
+def _mask_section(name: str, values: dict[str, Any]) -> None:
+    model = _section_models.get(name)
+    if model is None:
+        _awaiting_model.setdefault(name, {})[json.dumps(values, sort_keys=True, default=str)] = values
+        return
+    # An invalid section: its connector fails on it before it can send a secret anywhere.
+    with suppress(ValidationError):
+        _register_secrets(model.model_validate(values))
+
+
+def _register_secrets(model: BaseModel) -> None:
+    for secret in _secrets_in(model):
+        register_secret(secret)
+
+
+def _secrets_in(value: object) -> list[str]:
+    """Every clear ``SecretStr`` value in a model, its sub-models and dicts."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()] if value.get_secret_value() else []
+    if isinstance(value, BaseModel):
+        return [secret for name in type(value).model_fields for secret in _secrets_in(getattr(value, name))]
+    if isinstance(value, dict):
+        return [secret for item in value.values() for secret in _secrets_in(item)]
+    return []
+
+
+class SourceSections(PydanticBaseSettingsSource):
+    """``RETREASURE_<SOURCE>__<FIELD>`` variables of the .env file and the environment (which wins) whose section
+    the platform does not declare: each source's own, as nested dicts, for its connector to validate."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *layers: EnvSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.layers = layers  # lowest precedence first
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # no declared field is read here
+
+    def __call__(self) -> dict[str, Any]:
+        sections: dict[str, Any] = {}
+        for layer in self.layers:
+            prefix, delimiter = layer.env_prefix.lower(), layer.env_nested_delimiter or "__"
+            for variable, value in layer.env_vars.items():
+                if value is None or not variable.lower().startswith(prefix):
+                    continue
+                name, _, path = variable.lower().removeprefix(prefix).partition(delimiter)
+                if not path or name in self.settings_cls.model_fields:
+                    continue  # not a section, or one of the platform's own (read by the standard sources)
+                node = sections.setdefault(name, {})
+                *parents, leaf = path.split(delimiter)
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[leaf] = value
+        return sections
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from retreasure.connectors.base import load_sources
 from retreasure.lake import Lake
 from retreasure.settings import Settings
 from retreasure_sim.config import Faults, SimConfig
@@ -39,11 +40,11 @@ def env_for(settings: Settings, lake: Path) -> dict[str, str]:
         RETREASURE_HTTP__BACKOFF_BASE_S="0.01",
         RETREASURE_HTTP__BACKOFF_MAX_S="0.05",
     )
-    for section in ("shopify", "ebay", "etsy"):
-        for name, value in getattr(settings, section):
+    for source, cls in load_sources().items():
+        for name, value in cls.configured(settings):
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            env[f"RETREASURE_{section.upper()}__{name.upper()}"] = str(value)
+            env[f"RETREASURE_{source.upper()}__{name.upper()}"] = str(value)
     return env
 
 

@@ -19,6 +19,7 @@ from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from retreasure.connectors.shopify import ShopifySource
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
 from retreasure.lake.ingest_log import INGEST_LOG
@@ -184,8 +185,8 @@ def test_a_killed_run_is_interrupted_for_the_next_while_a_live_one_is_left_runni
             tmp_path,
             "--source",
             "shopify",
-            RETREASURE_SHOPIFY__BASE_URL=served.shopify.base_url,
-            RETREASURE_SHOPIFY__ACCESS_TOKEN=served.shopify.access_token.get_secret_value(),
+            RETREASURE_SHOPIFY__BASE_URL=ShopifySource.configured(served).base_url,
+            RETREASURE_SHOPIFY__ACCESS_TOKEN=ShopifySource.configured(served).access_token.get_secret_value(),
         )
     assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
     rows = log_rows(tmp_path)

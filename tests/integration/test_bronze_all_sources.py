@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import parse_instant
 from retreasure.lake import Lake, TableRef
 from retreasure.lake.ingest_log import INGEST_LOG
+from retreasure.records.instants import parse_instant
 from retreasure_sim.config import Faults, SimConfig
 from retreasure_sim.stage import Credentials, build, expected_counts, running_servers
 from tests.conftest import SMALL
@@ -66,13 +66,7 @@ def test_every_source_lands_what_the_simulator_sent(staged, tmp_path: Path) -> N
 
 def test_a_failing_source_is_logged_and_the_others_still_land(staged) -> None:
     _, settings, _ = staged
-    broken = settings.model_copy(
-        update={
-            "ebay": type(settings.ebay).model_validate(
-                {**settings.ebay.model_dump(), "access_token": "wrong-token-123"}
-            )
-        }
-    )
+    broken = settings.with_source("ebay", access_token="wrong-token-123")
     lake = Lake.from_settings(broken)
     runs = run_ingest(broken, lake, ["ebay", "etsy", "ecb"])
     by_source = {r.source: r for r in runs}

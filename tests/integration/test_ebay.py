@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 from retreasure.bronze.pii import PiiMasker
-from retreasure.connectors.base import RawRecord, Window, parse_instant
+from retreasure.connectors.base import RawRecord, Window
 from retreasure.connectors.ebay import EbaySource, ebay_time, spans
 from retreasure.http.client import AuthError, HttpError
 from retreasure.lake import Lake, TableRef
+from retreasure.records.instants import parse_instant
 from retreasure.settings import Settings
 from retreasure_sim.business import simulate
 from retreasure_sim.config import Faults, SimConfig

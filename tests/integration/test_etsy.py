@@ -62,7 +62,7 @@ def serve(running: list[EtsyServer]) -> Serve:
 
 @pytest.fixture
 def connect(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., EtsySource]]:
-    """An Etsy connector pointed at a server; keyword arguments override ``settings.etsy``."""
+    """An Etsy connector pointed at a server; keyword arguments override its settings section."""
     sources: list[EtsySource] = []
 
     def make(server: EtsyServer, **etsy: Any) -> EtsySource:

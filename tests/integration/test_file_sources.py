@@ -21,9 +21,11 @@ import pytest
 from defusedxml.ElementTree import fromstring
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import RawRecord, Source, dig, load_sources, parse_instant
+from retreasure.connectors.base import RawRecord, Source, load_sources
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
+from retreasure.records.instants import parse_instant
+from retreasure.records.paths import dig
 from retreasure.settings import Settings
 from retreasure_sim.config import Faults
 from retreasure_sim.files import expected_counts, render_files

@@ -8,9 +8,10 @@ from datetime import date
 import pytest
 
 from retreasure.bronze.landing import UNDATED, BronzeWriter, bronze_table, quarantine_table
-from retreasure.bronze.pii import VAULT, PiiMasker, PiiSpec
+from retreasure.bronze.pii import VAULT, PiiMasker
 from retreasure.connectors.base import Entity, RawRecord
 from retreasure.lake import Lake
+from retreasure.records.pii import PiiSpec
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.pii_scan import clear_values_in_parquet
 

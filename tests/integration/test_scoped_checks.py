@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from retreasure.engine.contract import Contract
+from retreasure.contracts.model import Contract
 from retreasure.engine.models import Model
 from retreasure.engine.runner import run_model
 from retreasure.lake import Lake, TableRef

@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from retreasure.bronze.ingest import run_ingest
-from retreasure.connectors.base import Window, load_sources, parse_instant
+from retreasure.connectors.base import Window, load_sources
 from retreasure.connectors.shopify import QUERIES, ShopifySource
 from retreasure.http.client import AuthError
 from retreasure.lake import Lake, TableRef
+from retreasure.records.instants import parse_instant
 from retreasure.settings import Settings
 from retreasure_sim.business import simulate
 from retreasure_sim.config import Faults, SimConfig
@@ -61,7 +62,7 @@ def serve(running: list[ShopifyServer]) -> Serve:
 
 @pytest.fixture
 def connect(make_settings: Callable[..., Settings]) -> Iterator[Connect]:
-    """A Shopify connector pointed at a server; keywords override ``settings.shopify`` (``http`` the client)."""
+    """A Shopify connector pointed at a server; keywords override its settings section (``http`` the client)."""
     sources: list[ShopifySource] = []
 
     def make(server: ShopifyServer, http: dict[str, Any] | None = None, **shopify: Any) -> ShopifySource:

@@ -20,7 +20,7 @@ import sqlglot
 
 from retreasure.bronze.ingest import run_ingest
 from retreasure.bronze.pii import PiiMasker
-from retreasure.engine.contract import Contract
+from retreasure.contracts.model import Contract
 from retreasure.engine.models import MODELS_DIR, Model
 from retreasure.engine.runner import ModelRun, run_model
 from retreasure.lake import Lake, TableRef

@@ -17,10 +17,11 @@ from retreasure.bronze.ingest import REFUSED_FILES, run_ingest
 from retreasure.bronze.landing import BronzeWriter, bronze_table
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import RawRecord
-from retreasure.connectors.files import KEPT_CHARS, csv_rows
+from retreasure.connectors.files import csv_rows
 from retreasure.connectors.web import WebSource
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
+from retreasure.records.sizes import KEPT_CHARS
 from retreasure.settings import Settings
 from tests.conftest import HMAC_KEY
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from retreasure.connectors import files
 from retreasure.connectors.web import WebSource
+from retreasure.records.sizes import KEPT_CHARS
 from retreasure.settings import Settings
 
 
@@ -53,7 +53,7 @@ def test_an_overlong_line_is_reported_and_skipped(tmp_path: Path) -> None:
     path.write_text(huge + "\n" + '{"messageId": "E2", "timestamp": "2025-03-04T10:00:00.000Z"}\n')
     first, second = source.read(source.entity("clickstream"), path)
     assert (first.error or "").startswith(f"oversized: line of {len(huge) + 1} bytes (sha256 ")
-    assert len(first.payload) <= files.KEPT_CHARS + 3
+    assert len(first.payload) <= KEPT_CHARS + 3
     assert second.error is None and second.payload["messageId"] == "E2"
 
 

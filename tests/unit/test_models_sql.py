@@ -11,7 +11,7 @@ import duckdb
 import pytest
 import sqlglot
 
-from retreasure.engine.contract import Contract
+from retreasure.contracts.model import Contract
 from retreasure.engine.models import Model, load_models
 from retreasure.engine.staging import expand_newest
 from retreasure.lake import TableRef

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from retreasure.bronze.pii import VAULT, PiiMasker, PiiSpec
+from retreasure.bronze.pii import VAULT, PiiMasker
 from retreasure.lake import Lake
+from retreasure.records.pii import PiiSpec
 from tests.conftest import HMAC_KEY, VAULT_KEY
 
 SPEC = PiiSpec({"email": "email", "customer.phone": "phone", "addresses.address1": "street", "*.lastName": "name"})

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retreasure.bronze.pii import PiiMasker, PiiSpec, column_name, phone_spans
+from retreasure.bronze.pii import PiiMasker, phone_spans
+from retreasure.records.pii import PiiSpec, column_name
 from tests.conftest import HMAC_KEY
 
 PHONES = [

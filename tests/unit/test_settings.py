@@ -1,4 +1,5 @@
-"""Secrets come from the environment or .env and never show in reprs, logs or errors."""
+"""Secrets come from the environment or .env and never show in reprs, logs or errors. A source's settings are
+its connector's own section, read from the same places by the same names."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import logging
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from retreasure import log
+from retreasure.connectors.base import load_sources
+from retreasure.connectors.shopify import ShopifySettings
 from retreasure.http.client import HttpError
-from retreasure.settings import Settings
+from retreasure.redact import redact
+from retreasure.settings import Settings, SourceSettings, declare_section
 
 
 def test_env_and_dotenv_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +25,8 @@ def test_env_and_dotenv_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("RETREASURE_SHOPIFY__ACCESS_TOKEN", "from-env-456")
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     assert settings.lake_uri == "/data/lake"
-    assert settings.shopify.access_token.get_secret_value() == "from-env-456", "the environment wins over .env"
+    shopify = settings.source("shopify", ShopifySettings)
+    assert shopify.access_token.get_secret_value() == "from-env-456", "the environment wins over .env"
     assert "from-env-456" not in repr(settings) and "from-env-456" not in str(settings.model_dump())
 
 
@@ -35,6 +41,7 @@ def test_abfss_lake_with_storage_options(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_logs_and_errors_mask_secret_values() -> None:
+    load_sources()  # as every command does first: each connector declares its section's model
     Settings(_env_file=None, ebay={"access_token": "tok-very-secret-999"})  # type: ignore[call-arg]
     stream = io.StringIO()
     log.configure("INFO", stream)
@@ -50,3 +57,52 @@ def test_logs_and_errors_mask_secret_values() -> None:
     assert lines[0]["msg"] == "calling with ***" and lines[1]["level"] == "error"
     assert "tok-very-secret-999" not in str(HttpError("ebay", "401 for tok-very-secret-999"))
     logging.getLogger("retreasure").handlers.clear()
+
+
+class LoyaltySettings(SourceSettings):
+    """A source the platform has never heard of: its section needs no line in settings.py."""
+
+    base_url: str = "http://127.0.0.1:9999"
+    api_token: SecretStr = SecretStr("")
+    page_size: int = 50
+
+
+def test_a_sources_section_is_its_connectors_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RETREASURE_LOYALTY__PAGE_SIZE=7\nRETREASURE_LOYALTY__API_TOKEN=loyal-dotenv-1234\n")
+    monkeypatch.setenv("RETREASURE_LOYALTY__API_TOKEN", "loyal-env-5678")
+    monkeypatch.setenv("RETREASURE_HTTP__TIMEOUT_S", "7.5")  # a platform section still reads as before
+    settings = Settings(_env_file=env_file, loyalty={"base_url": "http://10.0.0.1"})  # type: ignore[call-arg]
+    assert "loyalty" not in Settings.model_fields and settings.http.timeout_s == 7.5
+    assert "loyal-env-5678" not in repr(settings) and "loyal-env-5678" not in str(settings.model_dump())
+    loyalty = settings.source("loyalty", LoyaltySettings)
+    # Arguments over the environment over .env over the model's defaults, as for the platform's own sections.
+    assert (loyalty.base_url, loyalty.page_size) == ("http://10.0.0.1", 7)
+    assert loyalty.api_token.get_secret_value() == "loyal-env-5678" and "loyal-env-5678" not in repr(loyalty)
+    assert redact("token loyal-env-5678 sent") == "token *** sent", "reading the section registers its secrets"
+    assert settings.source("absent", LoyaltySettings) == LoyaltySettings(), "an unconfigured section is defaults"
+    with pytest.raises(ValueError, match="page_size"):
+        Settings(_env_file=None, loyalty={"page_size": "many"}).source("loyalty", LoyaltySettings)  # type: ignore[call-arg]
+
+
+def test_a_copy_with_a_sources_values_leaves_the_original_alone() -> None:
+    settings = Settings(_env_file=None, shopify={"access_token": "shpat-original"})  # type: ignore[call-arg]
+    served = settings.with_source("shopify", base_url="http://127.0.0.1:1234")
+    assert served.source("shopify", ShopifySettings).base_url == "http://127.0.0.1:1234"
+    assert served.source("shopify", ShopifySettings).access_token.get_secret_value() == "shpat-original"
+    assert settings.source("shopify", ShopifySettings).base_url == ShopifySettings().base_url
+
+
+@pytest.mark.parametrize("declared_first", [True, False], ids=["model-then-settings", "settings-then-model"])
+def test_a_sections_secrets_are_masked_once_settings_and_model_are_both_known(declared_first: bool) -> None:
+    """A token in the environment is masked in every log line, even one written before its connector is imported
+    or by a step that never reads the section."""
+    name, token = f"loyalty_{declared_first}", f"loyal-token-{declared_first}-4321"
+    if declared_first:
+        declare_section(name, LoyaltySettings)
+    Settings(_env_file=None, **{name: {"api_token": token, "page_size": "25"}})  # type: ignore[arg-type]
+    if not declared_first:
+        assert redact(f"sent {token}") == f"sent {token}", "no model yet: nothing says which value is a secret"
+        declare_section(name, LoyaltySettings)
+    assert redact(f"sent {token}") == "sent ***"
+    assert redact("page 25 of 25") == "page 25 of 25", "only the section's secrets are masked, not its other values"

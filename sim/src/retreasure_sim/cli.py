@@ -70,6 +70,7 @@ def fakes(
 ) -> None:
     """Serve the fake marketplaces on the ports and with the credentials in settings, until Ctrl-C."""
     from retreasure.cli import configured_settings
+    from retreasure.connectors.base import load_sources
     from retreasure_sim.model import Truth
     from retreasure_sim.stage import SERVED_TABLES, SERVER_OPTIONS, server_classes
 
@@ -78,7 +79,7 @@ def fakes(
     chosen = Faults.on() if faults else Faults()
     servers = []
     for name, cls in server_classes().items():
-        section = getattr(settings, name)
+        section = load_sources()[name].configured(settings)
         credentials = {k: v.get_secret_value() for k, v in section if hasattr(v, "get_secret_value")}
         host, _, port = section.base_url.removeprefix("http://").partition(":")
         options = SERVER_OPTIONS.get(name, {})

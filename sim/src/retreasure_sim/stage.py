@@ -111,11 +111,8 @@ def running_servers(
                 truth, given.get(name, {}), faults=config.faults, seed=config.seed, **SERVER_OPTIONS.get(name, {})
             )
             servers[name] = stack.enter_context(server)
-        updates = {}
+        served = settings
         for name, server in servers.items():
-            section = getattr(settings, name)
-            # Validate rather than copy, so that the tokens become SecretStr like any configured secret.
-            updates[name] = type(section).model_validate(
-                {**section.model_dump(), "base_url": server.url, **given.get(name, {})}
-            )
-        yield settings.model_copy(update=updates), servers
+            # Each connector reads its section (the tokens become SecretStr, known to the masker) when it is made.
+            served = served.with_source(name, base_url=server.url, **given.get(name, {}))
+        yield served, servers

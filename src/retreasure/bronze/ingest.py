@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from retreasure.bronze.landing import BronzeWriter, bronze_table
 from retreasure.bronze.pii import PiiMasker
-from retreasure.connectors.base import Entity, FileSource, RawRecord, Source, Window, load_sources, parse_instant
-from retreasure.connectors.files import oversized
+from retreasure.connectors.base import Entity, FileSource, RawRecord, Source, Window, load_sources
 from retreasure.lake import ingest_log
 from retreasure.lake.ingest_log import IngestRun
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
+from retreasure.records.instants import parse_instant
+from retreasure.records.sizes import oversized
 from retreasure.redact import redact
 from retreasure.settings import Settings
 
@@ -74,6 +75,8 @@ def run_ingest(
     unknown = sorted(set(names) - set(registry))
     if unknown:
         raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(registry)}")
+    # Each source reads its own settings section as it is made: a bad one stops the run before anything lands.
+    chosen = [registry[name](settings) for name in names]
     for run in ingest_log.close_interrupted(lake):
         log.warning("interrupted run found", extra={"source": run.source, "entity": run.entity, "run": run.run_id})
         if interrupted:
@@ -81,8 +84,7 @@ def run_ingest(
     masker = PiiMasker(settings.pii_hmac_key.get_secret_value(), settings.pii_vault_key.get_secret_value() or None)
     run_id = uuid.uuid4().hex[:12]
     runs: list[IngestRun] = []
-    for name in names:
-        source = registry[name](settings)
+    for source in chosen:
         try:
             for entity in source.entities:
                 run = _ingest_entity(settings, lake, masker, source, entity, run_id, since, until, progress)

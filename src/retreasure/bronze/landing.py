@@ -18,10 +18,12 @@ from typing import Any
 import pyarrow as pa
 
 from retreasure.bronze.pii import PiiMasker
-from retreasure.connectors.base import Entity, RawRecord, dig, parse_instant
-from retreasure.connectors.files import KEPT_CHARS, oversized
+from retreasure.connectors.base import Entity, RawRecord
 from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from retreasure.lake.store import Lake, TableRef
+from retreasure.records.instants import parse_instant
+from retreasure.records.paths import dig
+from retreasure.records.sizes import KEPT_CHARS, oversized
 
 # Records with no business date of their own land in one fixed partition, so that re-running on another day
 # finds (and skips) them again instead of landing them twice.

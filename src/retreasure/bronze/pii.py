@@ -3,6 +3,7 @@
 A token is ``pii:<kind>:<hmac>`` over the normalised value, so the same e-mail on Shopify and Etsy gives the
 same token and silver can resolve one customer across channels without ever seeing the address.
 
+What is PII, and where, each connector declares (``retreasure.records.pii``); this is how it is masked.
 Masking is default-deny where a source says so: an entity that lists its safe columns gets every other column
 tokenised, so a renamed or drifted column never lands in clear. Column names are compared in a normalised
 form (case, spaces, punctuation, BOM, NUL and zero-width characters), and every string nobody declared goes
@@ -14,11 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import unicodedata
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +24,7 @@ import re2
 from cryptography.fernet import Fernet
 
 from retreasure.lake.store import Lake, TableRef
+from retreasure.records.pii import PiiSpec, column_name
 
 VAULT = TableRef("restricted", "pii")
 VAULT_SCHEMA = pa.schema(
@@ -49,17 +48,6 @@ _DIGIT_RUN = re2.compile(r"\+?\(?[0-9](?:[ ().\-/]{0,3}[0-9]){6,}")
 # Splits a run (digits and separators only) into digit groups: one character class, nothing to backtrack into, so
 # the standard engine is linear here too, and far cheaper per match than RE2's Python binding.
 _DIGITS = re.compile(r"[0-9]+")
-# Characters that are invisible in a header but make a different column name.
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\x00\u200b\u200c\u200d\u2060\u00ad"))
-_NAME_SEPARATORS = re2.compile(r"[^\pL\pN]+")
-
-
-@lru_cache(maxsize=4096)
-def column_name(name: str) -> str:
-    """The comparable form of a column name: ``"\ufeffLoyalty Phone\x00"`` and ``loyalty-phone`` are
-    ``loyalty_phone``. Case folded, BOM/NUL/zero-width removed, runs of spaces and punctuation one ``_``."""
-    text = unicodedata.normalize("NFKC", name.translate(_INVISIBLE)).casefold()
-    return _NAME_SEPARATORS.sub("_", text).strip("_")
 
 
 # -- phone numbers in free text ------------------------------------------------------------------------------
@@ -166,47 +154,6 @@ def normalise(kind: str, value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
-# One vocabulary for every connector: the kind is part of the token, so "street" on one channel and "address"
-# on another would give the same street two tokens and break joins across channels.
-KINDS = frozenset({"email", "phone", "name", "street", "username", "ip", "text"})
-
-
-@dataclass(frozen=True)
-class PiiSpec:
-    """Where PII sits in one entity's records: dotted paths (lists are walked through) -> kind.
-
-    ``*`` matches any key at that level. Columns of a CSV row are one-segment paths, compared by their
-    normalised name (``column_name``). ``safe`` makes the entity default-deny: a top-level field that is
-    neither a declared PII path nor named safe is tokenised whole (kind ``text``), so a new or renamed column
-    of a source that carries PII cannot land in clear. Without ``safe``, undeclared fields pass through the
-    safety net only.
-    """
-
-    paths: Mapping[str, str]
-    safe: frozenset[str] | None = None
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.paths.values()) - KINDS)
-        if unknown:
-            raise ValueError(f"unknown PII kind(s) {unknown}: use one of {sorted(KINDS)}")
-        object.__setattr__(self, "_tree", _compile(self.paths))
-        if self.safe is not None:
-            object.__setattr__(self, "safe", frozenset(column_name(name) for name in self.safe))
-
-
-def _compile(paths: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, kind in paths.items():
-        node = tree
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"PII path {path!r} passes through a leaf")
-        node[leaf] = kind
-    return tree
-
-
 def _subtree(tree: dict[str, Any], key: str) -> Any:
     """What applies under ``key`` (or its normalised name): its own paths and the wildcard's, merged (a leaf
     kind wins)."""
@@ -247,7 +194,7 @@ class PiiMasker:
     def mask(self, record: Any, spec: PiiSpec) -> Any:
         """A copy of ``record`` with declared PII tokenised, undeclared fields of a default-deny entity
         tokenised whole, and any e-mail address or phone number in the other strings caught too."""
-        tree = spec._tree  # type: ignore[attr-defined]
+        tree = spec.tree
         if spec.safe is None or not isinstance(record, dict):
             return self._walk(record, tree)
         out = {}

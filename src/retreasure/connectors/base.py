@@ -1,8 +1,9 @@
 """What a connector declares, and the record shape it yields.
 
-A connector is small: its entities (business key, change time, where the PII is) and a generator that
-yields records as received. Paging, retries, masking, hashing, idempotent landing and the ingest log are
-shared mechanisms (``retreasure.http``, ``retreasure.bronze``), never a connector's business.
+A connector is small: its entities (business key, change time, where the PII is), its own settings section
+(``settings_model``, read from ``RETREASURE_<NAME>__<FIELD>``) and a generator that yields records as received.
+Paging, retries, masking, hashing, idempotent landing and the ingest log are shared mechanisms
+(``retreasure.http``, ``retreasure.bronze``), never a connector's business.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ import importlib
 import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.http.client import HttpClient, RequestStats
-
-if TYPE_CHECKING:
-    from retreasure.settings import Settings
+from retreasure.records.pii import PiiSpec
+from retreasure.settings import Settings, SourceSettings, declare_section
 
 
 @dataclass(frozen=True)
@@ -74,16 +73,26 @@ class Source:
     sells: ClassVar[SalesKind | None] = None
     entities: ClassVar[tuple[Entity, ...]]
     incremental: ClassVar[bool] = False  # API sources extract a change-time window
+    # The source's own settings section, RETREASURE_<NAME>__<FIELD>: its URL, credentials, page size... A source
+    # with nothing to configure keeps the empty section.
+    settings_model: ClassVar[type[SourceSettings]] = SourceSettings
     registry: ClassVar[dict[str, type[Source]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             Source.registry[cls.name] = cls
+            declare_section(cls.name, cls.settings_model)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.config = self.configured(settings)
         self.stats = RequestStats()
+
+    @classmethod
+    def configured(cls, settings: Settings) -> SourceSettings:
+        """This source's section of ``settings``, validated by its model (its secrets now known to the masker)."""
+        return settings.source(cls.name, cls.settings_model)
 
     def http(self, base_url: str, headers: dict[str, str], **options: Any) -> HttpClient:
         """The shared client, configured from settings, counting into this source's stats."""
@@ -138,30 +147,3 @@ def load_sources() -> dict[str, type[Source]]:
 def sales_channels(kind: SalesKind | None = None) -> list[str]:
     """The sales channels, every one or those of one kind: what the API and dashboards offer as filters."""
     return [name for name, source in load_sources().items() if source.sells and kind in (None, source.sells)]
-
-
-def dig(payload: Any, path: str) -> Any:
-    """Value at a dotted path in nested dicts, or None."""
-    node = payload
-    for part in path.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def parse_instant(value: Any) -> datetime | None:
-    """ISO 8601 (with Z or an offset) or epoch seconds, as an aware UTC datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text), UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            raise ValueError(f"timestamp without a zone: {value!r}")
-        return parsed.astimezone(UTC)
-    raise ValueError(f"not a timestamp: {value!r}")

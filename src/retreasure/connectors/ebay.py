@@ -13,10 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from retreasure.bronze.pii import PiiSpec
-from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window, parse_instant
+from pydantic import SecretStr
+
+from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window
 from retreasure.http.client import HttpClient
 from retreasure.http.paging import follow_next, json_body
+from retreasure.records.instants import parse_instant
+from retreasure.records.pii import PiiSpec
+from retreasure.settings import SourceSettings
 
 if TYPE_CHECKING:
     from retreasure.settings import Settings
@@ -59,6 +63,14 @@ def spans(window: Window, span: timedelta = MAX_SPAN) -> Iterator[tuple[datetime
         start = end
 
 
+class EbaySettings(SourceSettings):
+    """Where eBay's Sell Fulfillment API is and how to call it: RETREASURE_EBAY__<FIELD>."""
+
+    base_url: str = "http://127.0.0.1:8702"
+    access_token: SecretStr = SecretStr("")
+    page_size: int = 200
+
+
 class EbaySource(Source):
     """Orders and shipping fulfillments from eBay's Sell Fulfillment API, by change time."""
 
@@ -66,6 +78,8 @@ class EbaySource(Source):
     system: ClassVar[str] = "eBay"
     sells = "online"
     incremental: ClassVar[bool] = True
+    settings_model = EbaySettings
+    config: EbaySettings  # this source's section of the settings
     entities: ClassVar[tuple[Entity, ...]] = (
         Entity(
             "orders",
@@ -90,11 +104,11 @@ class EbaySource(Source):
     def client(self) -> HttpClient:
         """The shared HTTP client with the seller's OAuth token, opened on first use."""
         if self._client is None:
-            token = self.settings.ebay.access_token.get_secret_value()
+            token = self.config.access_token.get_secret_value()
             if not token:
                 raise SourceError(self.name, "no access token (RETREASURE_EBAY__ACCESS_TOKEN)")
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            self._client = self.http(self.settings.ebay.base_url, headers)
+            self._client = self.http(self.config.base_url, headers)
         return self._client
 
     def extract(self, entity: Entity, window: Window) -> Iterator[RawRecord]:
@@ -112,7 +126,7 @@ class EbaySource(Source):
         for start, end in spans(window):
             params = {
                 "filter": f"lastmodifieddate:[{ebay_time(start)}..{ebay_time(end)}]",
-                "limit": self.settings.ebay.page_size,
+                "limit": self.config.page_size,
                 "fieldGroups": "TAX_BREAKDOWN",
             }
             yield from follow_next(self.client, ORDERS, params, "orders")

@@ -14,11 +14,13 @@ from math import ceil
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import SecretStr
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.connectors.base import Entity, RawRecord, Source, Window
 from retreasure.http.client import HttpClient
 from retreasure.http.paging import offset_count
+from retreasure.records.pii import PiiSpec
+from retreasure.settings import SourceSettings
 
 if TYPE_CHECKING:
     from retreasure.settings import Settings
@@ -47,6 +49,18 @@ RECEIPT_PII = PiiSpec(
 )
 
 
+class EtsySettings(SourceSettings):
+    """Where Etsy's Open API is, the shop and how to call it: RETREASURE_ETSY__<FIELD>."""
+
+    base_url: str = "http://127.0.0.1:8703"
+    api_key: SecretStr = SecretStr("")
+    access_token: SecretStr = SecretStr("")
+    shop_id: int = 1
+    page_size: int = 100
+    # Etsy's default for new apps; the client paces itself below it in steady state.
+    requests_per_second: float = 10.0
+
+
 class EtsySource(Source):
     """The Etsy shop: receipts changed in a window, and the shop's listings."""
 
@@ -54,6 +68,8 @@ class EtsySource(Source):
     system = "Etsy"
     sells = "online"
     incremental = True
+    settings_model = EtsySettings
+    config: EtsySettings  # this source's section of the settings
     entities = (
         Entity(
             "receipts",
@@ -76,7 +92,7 @@ class EtsySource(Source):
 
     def client(self) -> HttpClient:
         if self._client is None:
-            etsy = self.settings.etsy
+            etsy = self.config
             headers = {
                 "x-api-key": etsy.api_key.get_secret_value(),
                 "Authorization": f"Bearer {etsy.access_token.get_secret_value()}",
@@ -92,7 +108,7 @@ class EtsySource(Source):
 
     def extract(self, entity: Entity, window: Window) -> Iterator[RawRecord]:
         """Records as received. Receipts by last change inside the window, oldest first; listings all."""
-        shop = f"{API}/shops/{self.settings.etsy.shop_id}"
+        shop = f"{API}/shops/{self.config.shop_id}"
         if entity.name == "receipts":
             params = {
                 # Etsy's bounds are inclusive whole seconds; the window is half-open.
@@ -110,7 +126,7 @@ class EtsySource(Source):
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[RawRecord]:
         # A spent daily quota (retry-after: 86400) raises QuotaExhausted in the shared client: the run stops.
-        for url, items in offset_count(self.client(), path, params, self.settings.etsy.page_size):
+        for url, items in offset_count(self.client(), path, params, self.config.page_size):
             for item in items:
                 yield RawRecord(item, origin=url)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from retreasure.connectors.base import FileSource
+from retreasure.records.sizes import KEPT_CHARS, oversized
 
 PLAIN_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 FILE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -34,14 +35,6 @@ def file_date(path: Path) -> date | None:
         return date.fromisoformat(found.group()) if found else None
     except ValueError:
         return None
-
-
-KEPT_CHARS = 4096  # of an oversized line or record, what is kept as its raw text
-
-
-def oversized(what: str, size: int, digest: str, limit: int) -> str:
-    """The quarantine reason of an input over its size limit: enough to find it again and prove what it was."""
-    return f"oversized: {what} of {size} bytes (sha256 {digest}) is over the {limit}-byte limit"
 
 
 @dataclass(slots=True)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
-from retreasure.bronze.pii import PiiSpec, column_name
 from retreasure.connectors.base import Entity, FileSource, RawRecord
 from retreasure.connectors.files import csv_rows, file_date, not_decimal, origin_of
+from retreasure.records.pii import PiiSpec, column_name
 
 SALES_AMOUNTS = ("quantity", "unit_price", "discount", "tax", "tax_rate")
 INVENTORY_AMOUNTS = ("change", "on_hand_after")

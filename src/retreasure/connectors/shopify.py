@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window
 from retreasure.http.client import HttpClient
 from retreasure.http.paging import graphql_connection
+from retreasure.records.pii import PiiSpec
+from retreasure.settings import SourceSettings
 
 MAX_PAGE = 250
 MAX_QUERY_COST = 1000  # Shopify's cap on one query's requested cost
@@ -236,6 +238,15 @@ def _z(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class ShopifySettings(SourceSettings):
+    """Where the Shopify Admin API is and how to call it: RETREASURE_SHOPIFY__<FIELD>."""
+
+    base_url: str = "http://127.0.0.1:8701"
+    api_version: str = "2025-10"
+    access_token: SecretStr = SecretStr("")
+    page_size: int = 250
+
+
 class ShopifySource(Source):
     """The online shop on Shopify: orders, the catalogue, customers and warehouse stock."""
 
@@ -243,6 +254,8 @@ class ShopifySource(Source):
     system = "Shopify"
     sells = "online"
     incremental = True
+    settings_model = ShopifySettings
+    config: ShopifySettings  # this source's section of the settings
     entities = (
         Entity(
             "orders",
@@ -280,12 +293,12 @@ class ShopifySource(Source):
     @property
     def path(self) -> str:
         """The GraphQL endpoint of the configured API version."""
-        return f"/admin/api/{self.settings.shopify.api_version}/graphql.json"
+        return f"/admin/api/{self.config.api_version}/graphql.json"
 
     def client(self) -> HttpClient:
         """The shared HTTP client, with Shopify's token and the cost-based pacing and retry hooks."""
         if self._client is None:
-            shopify = self.settings.shopify
+            shopify = self.config
             token = shopify.access_token.get_secret_value()
             if not token:
                 raise SourceError(self.name, "no access token configured (RETREASURE_SHOPIFY__ACCESS_TOKEN)")
@@ -317,7 +330,7 @@ class ShopifySource(Source):
         fits = int((limit - 1) // query.node_cost)
         if fits < 1:
             raise SourceError(self.name, f"one {query.connection} node costs {query.node_cost}, over the {limit:g} cap")
-        return max(1, min(self.settings.shopify.page_size, MAX_PAGE, fits))
+        return max(1, min(self.config.page_size, MAX_PAGE, fits))
 
     def _pace(self, response: httpx.Response) -> float:
         """After each answer: if another page follows and the bucket cannot pay for it yet, wait until it can."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from retreasure.bronze.pii import PiiSpec
 from retreasure.connectors.base import Entity, FileSource, RawRecord
 from retreasure.connectors.files import file_date, json_lines, origin_of
+from retreasure.records.pii import PiiSpec
 
 
 class WebSource(FileSource):

@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from retreasure.engine.contract import Contract
+from retreasure.contracts.model import Contract
 from retreasure.engine.staging import expand_newest
 from retreasure.lake.store import LAYERS, TableRef
 
@@ -83,7 +83,7 @@ def load_models(root: Path = MODELS_DIR) -> dict[TableRef, Model]:
 
 def _needs(model: Model) -> list[TableRef]:
     """What must be built first: the model's inputs, and the tables its relationship checks look up."""
-    from retreasure.engine.contract import Relationship
+    from retreasure.contracts.model import Relationship
 
     targets = [TableRef(*c.to.split(".")[:2]) for c in model.contract.checks if isinstance(c, Relationship)]
     return [*model.inputs, *targets]

@@ -15,8 +15,8 @@ import dagster as dg
 from retreasure.bronze.ingest import run_ingest
 from retreasure.bronze.landing import bronze_table
 from retreasure.connectors.base import Source
+from retreasure.contracts.model import Conservation, Contract, Relationship, RowCount, Unique
 from retreasure.engine.build import build
-from retreasure.engine.contract import Conservation, Contract, Relationship, RowCount, Unique
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.lake.ingest_log import summarise_warnings
 from retreasure.lake.store import TableRef

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from retreasure.engine.contract import Contract
+from retreasure.contracts.model import Contract
 
 DEFAULT_START = date(2025, 1, 1)
 
@@ -17,7 +17,7 @@ def is_partitioned(contract: Contract) -> bool:
 
 def default_start() -> date:
     """The first partition: the day of the settings' first ingest window, else 2025-01-01."""
-    from retreasure.connectors.base import parse_instant
+    from retreasure.records.instants import parse_instant
     from retreasure.settings import get_settings
 
     try:

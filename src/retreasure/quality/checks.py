@@ -14,7 +14,7 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from retreasure.engine.contract import (
+from retreasure.contracts.model import (
     AcceptedValues,
     BronzeSource,
     Conservation,
@@ -25,7 +25,7 @@ from retreasure.engine.contract import (
     RowCount,
     Unique,
 )
-from retreasure.engine.staging import STAGED
+from retreasure.contracts.staged import STAGED
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
 
@@ -284,7 +284,7 @@ def quarantine_of(ref: TableRef) -> TableRef:
 
 def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: Windows, quarantined: bool) -> str:
     """(records checked, records missing) over every source: each newest bronze record (per record_key, without
-    a landing error, newest as ``engine/staging.py`` declares for its table) that the source's predicate takes,
+    a landing error, newest as ``contracts/staged.py`` declares for its table) that the source's predicate takes,
     in the windows, must be named by the lineage column of a row of the table or of a row quarantined from it
     with a reason."""
     days = " OR ".join(f"partition_date BETWEEN {_literal(s)} AND {_literal(e)}" for s, e in windows or ())

@@ -1,5 +1,6 @@
 """A model's contract: the YAML beside its SQL, saying what the table promises (grain, keys, partitioning,
-write mode, checks, column meanings). The runner and the checks read it; the data dictionary is made of it.
+write mode, checks, column meanings). The engine builds by it, the checks judge by it; the data dictionary is
+made of it.
 """
 
 from __future__ import annotations
