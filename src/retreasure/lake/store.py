@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
 
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "restricted")
 # Partition column types DuckDB reads back from Delta's partition paths as they are (a string value is
@@ -117,6 +118,14 @@ class Lake:
         replays its log, ~10 ms, and a build opened the same tables some 300 times); brought up to date when
         one did."""
         return self._snapshot(ref).table
+
+    def version(self, ref: TableRef) -> int | None:
+        """The table's current Delta version, None while it does not exist: on local disk a look at its log's
+        tail, the table object reused (what a reader's cache of the table is kept or renewed by)."""
+        try:
+            return self._snapshot(ref).table.version()
+        except TableNotFoundError:
+            return None
 
     def _snapshot(self, ref: TableRef) -> _Snapshot:
         if not self.is_local:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from retreasure.serving import queries
+from retreasure.serving import kpis
 from retreasure.serving.dashboard import data, filters, view
 
 chosen = filters.current()
@@ -41,14 +41,14 @@ st.caption(
 )
 shown = [c for c in names if chosen.includes(c)]
 per_channel = view.frame(
-    {"channel": names[c]} | data.read(queries.kpi_totals, chosen.start, chosen.end, channel=c, store=chosen.store)
+    {"channel": names[c]} | data.read(kpis.kpi_totals, chosen.start, chosen.end, channel=c, store=chosen.store)
     for c in shown
 )
 grain = "day" if chosen.days <= 62 else "week"
 series = view.frame(
     {"channel": names[c]} | row
     for c in shown
-    for row in data.read(queries.kpis, chosen.start, chosen.end, grain=grain, channel=c, store=chosen.store)
+    for row in data.read(kpis.kpis, chosen.start, chosen.end, grain=grain, channel=c, store=chosen.store)
 )
 left, right = st.columns([2, 1])
 with left:
