@@ -2,9 +2,9 @@
 
 Each table a question names is held as an in-memory copy of one Delta version, all of them in one DuckDB database
 per lake, shared by every reader of the process. Before each read the versions of the tables it names are asked
-of the lake (``Lake.version``: a look at the log's tail); a table whose version moved is copied again into a new
-database, while reads already running finish on the old one. So a build's new commit is seen by the very next
-read, and nothing else is ever invalidated: there is no clock and no other cache.
+of the lake (``Lake.version``: a look at the log's tail); a table whose version moved is copied again, in place of
+its old copy, while reads already running finish on the old one. So a build's new commit is seen by the very next
+read, and nothing else is ever invalidated: there is no clock, and no other cache in serving.
 
 Opening a Delta table's files costs far more than the questions asked of it (see docs/benchmarks.md, API); the
 copies are what make a request or a dashboard rerun cheap. Queries get a cursor on the shared database, far
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -31,48 +30,43 @@ class NotBuilt(LookupError):
         super().__init__(f"{what} is not built yet: run `retreasure build` to produce it.")
 
 
-@dataclass
-class _Generation:
-    """One DuckDB database holding a copy of each table, and the Delta versions the copies were made of."""
-
-    con: duckdb.DuckDBPyConnection
-    versions: dict[TableRef, int | None]  # None: the table did not exist
-    tables: dict[TableRef, pa.Table]
-
-
 class _Copies:
-    """The copies of every lake read in this process, one generation per lake."""
+    """The copies of every lake read in this process: one DuckDB database per lake, a table per lake table."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._generations: dict[str, _Generation] = {}
+        self._databases: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._versions: dict[str, dict[TableRef, int | None]] = {}  # None: the table did not exist
 
     def cursor(self, lake: Lake, refs: list[TableRef]) -> duckdb.DuckDBPyConnection:
         with self._lock:
-            old = self._generations.get(lake.uri)
+            database = self._databases.get(lake.uri)
+            if database is None:
+                database = self._databases[lake.uri] = duckdb.connect()
+                self._versions[lake.uri] = {}
+            known = self._versions[lake.uri]
             versions = {ref: lake.version(ref) for ref in refs}
-            known = old.versions if old else {}
-            stale = [ref for ref, version in versions.items() if ref not in known or known[ref] != version]
-            if old is not None and not stale:
-                return old.con.cursor()
-            tables = {ref: t for ref, t in old.tables.items() if ref not in stale} if old else {}
-            for ref in stale:
-                tables.pop(ref, None)
-                if versions[ref] is not None:
-                    # Through DuckDB: delta-rs's own Arrow readers, called twice in a process, made the
-                    # interpreter abort at exit.
-                    tables[ref] = lake.query(f"SELECT * FROM {ref}", [ref])
-            con = duckdb.connect()
-            for layer in sorted({ref.layer for ref in tables}):
-                con.execute(f"CREATE SCHEMA {layer}")
-            for ref, data in tables.items():
-                # Copied into the database: a registered Arrow object is visible to its own connection only,
-                # not to the cursors the queries run on.
-                con.register("copy", data)
-                con.execute(f"CREATE TABLE {ref} AS SELECT * FROM copy")
-                con.unregister("copy")
-            self._generations[lake.uri] = _Generation(con, {**known, **versions}, tables)
-            return con.cursor()
+            stale = {ref: v for ref, v in versions.items() if ref not in known or known[ref] != v}
+            if stale:
+                # Through DuckDB: delta-rs's own Arrow readers, called twice in a process, made the interpreter
+                # abort at exit.
+                copies = {ref: lake.query(f"SELECT * FROM {ref}", [ref]) for ref, v in stale.items() if v is not None}
+                # One transaction: a query sees every table of one moment, and a query already running finishes
+                # on the copies it started with.
+                database.execute("BEGIN TRANSACTION")
+                for ref in stale:
+                    database.execute(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
+                    if ref not in copies:
+                        database.execute(f"DROP TABLE IF EXISTS {ref}")
+                        continue
+                    # Copied into the database: a registered Arrow object is visible to its own connection only,
+                    # not to the cursors the queries run on.
+                    database.register("copy", copies[ref])
+                    database.execute(f"CREATE OR REPLACE TABLE {ref} AS SELECT * FROM copy")
+                    database.unregister("copy")
+                database.execute("COMMIT")
+                known.update(stale)
+            return database.cursor()
 
 
 _copies = _Copies()
