@@ -34,7 +34,8 @@ MART_FULFILLMENT = TableRef("gold", "mart_fulfillment")
 MART_MARKETING = TableRef("gold", "mart_marketing")
 
 
-# The clock gold.mart_fulfillment judged at; the newest order or parcel in gold where that mart is not built.
+# The moment gold.mart_fulfillment judged at (the newest order or parcel when it was built) and the newest order
+# and parcel in gold: one moment after a build, and still a clock where the mart is not built.
 _NEWEST = {
     MART_FULFILLMENT: "(SELECT max(judged_at) FROM gold.mart_fulfillment)",
     FCT_ORDERS: "(SELECT max(order_ts) FROM gold.fct_orders)",
