@@ -45,6 +45,18 @@ class Kpi:
         return f"SELECT {self.expression} AS v FROM {self.source}" + (f" WHERE {self.where}" if self.where else "")
 
 
+def ratio(numerator: str, denominator: str, places: int = 4) -> str:
+    """A ratio of two sums, rounded; empty where the denominator is 0."""
+    return f"round(({numerator}) / nullif({denominator}, 0), {places})"
+
+
+_LATEST_CHECKS = "run_id = (SELECT arg_max(run_id, checked_at) FROM ops.dq_results)"
+_SALES_PER_ORDER = ratio("sum(gross_sales) - sum(discounts) + sum(shipping)", "sum(orders)", 2)
+# Turnover over the whole period: cost of goods / average end-of-day stock value at cost.
+_TURNOVER = ratio("sum(cost_of_goods)", "sum(value_on_hand) / count(DISTINCT day)")
+# Every parcel the carrier reported delivered (the fulfillment metrics take each order's first parcel).
+_DELIVERY_DAYS = "round(median(epoch(delivered_ts - shipped_ts) / 86400), 1)"
+
 KPIS: tuple[Kpi, ...] = (
     Kpi("orders", "Orders", SALES, "CAST(sum(orders) AS BIGINT)"),
     Kpi("gross_sales", "Gross sales (EUR)", SALES, "sum(gross_sales)"),
@@ -52,59 +64,26 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("net_revenue", "Net revenue (EUR)", SALES, "sum(net_revenue)"),
     Kpi("refunds", "Refunds (EUR)", SALES, "sum(refunds)"),
     Kpi("shipping", "Shipping (EUR)", SALES, "sum(shipping)"),
-    Kpi(
-        "aov",
-        "Average order value (EUR)",
-        SALES,
-        "CAST(round((sum(gross_sales) - sum(discounts) + sum(shipping)) / nullif(sum(orders), 0), 2) "
-        "AS DECIMAL(18, 2))",
-    ),
+    Kpi("aov", "Average order value (EUR)", SALES, f"CAST({_SALES_PER_ORDER} AS DECIMAL(18, 2))"),
     Kpi("gross_margin", "Gross margin (EUR)", FINANCE, "sum(gross_margin)"),
-    Kpi(
-        "gross_margin_pct",
-        "Gross margin (%)",
-        FINANCE,
-        "round(100 * sum(gross_margin) / nullif(sum(net_revenue), 0), 2)",
-    ),
-    # Turnover over the whole period: cost of goods / average end-of-day stock value at cost.
-    Kpi(
-        "inventory_turnover",
-        "Inventory turnover",
-        INVENTORY,
-        "round(sum(cost_of_goods) / nullif(sum(value_on_hand) / count(DISTINCT day), 0), 4)",
-    ),
+    Kpi("gross_margin_pct", "Gross margin (%)", FINANCE, ratio("100 * sum(gross_margin)", "sum(net_revenue)", 2)),
+    Kpi("inventory_turnover", "Inventory turnover", INVENTORY, _TURNOVER),
     Kpi("sessions", "Sessions", MARKETING, "CAST(sum(sessions) AS BIGINT)"),
-    Kpi("conversion_rate", "Conversion rate", MARKETING, "round(sum(orders) / nullif(sum(sessions), 0), 4)"),
+    Kpi("conversion_rate", "Conversion rate", MARKETING, ratio("sum(orders)", "sum(sessions)")),
     Kpi("avg_ltv", "Average lifetime value (EUR)", CUSTOMERS, "round(avg(lifetime_value), 2)"),
-    Kpi(
-        "fulfillment_rate",
-        "Fulfillment rate",
-        FULFILLMENT,
-        "round(sum(orders_shipped) / nullif(sum(orders_to_ship), 0), 4)",
-    ),
+    Kpi("fulfillment_rate", "Fulfillment rate", FULFILLMENT, ratio("sum(orders_shipped)", "sum(orders_to_ship)")),
     # Overdue orders not shipped are late; pending ones are not judged yet.
     Kpi(
         "on_time_rate",
         "On-time rate",
         FULFILLMENT,
-        "round(sum(shipped_on_time) / nullif(sum(shipped_on_time) + sum(late_orders), 0), 4)",
+        ratio("sum(shipped_on_time)", "sum(shipped_on_time) + sum(late_orders)"),
     ),
-    # Every parcel the carrier reported delivered (the fulfillment metrics take each order's first parcel).
-    Kpi(
-        "median_delivery_days",
-        "Median delivery days",
-        FULFILLMENTS,
-        "round(median(epoch(delivered_ts - shipped_ts) / 86400), 1)",
-        "delivered_ts IS NOT NULL",
-    ),
+    Kpi("median_delivery_days", "Median delivery days", FULFILLMENTS, _DELIVERY_DAYS, "delivered_ts IS NOT NULL"),
     Kpi("tax_owed", "Tax owed by us (EUR)", TAX, "sum(tax_liability)", "tax_party = 'seller'"),
     Kpi("tax_remitted", "Tax remitted by marketplaces (EUR)", TAX, "sum(tax_liability)", "tax_party = 'marketplace'"),
     Kpi(
-        "dq_passed",
-        "DQ checks passed",
-        DQ_RESULTS,
-        "round(count(*) FILTER (WHERE passed) / nullif(count(*), 0), 4)",
-        "run_id = (SELECT arg_max(run_id, checked_at) FROM ops.dq_results)",
+        "dq_passed", "DQ checks passed", DQ_RESULTS, ratio("count(*) FILTER (WHERE passed)", "count(*)"), _LATEST_CHECKS
     ),
 )
 _BY_NAME = {k.name: k for k in KPIS}
