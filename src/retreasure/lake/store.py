@@ -120,10 +120,20 @@ class Lake:
         return self._snapshot(ref).table
 
     def version(self, ref: TableRef) -> int | None:
-        """The table's current Delta version, None while it does not exist: on local disk a look at its log's
-        tail, the table object reused (what a reader's cache of the table is kept or renewed by)."""
+        """The table's current Delta version, None while it does not exist: a look at its log's tail, the table
+        object reused (what a reader's copy of the table is kept or renewed by)."""
         try:
-            return self._snapshot(ref).table.version()
+            if self.is_local:
+                return self._snapshot(ref).table.version()
+            # A remote table is opened once and brought up to date in place: replaying its log on every read
+            # would cost a round trip per log file.
+            with self._snapshots_lock:
+                known = self._snapshots.get(ref)
+                if known is None:
+                    known = self._snapshots[ref] = self._snapshot(ref)
+                else:
+                    known.table.update_incremental()
+                return known.table.version()
         except TableNotFoundError:
             return None
 
