@@ -8,6 +8,7 @@ What each figure means in business terms is in docs/kpis.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -180,12 +181,12 @@ ORDER BY p.period
 _PERIOD_REFS = [SALES, MARKETING, ORDERS]
 
 
-def _period_sql(period: str, channel: str | None, store: str | None) -> str:
+def _period_sql(period: str, channels: Sequence[str], store: str | None) -> str:
     """The KPI query with its period expression and filters; only fixed text is spliced, values are bound."""
     expr = "CAST($start AS DATE)" if period == "total" else f"CAST(date_trunc('{period}', day) AS DATE)"
-    conditions = " AND channel = $channel" if channel else ""
+    conditions = " AND list_contains($channels, channel)" if channels else ""
     conditions += " AND store_id = $store" if store else ""
-    web = "TRUE" if channel in (None, "shopify") and not store else "FALSE"
+    web = "TRUE" if (not channels or "shopify" in channels) and not store else "FALSE"
     additive = [n for n in _SALES if n != "aov"]
     return (
         _PERIOD_SQL.replace("{period:day}", expr)
@@ -198,10 +199,10 @@ def _period_sql(period: str, channel: str | None, store: str | None) -> str:
     )
 
 
-def _params(start: date, end: date, channel: str | None, store: str | None) -> dict[str, object]:
+def _params(start: date, end: date, channels: Sequence[str], store: str | None) -> dict[str, object]:
     params: dict[str, object] = {"start": start, "end": end}
-    if channel:
-        params["channel"] = channel
+    if channels:
+        params["channels"] = list(channels)
     if store:
         params["store"] = store
     return params
@@ -212,23 +213,25 @@ def kpis(
     start: date,
     end: date,
     grain: str = "day",
-    channel: str | None = None,
+    channels: Sequence[str] = (),
     store: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The headline KPIs per day, week (from Monday) or month between ``start`` and ``end`` (inclusive), EUR.
+    """The headline KPIs per day, week (from Monday) or month between ``start`` and ``end`` (inclusive), EUR, of
+    ``channels`` together (all without) and one ``store``.
 
-    A period cut by the range holds only its days inside the range.
+    A period cut by the range holds only its days inside the range. Sessions are the web shop's: empty unless it
+    is among the channels and no store is chosen.
     """
     if grain not in GRAINS:
         raise ValueError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
-    return read.rows(lake, _period_sql(grain, channel, store), _PERIOD_REFS, _params(start, end, channel, store))
+    return read.rows(lake, _period_sql(grain, channels, store), _PERIOD_REFS, _params(start, end, channels, store))
 
 
 def kpi_totals(
-    lake: Lake, start: date, end: date, channel: str | None = None, store: str | None = None
+    lake: Lake, start: date, end: date, channels: Sequence[str] = (), store: str | None = None
 ) -> dict[str, Any]:
     """The same KPIs over the whole range (ratios recomputed from the sums, never averaged)."""
-    found = read.rows(lake, _period_sql("total", channel, store), _PERIOD_REFS, _params(start, end, channel, store))
+    found = read.rows(lake, _period_sql("total", channels, store), _PERIOD_REFS, _params(start, end, channels, store))
     if found:
         total = found[0]
     else:

@@ -8,16 +8,14 @@ table last until the table's next commit, so the dashboards keep no cache of the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
 import streamlit as st
 
 from retreasure.lake.ingest_log import INGEST_LOG, LATEST_RUNS_SQL
 from retreasure.lake.store import Lake, TableRef
-from retreasure.serving import kpis
 from retreasure.serving import read as read_layer
 from retreasure.serving.kpis import expression
 from retreasure.serving.read import NotBuilt
@@ -62,30 +60,6 @@ def channels(current: Lake) -> list[dict]:
 def stores(current: Lake) -> list[dict]:
     """Stores with their city (the store select's labels)."""
     return read_layer.rows(current, f"SELECT store_id, name, city FROM {STORES} ORDER BY store_id", [STORES])
-
-
-# -- leadership: several channels at once ------------------------------------------------------------------------
-ADDITIVE = ("orders", "gross_sales", "discounts", "refunds", "net_revenue", "shipping", "new_customers")
-CENT = Decimal("0.01")
-
-
-def totals(start: date, end: date, channels: Sequence[str] = (), store: str | None = None) -> dict[str, Any]:
-    """kpis.kpi_totals for no channel (all), one channel, or several channels added up.
-
-    Several channels are the API's per-channel totals summed; the ratios are then recomputed from the sums as
-    kpi_totals defines them (AOV: net sales and shipping per order; conversion: the web shop's, the only
-    channel with sessions).
-    """
-    parts = [read(kpis.kpi_totals, start, end, channel=c, store=store) for c in (list(channels) or [None])]
-    if len(parts) == 1:
-        return parts[0]
-    out: dict[str, Any] = {"start": start, "end": end} | {k: sum(p[k] or 0 for p in parts) for k in ADDITIVE}
-    web = [p for p in parts if p["sessions"] is not None]
-    out["sessions"] = web[0]["sessions"] if len(web) == 1 else None
-    out["conversion_rate"] = web[0]["conversion_rate"] if len(web) == 1 else None
-    sales = Decimal(out["gross_sales"]) - Decimal(out["discounts"]) + Decimal(out["shipping"])
-    out["aov"] = (sales / out["orders"]).quantize(CENT, ROUND_HALF_UP) if out["orders"] else None
-    return out
 
 
 # -- leadership: what the API does not serve ----------------------------------------------------------
