@@ -113,7 +113,7 @@ def build_and_report(lake: Lake) -> list:
 
 def print_kpis(lake: Lake) -> None:
     """The headline KPIs from gold, as a table."""
-    from retreasure.kpis import summary
+    from retreasure.serving.kpis import summary
 
     table = Table(title="KPIs (from gold)", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("KPI")

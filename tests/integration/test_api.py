@@ -405,20 +405,23 @@ def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api, tmp_
 
 
 def test_a_new_commit_is_seen_by_the_next_request(api: Api) -> None:
-    """The read layer keeps snapshots per Delta version: a shipment committed now leaves the queue at once.
+    """The read layer keeps a copy of each table per Delta version: a shipment committed now leaves the queue at once.
 
     Last in the module: it writes to the module's copy of the lake.
     """
     before = api.walk("/v1/fulfillment/orders", "operations", limit=1000)
     order = before[0]
-    ref = TableRef("silver", "fulfillments")
+    ref = TableRef("gold", "fct_fulfillments")
     shipped = datetime.fromisoformat(order["order_ts"])
     row = {
         "fulfillment_key": f"{order['order_key']}:test",
         "order_key": order["order_key"],
         "channel": order["channel"],
+        "order_ts": shipped,
+        "order_date": shipped.date(),
         "shipped_ts": shipped,
         "shipped_date": shipped.date(),
+        "days_to_ship": 0,
         "carrier": "DHL",
         "tracking_number": "TEST",
         "updated_ts": shipped,

@@ -36,6 +36,8 @@ MINE = (
     "fct_fulfillments",
     "fct_web_sessions",
     "fct_inventory_daily",
+    "fct_orders",
+    "fct_cart_additions",
 )
 
 
@@ -266,6 +268,53 @@ def test_fct_fulfillments_measures_each_shipment(built: tuple[Truth, Lake]) -> N
     assert len({r["fulfillment_key"] for r in rows(lake, "SELECT fulfillment_key FROM gold.fct_fulfillments")}) == len(
         got
     )
+
+
+def test_fct_orders_is_every_order_with_its_items_amounts_promise_and_ship_to(built: tuple[Truth, Lake]) -> None:
+    truth, lake = built
+    rates = Rates(truth)
+    masker = PiiMasker(HMAC_KEY)
+    people = {c.customer_id: c for c in truth["customers"]}
+    got = {r["order_key"]: r for r in rows(lake, "SELECT * FROM gold.fct_orders")}
+    assert set(got) == {order_key(o) for o in truth["orders"]}
+    for o in truth["orders"]:
+        r, day = got[order_key(o)], o.created_at.date()
+        placed = (o.channel, o.store_id, o.created_at, day)
+        assert (r["channel"], r["store_id"], r["order_ts"], r["order_date"]) == placed, order_key(o)
+        assert r["items"] == sum(line.quantity for line in o.lines), order_key(o)
+        assert r["shipping_base"] == rates.to_base(o.shipping, o.currency, day), order_key(o)
+        assert r["total_base"] == rates.to_base(o.total, o.currency, day), order_key(o)
+        assert (r["ship_by_ts"], r["ship_country"]) == (o.ship_by, o.ship_country), order_key(o)
+        if r["customer_token"] is not None:
+            assert r["customer_token"] == masker.token("email", people[o.customer_id].email), order_key(o)
+        if o.channel == "pos":
+            assert r["ship_to_name_token"] is None and r["ship_to_postal_code"] is None
+            continue
+        person = people[o.customer_id]
+        assert (r["ship_to_city"], r["ship_to_postal_code"]) == (person.city, person.postal_code), order_key(o)
+        assert r["ship_to_name_token"].startswith("pii:name:") and r["ship_to_street_token"].startswith("pii:street:")
+    online = [o for o in truth["orders"] if o.channel != "pos"]
+    assert online and all(got[order_key(o)]["customer_token"] for o in online)
+
+
+def test_fct_cart_additions_is_every_product_put_in_the_cart(built: tuple[Truth, Lake]) -> None:
+    truth, lake = built
+    masker = PiiMasker(HMAC_KEY)
+    people = {c.customer_id: c for c in truth["customers"]}
+    sessions = {s.session_id: s for s in truth["sessions"]}
+    added = {e.event_id: e for e in truth["web_events"] if e.name == "product_added"}
+    got = {r["event_id"]: r for r in rows(lake, "SELECT * FROM gold.fct_cart_additions")}
+    assert added and set(got) == set(added)
+    known = 0
+    for event_id, e in added.items():
+        r = got[event_id]
+        assert (r["event_ts"], r["event_date"]) == (e.at, e.at.date()), event_id
+        if r["customer_token"] is not None:
+            # A visitor becomes known by the e-mail of the session's customer, never anyone else's.
+            customer = sessions[e.session_id].customer_id
+            assert customer is not None and r["customer_token"] == masker.token("email", people[customer].email)
+            known += 1
+    assert known, "no known visitor put anything in the cart"
 
 
 def test_fct_web_sessions_values_conversions_in_eur(built: tuple[Truth, Lake]) -> None:

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from retreasure.engine.build import build
-from retreasure.kpis import summary
 from retreasure.lake import Lake, TableRef
+from retreasure.serving.kpis import summary
 from retreasure_sim.ledger import Books, Rates, books
 from retreasure_sim.model import Truth
 

@@ -8,8 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from retreasure.engine.build import build
-from retreasure.kpis import summary
 from retreasure.lake import Lake
+from retreasure.serving.kpis import summary
 from retreasure_sim.ledger import Books, books
 from retreasure_sim.model import Truth
 

@@ -27,6 +27,10 @@ from retreasure.lake.store import Lake, TableRef
 
 INGEST_LOG = TableRef("ops", "ingest_log")
 RUNNING, SUCCESS, PARTIAL, FAILED, INTERRUPTED = "running", "success", "partial", "failed", "interrupted"
+# Each source entity's latest run (the newest start): what "did it land?" is answered from.
+LATEST_RUNS_SQL = (
+    f"SELECT * FROM {INGEST_LOG} QUALIFY row_number() OVER (PARTITION BY source, entity ORDER BY started_at DESC) = 1"
+)
 
 SCHEMA = pa.schema(
     [

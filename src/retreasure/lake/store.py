@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
 
 from retreasure.lake.sql import first_per_key
 
@@ -119,6 +120,24 @@ class Lake:
         replays its log, ~10 ms, and a build opened the same tables some 300 times); brought up to date when
         one did."""
         return self._snapshot(ref).table
+
+    def version(self, ref: TableRef) -> int | None:
+        """The table's current Delta version, None while it does not exist: a look at its log's tail, the table
+        object reused (what a reader's copy of the table is kept or renewed by)."""
+        try:
+            if self.is_local:
+                return self._snapshot(ref).table.version()
+            # A remote table is opened once and brought up to date in place: replaying its log on every read
+            # would cost a round trip per log file.
+            with self._snapshots_lock:
+                known = self._snapshots.get(ref)
+                if known is None:
+                    known = self._snapshots[ref] = self._snapshot(ref)
+                else:
+                    known.table.update_incremental()
+                return known.table.version()
+        except TableNotFoundError:
+            return None
 
     def _snapshot(self, ref: TableRef) -> _Snapshot:
         if not self.is_local:

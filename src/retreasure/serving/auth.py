@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from retreasure.lake.store import Lake, TableRef
+from retreasure.serving import read
 
 ROLES = ("leadership", "marketing", "operations", "finance", "admin")
 KEYS = TableRef("ops", "api_keys")
@@ -74,43 +74,26 @@ def create_key(lake: Lake, role: str, name: str = "") -> str:
     return key
 
 
-class _KeyCache:
-    """The key table as last read, per lake, reloaded only when its Delta version moves.
-
-    Every request authenticates; reading a Delta table's log is cheap, reading its files is not. A revocation
-    commits a new version, so it takes effect on the very next request.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_lake: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
-
-    def rows(self, lake: Lake) -> dict[str, dict[str, Any]]:
-        if not lake.exists(KEYS):
-            return {}
-        version = lake.delta(KEYS).version()
-        with self._lock:
-            cached = self._by_lake.get(lake.uri)
-            if cached and cached[0] == version:
-                return cached[1]
-        rows: dict[str, dict[str, Any]] = {}
-        # A revocation is a second row for the key, so the latest revocation time wins over "active".
-        # Read through DuckDB: delta-rs's own Arrow readers, called twice in a process, made it abort at exit.
-        for row in lake.query(f"SELECT * FROM {KEYS}", [KEYS]).to_pylist():
-            seen = rows.setdefault(row["key_id"], row)
-            seen["revoked_at"] = max((t for t in (seen["revoked_at"], row["revoked_at"]) if t), default=None)
-        with self._lock:
-            self._by_lake[lake.uri] = (version, rows)
-        return rows
-
-
-_cache = _KeyCache()
+def _keys(lake: Lake) -> dict[str, dict[str, Any]]:
+    """Every key by id, as it stands: read through the read layer, whose copy of the table lasts until its next
+    commit. Every request authenticates; a revocation commits a new version, so it takes effect on the very next
+    request."""
+    try:
+        stored = read.rows(lake, f"SELECT * FROM {KEYS}", [KEYS])
+    except read.NotBuilt:
+        return {}
+    rows: dict[str, dict[str, Any]] = {}
+    # A revocation is a second row for the key, so the latest revocation time wins over "active".
+    for row in stored:
+        seen = rows.setdefault(row["key_id"], row)
+        seen["revoked_at"] = max((t for t in (seen["revoked_at"], row["revoked_at"]) if t), default=None)
+    return rows
 
 
 def authenticate(lake: Lake, key: str) -> Principal | None:
     """The principal behind ``key``; None when it is unknown, malformed or revoked."""
     key_id = key_id_of(key)
-    row = _cache.rows(lake).get(key_id or "")
+    row = _keys(lake).get(key_id or "")
     # Compare the hashes in constant time even when the id is unknown, so timing tells nothing about ids.
     stored = row["key_hash"] if row else _hash("")
     if not hmac.compare_digest(stored, _hash(key)) or row is None or row["revoked_at"] is not None:
@@ -123,7 +106,7 @@ def revoke_key(lake: Lake, key_id: str) -> bool:
 
     Appended as a second row for the key: the table is append-only, so its history is the keys' audit trail.
     """
-    row = _cache.rows(lake).get(key_id)
+    row = _keys(lake).get(key_id)
     if row is None or row["revoked_at"] is not None:
         return False
     lake.append(KEYS, pa.Table.from_pylist([{**row, "revoked_at": datetime.now(UTC)}], schema=KEYS_SCHEMA))
@@ -132,5 +115,5 @@ def revoke_key(lake: Lake, key_id: str) -> bool:
 
 def list_keys(lake: Lake) -> list[dict[str, Any]]:
     """Every key's id, role, name and dates, oldest first: never the key nor its hash."""
-    rows = sorted(_cache.rows(lake).values(), key=lambda r: (r["created_at"], r["key_id"]))
+    rows = sorted(_keys(lake).values(), key=lambda r: (r["created_at"], r["key_id"]))
     return [{k: v for k, v in r.items() if k != "key_hash"} for r in rows]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from retreasure.bronze.pii import VAULT, PiiMasker, normalise
 from retreasure.lake.store import Lake
-from retreasure.serving.queries import rows
+from retreasure.serving import read
 from retreasure.settings import Settings
 
 _REVEAL_SQL = "SELECT token, ciphertext FROM restricted.pii WHERE token IN (SELECT unnest($tokens))"
@@ -23,8 +23,8 @@ def reveal(lake: Lake, settings: Settings, tokens: Iterable[str]) -> dict[str, s
     if not wanted or not lake.exists(VAULT):
         return {}
     masker = PiiMasker(settings.pii_hmac_key.get_secret_value(), settings.pii_vault_key.get_secret_value())
-    # The vault is read like the gold tables (a snapshot per Delta version): it holds only ciphertext.
-    found = rows(lake, _REVEAL_SQL, [VAULT], {"tokens": wanted})
+    # The vault is read like the gold tables (a copy per Delta version): it holds only ciphertext.
+    found = read.rows(lake, _REVEAL_SQL, [VAULT], {"tokens": wanted})
     return {row["token"]: masker.reveal(row["ciphertext"]) for row in found}
 
 

@@ -13,6 +13,7 @@ from datetime import date
 import pyarrow as pa
 
 from retreasure.lake import Lake, TableRef
+from retreasure.serving import read
 
 REPORTS = ("revenue", "margin", "tax")
 PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -86,4 +87,4 @@ def finance_report(lake: Lake, report: str, period: str) -> pa.Table:
         raise ValueError("the margin report needs cost_of_goods in gold.mart_finance: build the gold models")
     if not lake.exists(source):
         raise ValueError(f"{source} does not exist yet: build the gold models first")
-    return lake.query(_SQL[report], [source], {"month": month})
+    return read.table(lake, _SQL[report], [source], {"month": month})

@@ -1,28 +1,27 @@
-"""What the dashboards read: the shared read layer (serving/queries.py, serving/reports.py) through one cache,
+"""What the dashboards read: the area queries and the KPIs (serving/queries.py, serving/kpis.py, serving/reports.py),
 plus the few dashboard-only reads below (data span, lists for the filters, operations tables, inventory).
 
-Every number the API also serves comes from ``queries`` or ``reports``; the functions here read only what the
-API does not serve. Results are cached per lake state: a new Delta commit anywhere in the lake starts fresh reads.
+Every number the API also serves comes from ``queries``, ``kpis`` or ``reports``; the functions here read only
+what the API does not serve. All of them read through the one read layer (``serving.read``): its copies of each
+table last until the table's next commit, so the dashboards keep no cache of their own.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
 import streamlit as st
 
+from retreasure.lake.ingest_log import INGEST_LOG, LATEST_RUNS_SQL
 from retreasure.lake.store import Lake, TableRef
-from retreasure.serving import queries
+from retreasure.serving import read as read_layer
+from retreasure.serving.kpis import expression
+from retreasure.serving.read import NotBuilt
 from retreasure.settings import Settings
+
+__all__ = ["NotBuilt"]
 
 T = TypeVar("T")
 SALES = TableRef("gold", "mart_sales_daily")
@@ -31,18 +30,8 @@ STORES = TableRef("gold", "dim_store")
 CUSTOMERS = TableRef("gold", "mart_customers")
 INVENTORY = TableRef("gold", "mart_inventory")
 STOCK_AGING = TableRef("gold", "mart_stock_aging")
-INGEST_LOG = TableRef("ops", "ingest_log")
 DQ_RESULTS = TableRef("ops", "dq_results")
 INCIDENTS = TableRef("ops", "incidents")
-# A remote lake cannot be listed cheaply: its reads are refreshed on this period instead.
-REMOTE_TTL_S = 60
-
-
-class NotBuilt(LookupError):
-    """A table a page needs is not in the lake yet (the build has not produced it)."""
-
-    def __init__(self, what: TableRef | str) -> None:
-        super().__init__(f"{what} is not built yet: run `retreasure build` to produce it.")
 
 
 @st.cache_resource
@@ -51,90 +40,37 @@ def lake() -> Lake:
     return Lake.from_settings(Settings())
 
 
-def lake_stamp(current: Lake) -> str:
-    """Changes whenever any table of a local lake gets a commit (a new file in its _delta_log)."""
-    if not current.is_local:
-        return f"t{int(time.time() // REMOTE_TTL_S)}"
-    root = Path(current.uri.removeprefix("file://"))
-    logs = list(root.glob("*/*/_delta_log"))
-    return f"{len(logs)}:{max((os.stat(p).st_mtime_ns for p in logs), default=0)}"
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def _cached(module: str, name: str, stamp: str, args: tuple, kwargs: tuple) -> Any:
-    # ``stamp`` is only part of the cache key: a new commit in the lake makes every read a miss.
-    function = getattr(importlib.import_module(module), name)
-    return function(lake(), *args, **dict(kwargs))
-
-
 def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``function(lake, *args, **kwargs)``, cached until the lake changes."""
-    current = lake()
-    try:
-        return _cached(function.__module__, function.__name__, lake_stamp(current), args, tuple(sorted(kwargs.items())))
-    except duckdb.CatalogException as error:
-        # The shared read layer names its tables; a missing one means the lake predates a model.
-        missing = re.search(r"Table with name (\w+) does not exist", str(error))
-        raise NotBuilt(f"A table this needs ({missing.group(1) if missing else 'unknown'})") from error
-
-
-def _rows(current: Lake, sql: str, refs: list[TableRef], params: dict[str, object] | None = None) -> list[dict]:
-    for ref in refs:
-        if not current.exists(ref):
-            raise NotBuilt(ref)
-    return current.query(sql, refs, params).to_pylist()
+    """``function(lake, *args, **kwargs)`` over the dashboards' lake."""
+    return function(lake(), *args, **kwargs)
 
 
 # -- the filters' lists and defaults ----------------------------------------------------------------------------
 def data_span(current: Lake) -> tuple[date, date] | None:
     """First and last day with sales: the date filter's bounds (the data's clock, not the wall clock)."""
-    found = _rows(current, f"SELECT min(day) AS first, max(day) AS last FROM {SALES}", [SALES])[0]
+    found = read_layer.rows(current, f"SELECT min(day) AS first, max(day) AS last FROM {SALES}", [SALES])[0]
     return (found["first"], found["last"]) if found["last"] else None
 
 
 def channels(current: Lake) -> list[dict]:
     """Sales channels with the business's names for them."""
-    return _rows(current, f"SELECT channel, name FROM {CHANNELS} ORDER BY orders DESC, channel", [CHANNELS])
+    return read_layer.rows(current, f"SELECT channel, name FROM {CHANNELS} ORDER BY orders DESC, channel", [CHANNELS])
 
 
 def stores(current: Lake) -> list[dict]:
     """Stores with their city (the store select's labels)."""
-    return _rows(current, f"SELECT store_id, name, city FROM {STORES} ORDER BY store_id", [STORES])
-
-
-# -- leadership: several channels at once ------------------------------------------------------------------------
-ADDITIVE = ("orders", "gross_sales", "discounts", "refunds", "net_revenue", "shipping", "new_customers")
-CENT = Decimal("0.01")
-
-
-def totals(start: date, end: date, channels: Sequence[str] = (), store: str | None = None) -> dict[str, Any]:
-    """queries.kpi_totals for no channel (all), one channel, or several channels added up.
-
-    Several channels are the API's per-channel totals summed; the ratios are then recomputed from the sums as
-    kpi_totals defines them (AOV: net sales and shipping per order; conversion: the web shop's, the only
-    channel with sessions).
-    """
-    parts = [read(queries.kpi_totals, start, end, channel=c, store=store) for c in (list(channels) or [None])]
-    if len(parts) == 1:
-        return parts[0]
-    out: dict[str, Any] = {"start": start, "end": end} | {k: sum(p[k] or 0 for p in parts) for k in ADDITIVE}
-    web = [p for p in parts if p["sessions"] is not None]
-    out["sessions"] = web[0]["sessions"] if len(web) == 1 else None
-    out["conversion_rate"] = web[0]["conversion_rate"] if len(web) == 1 else None
-    sales = Decimal(out["gross_sales"]) - Decimal(out["discounts"]) + Decimal(out["shipping"])
-    out["aov"] = (sales / out["orders"]).quantize(CENT, ROUND_HALF_UP) if out["orders"] else None
-    return out
+    return read_layer.rows(current, f"SELECT store_id, name, city FROM {STORES} ORDER BY store_id", [STORES])
 
 
 # -- leadership: what the API does not serve ----------------------------------------------------------
 def customer_value(current: Lake, start: date, end: date) -> dict:
     """Customers acquired in the window (first order on any channel) and their mean lifetime value, EUR."""
     sql = f"""
-        SELECT count(*) AS new_customers, round(avg(lifetime_value), 2) AS avg_ltv,
+        SELECT count(*) AS new_customers, {expression("avg_ltv")} AS avg_ltv,
                count(*) FILTER (WHERE customer_type = 'repeat') AS repeat_customers
         FROM {CUSTOMERS} WHERE first_order_date BETWEEN $start AND $end
     """
-    return _rows(current, sql, [CUSTOMERS], {"start": start, "end": end})[0]
+    return read_layer.rows(current, sql, [CUSTOMERS], {"start": start, "end": end})[0]
 
 
 # -- operations: inventory (the API does not serve it) ---------------------------------------------------------
@@ -146,7 +82,7 @@ def inventory_now(current: Lake) -> list[dict]:
                units_aged_over_180, unique_sell_through_30d
         FROM {INVENTORY} WHERE day = (SELECT max(day) FROM {INVENTORY}) ORDER BY location_name
     """
-    return _rows(current, sql, [INVENTORY])
+    return read_layer.rows(current, sql, [INVENTORY])
 
 
 def stock_to_relist(current: Lake) -> list[dict]:
@@ -156,13 +92,14 @@ def stock_to_relist(current: Lake) -> list[dict]:
         FROM {STOCK_AGING} WHERE relist_reason IS NOT NULL
         ORDER BY value_at_cost DESC NULLS LAST, days_without_sale DESC, sku
     """
-    return _rows(current, sql, [STOCK_AGING])
+    return read_layer.rows(current, sql, [STOCK_AGING])
 
 
 # -- data health ---------------------------------------------------------------------------------------------------
 def sources(current: Lake) -> list[str]:
     """Every source system in the ingest log (the data-health page's filter)."""
-    return [r["source"] for r in _rows(current, f"SELECT DISTINCT source FROM {INGEST_LOG} ORDER BY 1", [INGEST_LOG])]
+    found = read_layer.rows(current, f"SELECT DISTINCT source FROM {INGEST_LOG} ORDER BY 1", [INGEST_LOG])
+    return [r["source"] for r in found]
 
 
 def latest_ingest(current: Lake, source: str | None = None) -> list[dict]:
@@ -170,11 +107,10 @@ def latest_ingest(current: Lake, source: str | None = None) -> list[dict]:
     sql = f"""
         SELECT source, entity, status, records, new_records, malformed, retries, requests, files, duration_s,
                finished_at, error
-        FROM {INGEST_LOG} WHERE $source IS NULL OR source = $source
-        QUALIFY row_number() OVER (PARTITION BY source, entity ORDER BY started_at DESC) = 1
+        FROM ({LATEST_RUNS_SQL}) WHERE $source IS NULL OR source = $source
         ORDER BY source, entity
     """
-    return _rows(current, sql, [INGEST_LOG], {"source": source})
+    return read_layer.rows(current, sql, [INGEST_LOG], {"source": source})
 
 
 def dq_latest(current: Lake) -> list[dict]:
@@ -184,7 +120,7 @@ def dq_latest(current: Lake) -> list[dict]:
         FROM {DQ_RESULTS} WHERE run_id = (SELECT arg_max(run_id, checked_at) FROM {DQ_RESULTS})
         ORDER BY passed, severity, table_name, check_name
     """
-    return _rows(current, sql, [DQ_RESULTS])
+    return read_layer.rows(current, sql, [DQ_RESULTS])
 
 
 def quarantine(current: Lake, source: str | None = None) -> list[dict]:
@@ -200,18 +136,18 @@ def quarantine(current: Lake, source: str | None = None) -> list[dict]:
     ]
     if not parts:
         return []
-    return current.query(" UNION ALL ".join(parts) + " ORDER BY rows DESC, quarantine_table", refs).to_pylist()
+    return read_layer.rows(current, " UNION ALL ".join(parts) + " ORDER BY rows DESC, quarantine_table", refs)
 
 
 def incidents(current: Lake) -> list[dict]:
     """Pipeline incidents, open first, newest first (errors are stored masked)."""
-    if not current.exists(INCIDENTS):
+    if current.version(INCIDENTS) is None:
         return []
     sql = f"""
         SELECT status, asset, "partition", occurrences, first_seen, last_seen, resolved_at, error
         FROM {INCIDENTS} ORDER BY status = 'open' DESC, last_seen DESC
     """
-    return current.query(sql, [INCIDENTS]).to_pylist()
+    return read_layer.rows(current, sql, [INCIDENTS])
 
 
 def freshness(current: Lake) -> list[dict]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from retreasure.serving import queries
+from retreasure.serving import kpis as definitions
 from retreasure.serving.api import deps
 from retreasure.serving.api.security import require
 
@@ -26,6 +26,7 @@ def kpis(
     """EUR amounts; a week starts on Monday; a period cut by the range holds only its days inside it."""
     start, end = deps.date_range(lake, start, end)
     name = deps.channel_name(channel)
-    totals = queries.kpi_totals(lake, start, end, name, store)
-    rows = queries.kpis(lake, start, end, grain, name, store)
+    channels = [name] if name else []
+    totals = definitions.kpi_totals(lake, start, end, channels, store)
+    rows = definitions.kpis(lake, start, end, grain, channels, store)
     return page.page(rows, **{"from": start, "to": end, "grain": grain}, totals=totals)

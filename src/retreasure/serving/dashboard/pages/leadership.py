@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from retreasure.serving import queries
+from retreasure.serving import kpis
 from retreasure.serving.dashboard import data, filters, view
 
 chosen = filters.current()
@@ -15,8 +15,8 @@ view.header(
     "refunds, before tax and shipping, in EUR at each day's ECB rate.",
 )
 
-now = data.totals(chosen.start, chosen.end, chosen.channels, chosen.store)
-before = data.totals(*chosen.previous(), chosen.channels, chosen.store)
+now = data.read(kpis.kpi_totals, chosen.start, chosen.end, chosen.channels, chosen.store)
+before = data.read(kpis.kpi_totals, *chosen.previous(), chosen.channels, chosen.store)
 customers = data.read(data.customer_value, chosen.start, chosen.end)
 view.metrics(
     [
@@ -41,14 +41,13 @@ st.caption(
 )
 shown = [c for c in names if chosen.includes(c)]
 per_channel = view.frame(
-    {"channel": names[c]} | data.read(queries.kpi_totals, chosen.start, chosen.end, channel=c, store=chosen.store)
-    for c in shown
+    {"channel": names[c]} | data.read(kpis.kpi_totals, chosen.start, chosen.end, [c], chosen.store) for c in shown
 )
 grain = "day" if chosen.days <= 62 else "week"
 series = view.frame(
     {"channel": names[c]} | row
     for c in shown
-    for row in data.read(queries.kpis, chosen.start, chosen.end, grain=grain, channel=c, store=chosen.store)
+    for row in data.read(kpis.kpis, chosen.start, chosen.end, grain, [c], chosen.store)
 )
 left, right = st.columns([2, 1])
 with left:

@@ -34,10 +34,11 @@ view.header(
 metrics = data.read(queries.fulfillment_metrics, chosen.start, chosen.end, chosen.channels)
 # The tiles are the same query over the chosen channels together: the rates are never averaged here.
 totals = data.read(queries.fulfillment_totals, chosen.start, chosen.end, chosen.channels) or {}
+queue_missing: data.NotBuilt | None = None
 try:
     queue: list[dict] | None = [r for r in data.read(queries.fulfillment_queue) if chosen.includes(r["channel"])]
-except data.NotBuilt:
-    queue = None  # the section below says what is missing
+except data.NotBuilt as missing:
+    queue, queue_missing = None, missing  # the section below says what is missing
 judged_at = totals.get("judged_at")
 view.metrics(
     [
@@ -81,8 +82,8 @@ if not by_channel.empty:
     view.table(by_channel[CHANNEL_COLUMNS], rates=("fulfillment_rate", "on_time_rate"))
 
 st.subheader("Fulfillment queue")
-if queue is None:
-    view.not_built(data.NotBuilt("silver.order_ship_to (the ship-to of each order)"))
+if queue_missing is not None:
+    view.not_built(queue_missing)
 elif queue:
     view.table(view.frame(queue)[QUEUE_COLUMNS], height=320)
 else:
