@@ -37,7 +37,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("commands", ("cli",)),  # every command; plugins mount theirs on it
     Layer("console", ("terminal",)),  # what the commands show: progress, tables, ingest summaries
     Layer("orchestration", ("pipeline",)),  # Dagster: assets, schedules, sensors, alerts, the export job
-    Layer("serving", ("serving", "kpis")),  # API, dashboards, exports, reports; the KPI summary the CLI prints
+    Layer("serving", ("serving",)),  # API, dashboards, exports, reports, the KPI table
     Layer("engine", ("engine",)),  # SQL models: discovery, windows, write modes, builds
     Layer("quality", ("quality",)),  # row rules, table checks, conservation, ops.dq_results
     Layer("bronze", ("bronze",)),  # landing, ingest runs, PII masking and vault
