@@ -285,3 +285,36 @@ def test_broker_command_creates_the_web_topics_and_stops_on_sigterm(tmp_path: Pa
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect((host, int(port)))
     assert os.path.exists(tmp_path / "broker" / "broker.log")
+
+
+def test_a_killed_broker_keeps_its_messages_and_the_first_clean_stop_writes_the_class_archive(tmp_path: Path) -> None:
+    jars = tmp_path / "jars"
+    shutil.copytree(ensure_jars(KAFKA_JARS), jars / kafka_version() / "libs")
+    broker = Broker(tmp_path / "broker", jars_root=jars)
+    archives = jars / kafka_version()
+
+    def archive_files() -> list[str]:
+        return sorted(p.name for p in archives.iterdir() if p.is_file())
+
+    try:
+        broker.start()
+        broker.create_topics(["test.crash"], partitions=3)
+        sent = keyed("crash", keys=6, per_key=2)
+        produce(broker.client_config(), "test.crash", sent)
+        broker.kill()
+        assert archive_files() == [], "a JVM killed before exiting leaves no archive, not even a partial one"
+
+        broker.start()
+        received = consume(broker.client_config(), "test.crash", "crash-readers", len(sent))
+        assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
+        broker.stop()
+        (archive,) = archive_files()
+        assert archive.endswith(".jsa")
+
+        broker.start()
+        assert broker.process is not None
+        command_line = Path(f"/proc/{broker.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert f"-XX:SharedArchiveFile={archives / archive}".encode() in command_line
+    finally:
+        broker.stop()
+    assert archive_files() == [archive], "a broker that read the archive does not write another"
