@@ -21,7 +21,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from retreasure.settings import StreamingSettings, eventhubs_bootstrap_servers
+from retreasure.redact import redact
+from retreasure.settings import Settings, StreamingSettings, eventhubs_bootstrap_servers
 from retreasure.streaming.broker import Broker, JavaNotFound
 from retreasure.streaming.jars import JarDownloadError, PinnedJar, ensure_jars, kafka_version, pinned_jars
 from tests.helpers import cli_env
@@ -132,6 +133,19 @@ def test_eventhubs_style_login_over_tls(kafka_broker: Broker) -> None:
     assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
 
 
+def test_eventhubs_style_login_in_plain_text(tmp_path: Path) -> None:
+    secret = "Endpoint=sb://plain.servicebus.windows.net/;SharedAccessKeyName=p;SharedAccessKey=k"
+    with Broker(tmp_path / "broker", jars_root=KAFKA_JARS, eventhubs_connection_string=secret) as broker:
+        config = broker.client_config(eventhubs=True)
+        assert config["security.protocol"] == "SASL_PLAINTEXT" and "ssl.ca.location" not in config
+        broker.create_topics(["test.sasl-plain"], partitions=2)
+        sent = keyed("plain", keys=2, per_key=2)
+        produce(config, "test.sasl-plain", sent)
+        received = consume(config, "test.sasl-plain", "plain-readers", len(sent))
+    assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
+    assert not (tmp_path / "broker" / "tls").exists()
+
+
 def test_eventhubs_listener_refuses_a_wrong_key(kafka_broker: Broker) -> None:
     errors: list[KafkaError] = []
     wrong = kafka_broker.client_config(eventhubs=True) | {
@@ -154,6 +168,14 @@ def test_eventhubs_servers_come_from_the_connection_string() -> None:
     assert "ssl.ca.location" not in config, "Event Hubs' certificate is checked against the system's CAs"
     with pytest.raises(ValueError, match="Endpoint"):
         eventhubs_bootstrap_servers("SharedAccessKeyName=x;SharedAccessKey=y")
+
+
+def test_the_connection_string_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETREASURE_STREAMING__EVENTHUBS_CONNECTION_STRING", EVENTHUBS_CONNECTION_STRING)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert EVENTHUBS_CONNECTION_STRING in settings.secrets(), "registered with the log masker"
+    assert EVENTHUBS_CONNECTION_STRING not in repr(settings) and "dGVzdC1vbmx5LWtleQ" not in str(settings.model_dump())
+    assert "dGVzdC1vbmx5LWtleQ" not in redact(f"could not connect with {EVENTHUBS_CONNECTION_STRING}")
 
 
 def test_missing_java_is_named_in_one_line(tmp_path: Path) -> None:
