@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from retreasure.redact import redact
 from retreasure.settings import Settings, StreamingSettings, eventhubs_bootstrap_servers
-from retreasure.streaming.broker import Broker, JavaNotFound
+from retreasure.streaming.broker import Broker, BrokerFailed, JavaNotFound
 from retreasure.streaming.jars import JarDownloadError, PinnedJar, ensure_jars, kafka_version, pinned_jars
 from tests.helpers import cli_env
 from tests.kafka_fixtures import EVENTHUBS_CONNECTION_STRING, KAFKA_JARS
@@ -199,6 +199,18 @@ def test_missing_java_is_named_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Java not found" in done.stdout and len(done.stdout.strip().splitlines()) == 1, done.stdout
+
+
+def test_a_broker_that_cannot_start_says_why_from_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broker = Broker(tmp_path / "broker", jars_root=KAFKA_JARS, port=taken.getsockname()[1])
+        with pytest.raises(BrokerFailed) as raised:
+            broker.start()
+    assert "exited" in str(raised.value) and "Address already in use" in str(raised.value), str(raised.value)
+    assert str(tmp_path / "broker" / "broker.log") in str(raised.value), "the log it quotes is named"
+    assert not broker.running
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ EVENTHUBS_USER = "$ConnectionString"
 # The listener that authenticates as Event Hubs does; the name is the broker's own label for it.
 EVENTHUBS_LISTENER = "EVENTHUBS"
 LOG_TAIL_LINES = 30
+MAX_CAUSES = 12
 # What Apache Kafka's own start script gives the JVM, less the heap: G1 with short pauses, no display.
 JVM_OPTIONS = (
     "-XX:+UseG1GC",
@@ -168,6 +169,7 @@ class Broker:
         """Fetch the jars if needed, format storage on first use, start the broker and wait until it answers."""
         if self.running:
             return
+        self.stop()  # a broker that ended on its own: its class archive settled before a new one starts
         self._java = self._java or find_java(self.java)
         self._libs = self._libs or ensure_jars(self.jars_root, self.progress)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -379,27 +381,41 @@ class Broker:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise BrokerFailed(
-                    f"the Kafka broker exited with code {self.process.returncode} while starting:\n{self.log_tail()}"
+                    f"the Kafka broker exited with code {self.process.returncode} while starting:\n"
+                    + self._start_report(log_start)
                 )
             if self._logged_since(log_start, READY_LINE):
-                self._check_answers(max(deadline - time.monotonic(), 5.0))
+                self._check_answers(max(deadline - time.monotonic(), 5.0), log_start)
                 return
             time.sleep(0.2)
         raise BrokerFailed(
             f"the Kafka broker did not start within {self.ready_timeout_s:.0f} s "
-            f"(no '{READY_LINE}' in {self.log_file}):\n{self.log_tail()}"
+            f"(no '{READY_LINE}' in {self.log_file}):\n{self._start_report(log_start)}"
         )
 
     def _logged_since(self, offset: int, text: str) -> bool:
+        return text in self._log_since(offset)
+
+    def _log_since(self, offset: int) -> str:
         if not self.log_file.exists():
-            return False
+            return ""
         with self.log_file.open("rb") as log:
             if log.seek(0, os.SEEK_END) < offset:  # the log rolled over since the start: read the new file whole
                 offset = 0
             log.seek(offset)
-            return text.encode() in log.read()
+            return log.read().decode("utf-8", "replace")
 
-    def _check_answers(self, timeout_s: float) -> None:
+    def _start_report(self, log_start: int) -> str:
+        """Why this start failed: the errors it logged and their root causes (a shutdown buries them under
+        a hundred lines), then the end of the logs."""
+        causes: list[str] = []
+        for line in self._log_since(log_start).splitlines():
+            if ("] ERROR " in line or "] FATAL " in line or line.startswith("Caused by: ")) and line not in causes:
+                causes.append(line)
+        report = "\n".join(causes[:MAX_CAUSES])
+        return (report + "\n" if report else "") + self.log_tail(LOG_TAIL_LINES // 3)
+
+    def _check_answers(self, timeout_s: float, log_start: int) -> None:
         """A metadata request through the client the platform uses: the listener is up, not just logged."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
@@ -409,7 +425,7 @@ class Broker:
         except KafkaException as exc:
             raise BrokerFailed(
                 f"the Kafka broker logged '{READY_LINE}' but does not answer on {self.bootstrap_servers}: "
-                f"{exc.args[0].str()}\n{self.log_tail()}"
+                f"{exc.args[0].str()}\n{self._start_report(log_start)}"
             ) from exc
 
     def _signal(self, number: signal.Signals) -> None:
