@@ -38,6 +38,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer("console", ("terminal",)),  # what the commands show: progress, tables, ingest summaries
     Layer("orchestration", ("pipeline",)),  # Dagster: assets, schedules, sensors, alerts, the export job
     Layer("serving", ("serving",)),  # API, dashboards, exports, reports, the KPI table
+    # Above the engine: the stream lands in bronze and brings what it landed on through the models.
+    Layer("streaming", ("streaming",)),  # the Kafka broker, the stream's consumer and its landing
     Layer("engine", ("engine",)),  # SQL models: discovery, windows, write modes, builds
     Layer("quality", ("quality",)),  # row rules, table checks, conservation, ops.dq_results
     Layer("bronze", ("bronze",)),  # landing, ingest runs, PII masking and vault

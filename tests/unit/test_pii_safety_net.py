@@ -86,7 +86,11 @@ def test_a_contact_in_noise_is_masked_and_the_noise_kept(
     assert f"pii:{kind}:" in masked
     assert masked.count(contact) == sum(word.count(contact) for word in before + after)
     if kind == "phone" and not any(digits(contact) in digits(word) for word in before + after):
-        assert digits(contact) not in digits(masked), "no run of the number's digits survives"
+        # The noise taken out first: its digits run together ('12.50' then '12-34567-89012' is 1250123456789012).
+        rest = masked
+        for word in before + after:
+            rest = rest.replace(word, "|", 1)
+        assert digits(contact) not in digits(rest), "no run of the number's digits survives"
     # A number right after a phone number with only a space between may be read as part of it (masked).
     absorbable = separator.isspace() and kind == "phone" and after[:1] and after[0][:1].isdigit()
     for word in before + (after[1:] if absorbable else after):
