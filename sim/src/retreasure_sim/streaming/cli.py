@@ -19,7 +19,7 @@ from retreasure import terminal
 from retreasure.exitcodes import ExitCode
 from retreasure_sim.config import StreamFaults
 from retreasure_sim.options import Scale, Seed, Start, WithFaults, sim_config
-from retreasure_sim.streaming.wire import TOPICS, WireTally
+from retreasure_sim.streaming.wire import WireTally, WireTopics
 
 if TYPE_CHECKING:
     from retreasure_sim.streaming.producer import ProduceReport
@@ -77,11 +77,12 @@ def stream(
     client = settings.streaming.client_config()
     if bootstrap_servers:
         client["bootstrap.servers"] = bootstrap_servers
+    topics = WireTopics(settings.streaming.clickstream_topic, settings.streaming.transactions_topic)
     limit = max(settings.ingest.max_line_bytes, settings.ingest.max_record_bytes)
     oversized_bytes = limit + (1 << 20)  # over every limit the platform puts on one record: it quarantines them
     try:
         setup = ensure_topics(
-            client, TOPICS, partitions or settings.streaming.partitions, max_message_bytes(oversized_bytes)
+            client, topics, partitions or settings.streaming.partitions, max_message_bytes(oversized_bytes)
         )
     except KafkaException as exc:
         console.print(f"[red]No Kafka broker answers at {client['bootstrap.servers']}:[/] {exc.args[0].str()}")
@@ -104,7 +105,7 @@ def stream(
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
-    wire = wire_messages(truth, StreamFaults.on() if faults else StreamFaults(), seed, oversized_bytes)
+    wire = wire_messages(truth, StreamFaults.on() if faults else StreamFaults(), seed, oversized_bytes, topics)
     with terminal.progress_bar(console) as bar, SiteProducer(client, oversized_bytes) as producer:
         task = bar.add_task("Publishing events", total=events)
         report = producer.publish(
@@ -112,7 +113,7 @@ def stream(
         )
     if faults_out is not None:
         _write_faults(faults_out, report.tally, report.positions)
-    _print_summary(report)
+    _print_summary(report, topics)
     delivered = sum(report.delivered.values())
     raise typer.Exit(ExitCode.OK if report.complete else ExitCode.PARTIAL if delivered else ExitCode.FAILED)
 
@@ -125,12 +126,12 @@ def _write_faults(path: Path, tally: WireTally, positions: dict[int, tuple[int, 
             out.write(json.dumps({**asdict(fault), "partition": partition, "offset": offset}) + "\n")
 
 
-def _print_summary(report: ProduceReport) -> None:
+def _print_summary(report: ProduceReport, topics: WireTopics) -> None:
     tally = report.tally
     table = Table(title="Published to Kafka", box=box.SIMPLE_HEAD, title_justify="left")
     for column in ("topic", "messages", "events", "delivered", "failed", "MB"):
         table.add_column(column, justify="left" if column == "topic" else "right", no_wrap=True)
-    for topic in TOPICS:
+    for topic in topics:
         failed = report.failed[topic]
         table.add_row(
             topic,
@@ -143,10 +144,10 @@ def _print_summary(report: ProduceReport) -> None:
     console.print(table)
     faults = Table(title="Faults on the wire", box=box.SIMPLE_HEAD, title_justify="left")
     faults.add_column("fault", no_wrap=True)
-    for topic in TOPICS:
+    for topic in topics:
         faults.add_column(topic, justify="right", no_wrap=True)
     for kind, name in FAULT_NAMES.items():
-        faults.add_row(name, *(f"{tally.count(kind, topic):,}" for topic in TOPICS))
+        faults.add_row(name, *(f"{tally.count(kind, topic):,}" for topic in topics))
     console.print(faults)
     console.print(
         f"{sum(report.delivered.values()):,} messages delivered in {report.seconds:,.1f} s "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -38,9 +38,6 @@ from retreasure_sim.files.web import (
 )
 from retreasure_sim.model import Truth
 
-CLICKSTREAM_TOPIC = "web.clickstream"
-TRANSACTIONS_TOPIC = "web.transactions"
-TOPICS = (CLICKSTREAM_TOPIC, TRANSACTIONS_TOPIC)
 EVENT_TIME_HEADER = "event_time"
 # Above the platform's default limits on one record (ingest.max_line_bytes 1 MiB, max_record_bytes 4 MiB).
 DEFAULT_OVERSIZED_BYTES = 5 << 20
@@ -48,6 +45,17 @@ DEFAULT_OVERSIZED_BYTES = 5 << 20
 SNAPSHOT_MARKUP = "<div><span></span></div>"
 # Faults that put a broken message on the wire: the platform must quarantine exactly these.
 QUARANTINED = ("malformed", "oversized")
+
+
+@dataclass(frozen=True)
+class WireTopics:
+    """The topics the site publishes to (the platform's streaming settings name the same)."""
+
+    clickstream: str = "web.clickstream"
+    transactions: str = "web.transactions"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.clickstream, self.transactions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +95,8 @@ class WireTally:
 
     messages: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
-    events: dict[str, set[str]] = field(default_factory=lambda: {topic: set() for topic in TOPICS})
-    landed: dict[str, set[str]] = field(default_factory=lambda: {topic: set() for topic in TOPICS})
+    events: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    landed: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     faults: list[WireFault] = field(default_factory=list)
 
     def add(self, message: WireMessage) -> None:
@@ -112,7 +120,11 @@ class WireTally:
 
 
 def wire_messages(
-    truth: Truth, faults: StreamFaults, seed: int, oversized_bytes: int = DEFAULT_OVERSIZED_BYTES
+    truth: Truth,
+    faults: StreamFaults,
+    seed: int,
+    oversized_bytes: int = DEFAULT_OVERSIZED_BYTES,
+    topics: WireTopics = WireTopics(),
 ) -> Iterator[WireMessage]:
     """Every web event and payment transaction of the truth as the site sends them, in sending order (the
     event time, moved by the delay faults), faults included; the same on every run for the same seed."""
@@ -128,7 +140,7 @@ def wire_messages(
         nonlocal next_payment
         while next_payment is not None and (until is None or next_payment[0].at < until):
             payment, record = next_payment
-            for draft in wire.drafts(TRANSACTIONS_TOPIC, record["order_id"], record, payment.at):
+            for draft in wire.drafts(topics.transactions, record["order_id"], record, payment.at):
                 heapq.heappush(queue, (draft[4], next(order), draft))
             next_payment = next(payments, None)
         while queue and (until is None or queue[0][0] < until):
@@ -141,18 +153,22 @@ def wire_messages(
         if session.started_at.date() != day:
             day = session.started_at.date()
             yield from release(datetime.combine(day, time(), UTC))
-        for draft in wire.drafts(CLICKSTREAM_TOPIC, session.session_id, message, event.at):
+        for draft in wire.drafts(topics.clickstream, session.session_id, message, event.at):
             heapq.heappush(queue, (draft[4], next(order), draft))
     yield from release(None)
 
 
 def wire_truth(
-    truth: Truth, faults: StreamFaults, seed: int, oversized_bytes: int = DEFAULT_OVERSIZED_BYTES
+    truth: Truth,
+    faults: StreamFaults,
+    seed: int,
+    oversized_bytes: int = DEFAULT_OVERSIZED_BYTES,
+    topics: WireTopics = WireTopics(),
 ) -> WireTally:
     """What a consumer of the whole stream must end up with: per topic, the distinct events, the events that
     land as good records (all but the oversized), and the exact faults, the quarantined messages among them."""
     tally = WireTally()
-    for message in wire_messages(truth, faults, seed, oversized_bytes):
+    for message in wire_messages(truth, faults, seed, oversized_bytes, topics):
         tally.add(message)
     return tally
 
@@ -175,7 +191,8 @@ class _Wire:
         return {kind for kind, rate in self.rates.items() if hit(self.seed, f"wire_{kind}", record_key, rate)}
 
     def drafts(self, topic: str, key: str, record: dict[str, Any], at: datetime) -> list[Draft]:
-        record_key = record["messageId"] if topic == CLICKSTREAM_TOPIC else record["transaction_id"]
+        clickstream = "messageId" in record
+        record_key = record["messageId"] if clickstream else record["transaction_id"]
         struck = self._struck(record_key)
         wire_key = key.encode()
         if not struck:
@@ -185,7 +202,7 @@ class _Wire:
         def draft(value: str, sent_at: datetime, *faults: tuple[str, str]) -> Draft:
             return (topic, wire_key, value.encode(), at, sent_at, record_key, faults)
 
-        if topic == CLICKSTREAM_TOPIC and "oversized" in struck:
+        if clickstream and "oversized" in struck:
             value = _stuffed(record, self.oversized_bytes)
             return [draft(value, at, ("oversized", f"{len(value):,} bytes: a page snapshot in the properties"))]
         faults: list[tuple[str, str]] = []
@@ -197,7 +214,7 @@ class _Wire:
             sent_at = at + timedelta(seconds=rng.uniform(1, 300))
             faults.append(("out_of_order", f"sent {(sent_at - at).total_seconds():.0f} s after the event"))
         if "schema_drift" in struck:
-            record, change = _drifted(topic, record, rng)
+            record, change = _drifted(record, rng)
             faults.append(("schema_drift", change))
         value = json_text(record)
         sent = [draft(value, sent_at, *faults)]
@@ -250,9 +267,9 @@ TRANSACTIONS_DRIFTS: tuple[Drift, ...] = (
 )
 
 
-def _drifted(topic: str, record: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], str]:
+def _drifted(record: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], str]:
     """The record as a newer collector or gateway release sends it, and what changed."""
-    if topic == TRANSACTIONS_TOPIC:
+    if "messageId" not in record:
         drifts = TRANSACTIONS_DRIFTS
     else:
         drifts = CLICKSTREAM_DRIFTS + ((PRICE_AS_NUMBER,) if "price" in record.get("properties", {}) else ())
