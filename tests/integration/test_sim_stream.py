@@ -302,3 +302,18 @@ def test_sim_stream_publishes_a_period_and_lists_its_faults(kafka_broker: Broker
     assert f"must quarantine {len(expected.quarantined()):,}" in output
     received = consume_all(kafka_broker, topics, delivered)
     assert Counter(m.topic() for m in received) == expected.messages
+
+
+@pytest.mark.kafka
+def test_the_site_publishes_through_an_event_hubs_style_login(kafka_broker: Broker) -> None:
+    """SASL PLAIN as `$ConnectionString` over TLS, as on Event Hubs' Kafka endpoint: the same producer, other
+    client settings."""
+    topics = WireTopics("eventhubs.web.clickstream", "eventhubs.web.transactions")
+    client = kafka_broker.client_config(eventhubs=True)
+    assert client["security.protocol"] == "SASL_SSL"
+    ensure_topics(client, topics, 2, max_message_bytes())
+    truth = small_truth(seed=3, days=1, scale=0.3)
+    with SiteProducer(client) as producer:
+        report = producer.publish(wire_messages(truth, StreamFaults(), 3, topics=topics))
+    assert report.complete and report.produced == len(truth["web_events"]) + len(truth["payments"]) > 100
+    assert report.partitions[topics.clickstream] == {0, 1} and report.partitions[topics.transactions] <= {0, 1}
