@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,17 @@ def test_every_fault_on_the_wire_is_one_the_truth_lists(clean_truth: Truth, sett
     assert again.faults == tally.faults and again.messages == tally.messages
 
 
+def test_a_pace_schedules_by_count_or_by_the_simulated_clock() -> None:
+    first = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    later = first + timedelta(hours=2)
+    assert Pace(rate=500).due(1000, later, first) == 2.0  # the 1,001st message two seconds in, whatever its time
+    assert Pace(speed_up=3600).due(1000, later, first) == 2.0  # two simulated hours, two real seconds
+    assert Pace().due(1000, later, first) is None
+    for wrong in ({"rate": 10, "speed_up": 10}, {"rate": 0}, {"speed_up": -1}):
+        with pytest.raises(ValueError):
+            Pace(**wrong)
+
+
 def test_a_rate_and_a_speed_up_together_are_refused(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "sim", "stream", "--rate", "100", "--speed-up", "60")
     assert result.returncode == ExitCode.USAGE, result.stdout + result.stderr
@@ -243,27 +254,54 @@ def test_a_faulty_period_arrives_on_the_broker_as_sent(kafka_broker: Broker, set
 
 @pytest.mark.kafka
 def test_the_site_rides_out_a_broker_restart(kafka_broker: Broker) -> None:
+    """A third of the stream is stored, the broker stops, a third is produced while it is down, it starts again
+    and the rest follows: everything is stored once."""
     topics = WireTopics("restart.web.clickstream", "restart.web.transactions")
     client = kafka_broker.client_config()
     ensure_topics(client, topics, 3, max_message_bytes())
     truth = small_truth(seed=8, days=3, scale=0.4)
     messages = list(wire_messages(truth, StreamFaults.on(), 8, topics=topics))
-    rate = len(messages) / 15  # fifteen seconds of traffic, a restart early on
-    done = threading.Event()
-    with SiteProducer(client) as producer:
-        # Produced from another thread: the broker must be restarted from the thread that started it.
-        worker = threading.Thread(target=lambda: (producer.publish(messages, Pace(rate=rate)), done.set()))
-        worker.start()
-        while sum(producer.report.delivered.values()) < len(messages) // 10:
-            assert worker.is_alive()
+    third = len(messages) // 3
+    down, up = threading.Event(), threading.Event()
+
+    def through_the_outage() -> Any:
+        """The messages, the site pausing at a third until the broker is down and at two thirds until it is up
+        again; serving its delivery reports meanwhile, as the producer does between messages."""
+        for n, message in enumerate(messages):
+            gate = down if n == third else up if n == 2 * third else None
+            deadline = time.monotonic() + 300
+            while gate is not None and not gate.is_set():
+                assert time.monotonic() < deadline
+                producer.producer.poll(0.05)
+            yield message
+
+    def delivered() -> int:
+        return sum(producer.report.delivered.values())
+
+    def wait_for(condition: Any) -> None:
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert worker.is_alive() and time.monotonic() < deadline
             time.sleep(0.05)
-        before = producer.report.produced
-        kafka_broker.restart()
-        after = producer.report.produced
+
+    with SiteProducer(client) as producer:
+        # Produced from another thread: the broker must be stopped and started from the thread that started it.
+        worker = threading.Thread(target=producer.publish, args=(through_the_outage(),))
+        worker.start()
+        try:
+            wait_for(lambda: delivered() == third)
+            kafka_broker.stop()
+            down.set()
+            wait_for(lambda: producer.report.produced == 2 * third)
+            assert delivered() == third  # the second third waits in the client while the broker is down
+        finally:
+            kafka_broker.start()
+            down.set()
+            up.set()
         worker.join(timeout=400)
     report = producer.report
-    assert done.is_set() and before < after < len(messages)  # produced while it was down, and after
-    assert report.complete and report.produced == sum(report.delivered.values()) == len(messages), report.errors
+    assert not worker.is_alive()
+    assert report.complete and report.produced == delivered() == len(messages), report.errors
     assert report.client_errors, "the producer never noticed the broker going away"
     received = consume_all(kafka_broker, topics, len(messages))
     # Nothing lost, and nothing written twice by the client's own retries: exactly the messages sent.
@@ -283,6 +321,8 @@ def test_sim_stream_publishes_a_period_and_lists_its_faults(kafka_broker: Broker
         kafka_broker.bootstrap_servers,
         "--faults-out",
         str(tmp_path / "faults.jsonl"),
+        "--rate",
+        "3000",
         RETREASURE_STREAMING__CLICKSTREAM_TOPIC=topics.clickstream,
         RETREASURE_STREAMING__TRANSACTIONS_TOPIC=topics.transactions,
     )

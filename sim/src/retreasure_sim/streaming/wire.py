@@ -18,6 +18,7 @@ faults move, copy, break, stuff or reshape messages:
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import random
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from retreasure_sim.config import StreamFaults, hit
+from retreasure_sim.config import StreamFaults
 from retreasure_sim.files.drop import spoil_json, utc_text
 from retreasure_sim.files.web import (
     CLICKSTREAM_EXTRA,
@@ -188,7 +189,9 @@ class _Wire:
 
     def _struck(self, record_key: str) -> set[str]:
         """The fault kinds that strike this event: one seeded coin per kind, the same on every run."""
-        return {kind for kind, rate in self.rates.items() if hit(self.seed, f"wire_{kind}", record_key, rate)}
+        digest = hashlib.blake2b(f"{self.seed}|wire|{record_key}".encode(), digest_size=8 * len(self.rates)).digest()
+        coins = (int.from_bytes(digest[8 * n : 8 * n + 8], "big") / 2**64 for n in range(len(self.rates)))
+        return {kind for (kind, rate), coin in zip(self.rates.items(), coins, strict=True) if coin < rate}
 
     def drafts(self, topic: str, key: str, record: dict[str, Any], at: datetime) -> list[Draft]:
         clickstream = "messageId" in record
