@@ -65,27 +65,19 @@ def stream(
 
     from retreasure.cli import configured_settings
     from retreasure_sim.business import simulate
-    from retreasure_sim.streaming.producer import Pace, SiteProducer, ensure_topics, max_message_bytes
-    from retreasure_sim.streaming.wire import wire_messages
+    from retreasure_sim.streaming.producer import Pace, Site
 
     try:
         pace = Pace(rate, speed_up)
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(ExitCode.USAGE) from None
-    settings = configured_settings()
-    client = settings.streaming.client_config()
-    if bootstrap_servers:
-        client["bootstrap.servers"] = bootstrap_servers
-    topics = WireTopics(settings.streaming.clickstream_topic, settings.streaming.transactions_topic)
-    limit = max(settings.ingest.max_line_bytes, settings.ingest.max_record_bytes)
-    oversized_bytes = limit + (1 << 20)  # over every limit the platform puts on one record: it quarantines them
+    site = Site.from_settings(configured_settings(), bootstrap_servers, partitions)
+    servers = site.client["bootstrap.servers"]
     try:
-        setup = ensure_topics(
-            client, topics, partitions or settings.streaming.partitions, max_message_bytes(oversized_bytes)
-        )
+        setup = site.ensure_topics()
     except KafkaException as exc:
-        console.print(f"[red]No Kafka broker answers at {client['bootstrap.servers']}:[/] {exc.args[0].str()}")
+        console.print(f"[red]No Kafka broker answers at {servers}:[/] {exc.args[0].str()}")
         console.print("Start one with `retreasure broker`, or give --bootstrap-servers.")
         raise typer.Exit(ExitCode.FAILED) from None
     if setup.created:
@@ -94,26 +86,26 @@ def stream(
         console.print(f"[dim]Raised the message size limit of {', '.join(setup.raised)} to take oversized messages.[/]")
     for topic, reason in setup.refused.items():
         console.print(f"[yellow]{topic} keeps its message size limit ({reason}): its oversized messages will fail.[/]")
-    config = sim_config(seed, start, days, scale, faults)
     with console.status("Simulating..."):
-        truth = simulate(config)
+        truth = simulate(sim_config(seed, start, days, scale, faults))
     events = len(truth["web_events"]) + len(truth["payments"])
-    console.print(
-        f"Streaming {truth.start} to {truth.end} to {client['bootstrap.servers']}: {events:,} events, "
-        f"{pace.describe()}."
-    )
+    console.print(f"Streaming {truth.start} to {truth.end} to {servers}: {events:,} events, {pace.describe()}.")
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
-    wire = wire_messages(truth, StreamFaults.on() if faults else StreamFaults(), seed, oversized_bytes, topics)
-    with terminal.progress_bar(console) as bar, SiteProducer(client, oversized_bytes) as producer:
+    with terminal.progress_bar(console) as bar:
         task = bar.add_task("Publishing events", total=events)
-        report = producer.publish(
-            wire, pace, stop, lambda r: bar.update(task, completed=sum(map(len, r.tally.events.values())))
+        report = site.publish(
+            truth,
+            StreamFaults.on() if faults else StreamFaults(),
+            seed,
+            pace,
+            stop,
+            lambda r: bar.update(task, completed=sum(map(len, r.tally.events.values()))),
         )
     if faults_out is not None:
         _write_faults(faults_out, report.tally, report.positions)
-    _print_summary(report, topics)
+    _print_summary(report, site.topics)
     delivered = sum(report.delivered.values())
     raise typer.Exit(ExitCode.OK if report.complete else ExitCode.PARTIAL if delivered else ExitCode.FAILED)
 

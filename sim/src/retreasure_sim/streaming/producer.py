@@ -31,7 +31,16 @@ from confluent_kafka.admin import (
 )
 
 from retreasure.log import get_logger
-from retreasure_sim.streaming.wire import DEFAULT_OVERSIZED_BYTES, WireMessage, WireTally
+from retreasure.settings import Settings
+from retreasure_sim.config import StreamFaults
+from retreasure_sim.model import Truth
+from retreasure_sim.streaming.wire import (
+    DEFAULT_OVERSIZED_BYTES,
+    WireMessage,
+    WireTally,
+    WireTopics,
+    wire_messages,
+)
 
 # Head room over the largest message the wire sends: the record batch and the request around it.
 FRAMING_BYTES = 1 << 20
@@ -254,3 +263,43 @@ class SiteProducer:
             self.producer.poll(min(left, 0.1))
             if stop is not None and stop.is_set():
                 return
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where and how the simulated site publishes, from the platform's streaming and ingest settings."""
+
+    client: dict[str, str]
+    topics: WireTopics
+    partitions: int
+    oversized_bytes: int  # over every limit the platform puts on one record, so it quarantines these
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, bootstrap_servers: str | None = None, partitions: int | None = None
+    ) -> Site:
+        streaming = settings.streaming
+        client = streaming.client_config()
+        if bootstrap_servers:
+            client["bootstrap.servers"] = bootstrap_servers
+        limit = max(settings.ingest.max_line_bytes, settings.ingest.max_record_bytes)
+        topics = WireTopics(streaming.clickstream_topic, streaming.transactions_topic)
+        return cls(client, topics, partitions or streaming.partitions, limit + (1 << 20))
+
+    def ensure_topics(self) -> TopicSetup:
+        """The topics ready for the wire (see ``ensure_topics``); KafkaException when no broker answers."""
+        return ensure_topics(self.client, self.topics, self.partitions, max_message_bytes(self.oversized_bytes))
+
+    def publish(
+        self,
+        truth: Truth,
+        faults: StreamFaults,
+        seed: int,
+        pace: Pace = Pace(),
+        stop: threading.Event | None = None,
+        progress: Callable[[ProduceReport], None] | None = None,
+    ) -> ProduceReport:
+        """Publish the truth's web events with the wire's faults, at ``pace``; the report once all are stored."""
+        wire = wire_messages(truth, faults, seed, self.oversized_bytes, self.topics)
+        with SiteProducer(self.client, self.oversized_bytes) as producer:
+            return producer.publish(wire, pace, stop, progress)
