@@ -180,6 +180,7 @@ def _mount_command_plugins() -> None:
     for entry in entry_points(group=COMMAND_PLUGINS):
         entry.load()(app)
     mounted = {info.name or info.callback.__name__ for info in app.registered_commands if info.callback}
+    mounted |= {info.name for info in app.registered_groups if info.name}
     for name in SIMULATOR_COMMANDS:
         if name not in mounted:
             _simulator_missing(name)

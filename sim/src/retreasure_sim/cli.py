@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -20,29 +19,30 @@ from rich.table import Table
 from retreasure import terminal
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
-from retreasure_sim.config import Faults, SimConfig
+from retreasure_sim.config import Faults
+from retreasure_sim.options import Scale, Seed, Start, WithFaults, sim_config
+from retreasure_sim.streaming.cli import stream
 
 SIM_DIR = Path("sim-data")
 console = Console()
 
-Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same business.")]
-Start = Annotated[str, typer.Option(help="First simulated day (YYYY-MM-DD).")]
-Scale = Annotated[float, typer.Option(help="Volume multiplier: 1.0 is ~20k orders a year.")]
-WithFaults = Annotated[bool, typer.Option("--faults/--no-faults", help="Inject duplicates, 429s, broken records...")]
+
+sim_app = typer.Typer(invoke_without_command=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Mount `sim`, `fakes` and `demo` on the platform's command line."""
-    app.command()(sim)
+    """Mount `sim` (and `sim stream`), `fakes` and `demo` on the platform's command line."""
+    app.add_typer(sim_app, name="sim")
     app.command()(fakes)
     app.command()(demo)
 
 
-def _config(seed: int, start: str, days: int, scale: float, faults: bool) -> SimConfig:
-    return SimConfig(seed, date.fromisoformat(start), days, scale, Faults.on() if faults else Faults())
+sim_app.command()(stream)
 
 
+@sim_app.callback()
 def sim(
+    context: typer.Context,
     seed: Seed = 7,
     start: Start = "2025-01-01",
     days: Annotated[int, typer.Option(help="How many days to simulate.")] = 365,
@@ -50,13 +50,16 @@ def sim(
     faults: WithFaults = True,
     out: Annotated[Path, typer.Option(help="Where the truth is kept.")] = SIM_DIR,
 ) -> None:
-    """Simulate the business: write its ground truth and drop its files into the landing folder."""
+    """Simulate the business: write its ground truth and drop its files into the landing folder. `sim stream`
+    publishes its web events to Kafka instead, as the live site does."""
+    if context.invoked_subcommand is not None:
+        return
     from retreasure.cli import configured_settings
     from retreasure_sim.stage import build
 
     settings = configured_settings()
     with console.status("Simulating..."):
-        truth = build(_config(seed, start, days, scale, faults), out, Path(settings.landing_dir))
+        truth = build(sim_config(seed, start, days, scale, faults), out, Path(settings.landing_dir))
     console.print(
         f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders, "
         f"{len(truth['sessions']):,} web sessions, {len(truth['faults']):,} injected faults. "
@@ -114,7 +117,7 @@ def demo(
         for folder in (Path(lake.uri), landing, SIM_DIR):
             if lake.is_local or folder != Path(lake.uri):
                 shutil.rmtree(folder, ignore_errors=True)
-    config = _config(seed, start, days, scale, faults)
+    config = sim_config(seed, start, days, scale, faults)
     with terminal.progress_bar(console) as bar:
         bar.add_task("Simulating the business", total=None)
         truth = build(config, SIM_DIR, landing)

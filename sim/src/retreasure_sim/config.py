@@ -29,6 +29,26 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class StreamFaults:
+    """Shares of the web shop's streamed events hit by each fault on the wire. All zero: a perfect wire."""
+
+    duplicates: float = 0.0  # produced again moments later, byte for byte: the site retrying a lost acknowledgement
+    out_of_order: float = 0.0  # sent seconds to minutes after events that happened later
+    late: float = 0.0  # held back for hours: a phone offline, a collector queue drained late
+    malformed: float = 0.0  # an extra, broken copy (not JSON, cut short) sent beside the good message
+    oversized: float = 0.0  # a clickstream event stuffed beyond the platform's record limit: its only message
+    schema_drift: float = 0.0  # a field added, renamed or sent as another JSON type
+
+    @classmethod
+    def on(cls) -> StreamFaults:
+        """The faulty wire the streaming tests and the demo run on."""
+        return cls(duplicates=0.02, out_of_order=0.03, late=0.005, malformed=0.005, oversized=0.0002, schema_drift=0.03)
+
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
 class SimConfig:
     seed: int = 7
     start: date = date(2025, 1, 1)

@@ -115,7 +115,8 @@ def plain(value: Decimal) -> str:
 
 def utc_text(at: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, as event collectors write it."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    # isoformat cuts to the millisecond as the collectors do, several times faster than strftime.
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def csv_line(cells: list[str]) -> str:

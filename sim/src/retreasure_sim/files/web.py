@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from retreasure_sim.files.drop import Doc, Dropper, amount, days, spoil_json, utc_text
-from retreasure_sim.model import Session, Truth, WebEvent
+from retreasure_sim.model import Payment, Session, Truth, WebEvent
 
 SITE = "https://shop.retreasure.example"
 PAGES = (
@@ -36,6 +36,9 @@ AGENTS = {
     "mobile": f"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) {WEBKIT}",
     "tablet": f"Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) {WEBKIT}",
 }
+# Schema drift: the field a newer collector or gateway release adds to every message it sends.
+CLICKSTREAM_EXTRA = {"channel": "browser"}
+TRANSACTIONS_EXTRA = {"gateway": "stripe"}
 REFERRERS = {
     "google": "https://www.google.com/",
     "facebook": "https://www.facebook.com/",
@@ -48,8 +51,13 @@ def _n(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+def json_text(message: dict[str, Any]) -> str:
+    """A message as the collector and the gateway serialise it: compact JSON, UTF-8 text unescaped."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
 def jsonl(objects: Iterable[dict[str, Any]]) -> Doc:
-    records = [json.dumps(o, separators=(",", ":"), ensure_ascii=False) for o in objects]
+    records = [json_text(o) for o in objects]
     return Doc("", records, "\n" if records else "", "\n")
 
 
@@ -160,9 +168,35 @@ def _address(visitor: int, device: str) -> str:
     return f"{prefix}.{visitor >> 8 & 0xFF or 1}"
 
 
+def clickstream_messages(truth: Truth) -> Iterator[tuple[WebEvent, Session, dict[str, Any]]]:
+    """Every web event with its session and its Segment message, session after session as the truth keeps them
+    (one day's sessions after the previous day's)."""
+    stream = Clickstream(truth)
+    for event in truth["web_events"]:
+        session = stream.sessions[event.session_id]
+        yield event, session, stream.message(event, session)
+
+
+def transaction_messages(truth: Truth) -> Iterator[tuple[Payment, dict[str, Any]]]:
+    """Every payment event with the gateway's record of it, in time order."""
+    orders = {o.order_id: o for o in truth["orders"]}
+    for p in sorted(truth["payments"], key=lambda p: (p.at, p.transaction_id)):
+        order = orders.get(p.order_id)
+        yield (
+            p,
+            {
+                "transaction_id": p.transaction_id,
+                "order_id": order.channel_order_id if order else p.order_id,
+                "status": p.status,
+                "amount": amount(p.amount, p.currency),
+                "currency": p.currency,
+                "occurred_at": utc_text(p.at),
+            },
+        )
+
+
 def render(truth: Truth, dropper: Dropper) -> None:
     """Write a clickstream file and a transactions file for every day (and any day events spill into)."""
-    stream = Clickstream(truth)
     pending: dict[date, list[dict[str, Any]]] = defaultdict(list)
     written: set[date] = set()
 
@@ -172,39 +206,27 @@ def render(truth: Truth, dropper: Dropper) -> None:
 
         relative = f"web/clickstream/{day.isoformat()}.jsonl"
         drift = dropper.drifts(relative)
-        doc = jsonl({**m, "channel": "browser"} if drift else m for m in messages)
+        doc = jsonl({**m, **CLICKSTREAM_EXTRA} if drift else m for m in messages)
         dropper.drop("web", "clickstream", relative, doc, spoil_json)
 
     # Sessions come day by day: once a later day's sessions start, earlier days' files are complete.
     started: date | None = None
-    for event in truth["web_events"]:
-        session = stream.sessions[event.session_id]
+    for event, session, message in clickstream_messages(truth):
         if session.started_at.date() != started:
             started = session.started_at.date()
             for day in sorted(d for d in pending if d < started):
                 flush(day)
-        pending[event.at.date()].append(stream.message(event, session))
+        pending[event.at.date()].append(message)
     for day in sorted(set(pending) | (set(days(truth.start, truth.end)) - written)):
         flush(day)
 
-    orders = {o.order_id: o for o in truth["orders"]}
     payments: dict[date, list[dict[str, Any]]] = defaultdict(list)
-    for p in sorted(truth["payments"], key=lambda p: (p.at, p.transaction_id)):
-        order = orders.get(p.order_id)
-        payments[p.at.date()].append(
-            {
-                "transaction_id": p.transaction_id,
-                "order_id": order.channel_order_id if order else p.order_id,
-                "status": p.status,
-                "amount": amount(p.amount, p.currency),
-                "currency": p.currency,
-                "occurred_at": utc_text(p.at),
-            }
-        )
+    for payment, record in transaction_messages(truth):
+        payments[payment.at.date()].append(record)
     for day in sorted(set(payments) | set(days(truth.start, truth.end))):
         relative = f"web/transactions/{day.isoformat()}.jsonl"
         drift = dropper.drifts(relative)
-        doc = jsonl({**r, "gateway": "stripe"} if drift else r for r in payments.get(day, []))
+        doc = jsonl({**r, **TRANSACTIONS_EXTRA} if drift else r for r in payments.get(day, []))
         dropper.drop("web", "transactions", relative, doc, spoil_json)
 
 
