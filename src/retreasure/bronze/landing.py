@@ -77,7 +77,7 @@ class BronzeWriter:
         key = record.key
         updated_at = record.updated_at
         raw, too_big = masked_raw(self.masker, entity, payload, self.max_record_bytes)
-        error = _first(too_big, record.error) if too_big else record.error
+        error = first_reason(too_big, record.error) if too_big else record.error
         if isinstance(payload, dict):
             if key is None:
                 key = record_key(payload, entity)
@@ -175,5 +175,6 @@ def change_time(payload: dict[str, Any], entity: Entity) -> tuple[datetime | Non
     return updated_at, None if updated_at else f"no change time at '{entity.updated_at}'"
 
 
-def _first(reason: str, other: str | None) -> str:
+def first_reason(reason: str, other: str | None) -> str:
+    """A record's reasons to be quarantined, ``reason`` first."""
     return f"{reason}; {other}" if other else reason

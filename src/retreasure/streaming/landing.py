@@ -1,0 +1,329 @@
+"""Landing a micro-batch of one topic's messages in its bronze table, by the file path's rules, over the batch.
+
+A message lands as a line of the entity's JSON Lines file would: its raw text with PII tokenised by the same
+masker, its business key and change time from the entity's declared paths, its record hash; malformed, empty
+and oversized messages land with their reason and are copied to quarantine, so none can block a partition.
+Only the decoding, masking and hashing run per message; the key and change time are extracted (DuckDB's JSON
+functions), parsed (Arrow), dated, checked and deduplicated as columns. A value the columns cannot take as the
+file path would (a number for a key, a time in another ISO shape) is computed by the file path's own functions.
+
+Each landing is one Delta commit of the new rows with the offset of every topic-partition of the batch as
+``txn`` actions (``streaming/offsets.py``); messages at or below the table's offsets are landed already and
+skipped. The quarantine copy and the PII vault are written before that commit, idempotently, so a crash in
+between loses neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from retreasure.bronze.landing import (
+    UNDATED,
+    bronze_table,
+    change_time,
+    first_reason,
+    masked_raw,
+    quarantine_table,
+    record_key,
+)
+from retreasure.bronze.pii import TOKEN_PREFIX, PiiMasker
+from retreasure.connectors.base import Entity, load_sources
+from retreasure.connectors.files import KEPT_CHARS, json_object, oversized
+from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
+from retreasure.lake.store import Lake, TableRef, connection
+from retreasure.streaming import offsets
+from retreasure.streaming.dedup import SeenHashes
+
+# The change-time shape Arrow parses exactly as ``parse_instant`` does (ISO 8601 with a zone, to the
+# microsecond); any other value goes through ``parse_instant`` itself.
+ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+QUARANTINE_RULE = "bronze.parseable"  # the file path's rule name for a record that cannot be keyed or dated
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed message: where it sits, its value as produced, and when it was produced (ms since epoch)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class LandedBatch:
+    """What landing one micro-batch of one topic did: the ops table's row and the log's line."""
+
+    topic: str
+    table: TableRef
+    offsets: dict[int, tuple[int, int]]  # partition -> (first, last) offset landed by this commit
+    messages: int  # landed by this commit (offsets past the table's)
+    already_landed: int  # offsets the table held already: redelivered after a crash or a rebalance
+    new_rows: int
+    duplicates: int  # records the table or an earlier message of the batch held: a producer's retries
+    malformed: int
+    quarantined: int
+    bytes: int  # of the messages' values
+    produced_ms: np.ndarray  # the landed messages' produce times
+    committed_ms: int  # when the commit completed
+    landing_ms: float  # time spent landing (decode to commit)
+    version: int | None  # the table's version after the commit; None when nothing was committed
+
+
+def topic_entity(topic: str) -> tuple[str, Entity]:
+    """The source and entity a topic carries, by convention ``<source>.<entity>``: web.clickstream."""
+    source_name, _, entity_name = topic.partition(".")
+    source = load_sources().get(source_name)
+    entity = next((e for e in source.entities if e.name == entity_name), None) if source else None
+    if entity is None:
+        raise ValueError(f"topic {topic!r} names no source entity (<source>.<entity>, e.g. web.clickstream)")
+    return source_name, entity
+
+
+class TopicLanding:
+    """Lands one topic's micro-batches in its entity's bronze table (``web.clickstream`` -> bronze.web_clickstream)."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        masker: PiiMasker,
+        topic: str,
+        max_line_bytes: int = 1 << 20,
+        max_record_bytes: int = 4 << 20,
+        cached_days: int = 14,
+    ) -> None:
+        self.lake = lake
+        self.masker = masker
+        self.topic = topic
+        self.source, self.entity = topic_entity(topic)
+        self.table = bronze_table(self.source, self.entity)
+        self.quarantine = quarantine_table(self.source, self.entity)
+        self.max_line_bytes = max_line_bytes
+        self.max_record_bytes = max_record_bytes
+        self.seen = SeenHashes(lake, self.table, cached_days)
+
+    def land(self, messages: Sequence[Message], batch_id: str) -> LandedBatch:
+        """Land the messages (all of this topic) not landed yet, in one commit with their offsets."""
+        started = time.perf_counter()
+        stored = offsets.stored_offsets(self.lake, self.table, self.topic, (m.partition for m in messages))
+        todo = [m for m in messages if m.offset > stored.get(m.partition, -1)]
+        last: dict[int, int] = {}
+        first: dict[int, int] = {}
+        for m in todo:
+            last[m.partition] = max(m.offset, last.get(m.partition, m.offset))
+            first[m.partition] = min(m.offset, first.get(m.partition, m.offset))
+        landed = LandedBatch(
+            self.topic,
+            self.table,
+            {p: (first[p], last[p]) for p in sorted(last)},
+            len(todo),
+            len(messages) - len(todo),
+            0,
+            0,
+            0,
+            0,
+            sum(len(m.value or b"") for m in todo),
+            np.array([m.timestamp_ms or 0 for m in todo], dtype=np.int64),
+            0,
+            0.0,
+            None,
+        )
+        if not todo:
+            return landed
+        rows = self._rows(todo, batch_id)
+        hashes = rows.column("record_hash").to_pylist()
+        fresh = self.seen.new(hashes, rows.column("partition_date"))
+        new_rows = rows.filter(pa.array(fresh))
+        errors = new_rows.column("error")
+        bad = new_rows.filter(pc.is_valid(errors))
+        landed.new_rows, landed.duplicates = new_rows.num_rows, rows.num_rows - new_rows.num_rows
+        landed.malformed = int(pc.sum(pc.is_valid(rows.column("error"))).as_py() or 0)
+        # Written before the rows' commit, so that a crash in between loses neither: once that commit holds the
+        # offsets, these messages are never read again.
+        self.masker.flush_vault(self.lake, self.source)
+        landed.quarantined = self._quarantine(bad, todo, fresh, rows, last, batch_id)
+        self.lake.append(self.table, new_rows, ["partition_date"], txns=offsets.transactions(self.topic, last))
+        landed.version = self.lake.delta(self.table).version()
+        self.seen.committed(
+            new_rows.column("record_hash").to_pylist(), new_rows.column("partition_date"), landed.version
+        )
+        landed.committed_ms = time.time_ns() // 1_000_000
+        landed.landing_ms = (time.perf_counter() - started) * 1000
+        return landed
+
+    def _quarantine(
+        self,
+        bad: pa.Table,
+        todo: Sequence[Message],
+        fresh: np.ndarray,
+        rows: pa.Table,
+        last: dict[int, int],
+        batch_id: str,
+    ) -> int:
+        """Copy the batch's new malformed rows to quarantine, with the offsets as the bronze commit will carry
+        them: a re-run after a crash between the two commits skips the rows this one quarantined already."""
+        if not bad.num_rows:
+            return 0
+        stored = offsets.stored_offsets(self.lake, self.quarantine, self.topic, last)
+        is_bad = fresh & pc.is_valid(rows.column("error")).to_numpy(zero_copy_only=False)
+        keep = np.array([m.offset > stored.get(m.partition, -1) for m, b in zip(todo, is_bad, strict=True) if b])
+        copied = bad.filter(pa.array(keep))
+        quarantined = pa.table(
+            {
+                **{name: copied.column(name) for name in ("source", "entity", "record_key", "raw", "record_hash")},
+                "rule": _constant(QUARANTINE_RULE, copied.num_rows, pa.string()),
+                "reason": copied.column("error"),
+                "origin": copied.column("origin"),
+                "batch_id": copied.column("batch_id"),
+                "quarantined_at": copied.column("ingested_at"),
+            },
+            schema=QUARANTINE_SCHEMA,
+        )
+        self.lake.append(self.quarantine, quarantined, txns=offsets.transactions(self.topic, last))
+        return copied.num_rows
+
+    def _rows(self, messages: Sequence[Message], batch_id: str) -> pa.Table:
+        """The bronze rows of ``messages``, in order."""
+        count = len(messages)
+        raws: list[str] = []
+        hashes: list[str] = []
+        early: list[str | None] = []  # reasons known before the key and time are looked at
+        objects: list[dict[str, Any] | None] = []  # payloads whose key and time the file path would read
+        for message in messages:
+            payload, error = self._decode(message.value)
+            raw, too_big = masked_raw(self.masker, self.entity, payload, self.max_record_bytes)
+            if too_big:
+                error = first_reason(too_big, error)
+            try:
+                encoded = raw.encode()
+            except UnicodeEncodeError:  # a JSON \ud800 escape: no UTF-8 text can hold it
+                raw = raw.encode("utf-8", "replace").decode()
+                encoded, error = raw.encode(), first_reason("malformed: a lone surrogate escape in JSON", error)
+                payload = raw
+            raws.append(raw)
+            hashes.append(hashlib.sha256(encoded).hexdigest())
+            early.append(error)
+            objects.append(payload if isinstance(payload, dict) else None)
+        raw_column = pa.array(raws, pa.string())
+        early_column = pa.array(early, pa.string())
+        keys, times, late = self._keys_and_times(raw_column, early_column, objects)
+        key_missing = pc.if_else(pc.is_null(keys), f"no business key at '{self.entity.key}'", None)
+        errors = pc.coalesce(early_column, late, key_missing)
+        produced = pa.array([m.timestamp_ms for m in messages], pa.int64())
+        produced_day = pc.cast(pc.cast(pc.multiply(produced, 1000), pa.timestamp("us", "UTC")), pa.date32())
+        day = pc.coalesce(pc.cast(times, pa.date32()), produced_day, pa.scalar(UNDATED, pa.date32()))
+        partitions = pa.array([m.partition for m in messages], pa.int64())
+        positions = pa.array([m.offset for m in messages], pa.int64())
+        origin = pc.binary_join_element_wise(
+            f"kafka://{self.topic}", pc.cast(partitions, pa.string()), pc.cast(positions, pa.string()), "/"
+        )
+        return pa.table(
+            {
+                "source": _constant(self.source, count, pa.string()),
+                "entity": _constant(self.entity.name, count, pa.string()),
+                "record_key": keys,
+                "record_updated_at": times,
+                "raw": raw_column,
+                "record_hash": pa.array(hashes, pa.string()),
+                "error": errors,
+                "origin": origin,
+                "batch_id": _constant(batch_id, count, pa.string()),
+                "ingested_at": _constant(datetime.now(UTC), count, pa.timestamp("us", "UTC")),
+                "partition_date": day,
+            },
+            schema=BRONZE_SCHEMA,
+        )
+
+    def _decode(self, value: bytes | None) -> tuple[Any, str | None]:
+        """A message's value as the JSON Lines reader reads a line: an object, or its text and the reason."""
+        if not value:
+            return "", "malformed: empty message (no value)"
+        if len(value) > self.max_line_bytes:
+            digest = hashlib.sha256(value).hexdigest()
+            head = value[:KEPT_CHARS].decode("utf-8", "replace") + "..."
+            return head, oversized("message", len(value), digest, self.max_line_bytes)
+        return json_object(value)
+
+    def _keys_and_times(
+        self, raws: pa.Array, early: pa.Array, objects: list[dict[str, Any] | None]
+    ) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """Per row: the business key, the change time and the change time's problem, as the file path finds
+        them; read from the masked text of the rows that are whole objects, from the payload for the rest."""
+        entity = self.entity
+        is_object = pa.array([payload is not None for payload in objects])
+        clean = pc.and_(is_object, pc.is_null(early))  # an oversized object's text is cut: read its payload
+        paths = [_json_path(entity.key)] + ([_json_path(entity.updated_at)] if entity.updated_at else [])
+        found = _extract(pc.if_else(clean, raws, None), paths)
+        key, key_type = found["v1"], found["t1"]
+        key_ok = pc.fill_null(
+            pc.and_(pc.equal(key_type, "VARCHAR"), pc.invert(pc.match_substring(key, TOKEN_PREFIX))), False
+        )
+        key_absent = pc.fill_null(pc.equal(key_type, "NULL"), True)  # no such path, or null there
+        keys = pc.if_else(pc.and_(key_ok, pc.not_equal(key, "")), key, None)
+        # A number, a boolean, an object or a masked value: the payload's own value, as the file path takes it.
+        key_by_payload = pc.and_(is_object, pc.invert(pc.and_(clean, pc.or_(key_ok, key_absent))))
+        keys = _patch(keys, key_by_payload, lambda row: record_key(objects[row], entity))
+        if not entity.updated_at:
+            nothing = pa.nulls(len(objects), pa.timestamp("us", "UTC"))
+            return keys, nothing, pa.nulls(len(objects), pa.string())
+        when, when_type = found["v2"], found["t2"]
+        iso = pc.fill_null(pc.and_(pc.equal(when_type, "VARCHAR"), pc.match_substring_regex(when, ISO_INSTANT)), False)
+        when_absent = pc.and_(clean, pc.fill_null(pc.equal(when_type, "NULL"), True))
+        try:
+            times = pc.cast(pc.if_else(iso, when, None), pa.timestamp("us", "UTC"))
+        except pa.ArrowInvalid:  # a day that does not exist (02-30): every time of the batch by the payload
+            times, iso = pa.nulls(len(objects), pa.timestamp("us", "UTC")), pa.array([False] * len(objects))
+        problems = pc.if_else(when_absent, f"no change time at '{entity.updated_at}'", None)
+        by_payload = pc.and_(is_object, pc.invert(pc.or_(pc.and_(clean, iso), when_absent)))
+        rows = np.flatnonzero(by_payload.to_numpy(zero_copy_only=False))
+        if len(rows):
+            parsed = [change_time(objects[row], entity) for row in rows]  # type: ignore[arg-type]
+            times = _replace(times, rows, [t for t, _ in parsed], pa.timestamp("us", "UTC"))
+            problems = _replace(problems, rows, [p for _, p in parsed], pa.string())
+        return keys, times, problems
+
+
+def _json_path(dotted: str) -> str:
+    """A dotted declaration path as a JSON path, each key quoted: ``context.ip`` -> ``$."context"."ip"``."""
+    return "$" + "".join('."' + part.replace('"', '\\"') + '"' for part in dotted.split("."))
+
+
+def _extract(texts: pa.Array, paths: list[str]) -> dict[str, pa.Array]:
+    """Per JSON text, the value (as text) and JSON type at each path: columns v1, t1, v2, t2..."""
+    con = connection()
+    try:
+        con.register("batch", pa.table({"raw": texts, "i": pa.array(np.arange(len(texts), dtype=np.int64))}))
+        columns = ", ".join(f"v[{n}] AS v{n}, t[{n}] AS t{n}" for n in range(1, len(paths) + 1))
+        sql = (
+            f"SELECT {columns} FROM (SELECT json_extract_string(raw, $paths) AS v, json_type(raw, $paths) AS t, i"
+            " FROM batch) ORDER BY i"
+        )
+        found = con.execute(sql, {"paths": paths}).fetch_arrow_table()
+        return {name: found.column(name).combine_chunks() for name in found.column_names}
+    finally:
+        con.close()
+
+
+def _patch(values: pa.Array, where: pa.Array, compute: Any) -> pa.Array:
+    rows = np.flatnonzero(where.to_numpy(zero_copy_only=False))
+    return _replace(values, rows, [compute(row) for row in rows], values.type) if len(rows) else values
+
+
+def _replace(values: pa.Array, rows: np.ndarray, new: list[Any], kind: pa.DataType) -> pa.Array:
+    mask = np.zeros(len(values), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(values, pa.array(mask), pa.array(new, kind))
+
+
+def _constant(value: Any, count: int, kind: pa.DataType) -> pa.Array:
+    return pc.fill_null(pa.nulls(count, kind), pa.scalar(value, kind))
