@@ -252,7 +252,9 @@ class TopicLanding:
             digest = hashlib.sha256(value).hexdigest()
             head = value[:KEPT_CHARS].decode("utf-8", "replace") + "..."
             return head, oversized("message", len(value), digest, self.max_line_bytes)
-        return json_object(value)
+        # Read as a line of a file is, its terminator included, so that a parser's message (its line and column)
+        # is the same whichever way the record came.
+        return json_object(value if value.endswith(b"\n") else value + b"\n")
 
     def _keys_and_times(
         self, raws: pa.Array, early: pa.Array, objects: list[dict[str, Any] | None]
