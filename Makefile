@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 
-.PHONY: setup demo test lint bench-ingest bench-api bench-pipeline bench-hostile clean
+.PHONY: setup demo test lint broker bench-ingest bench-api bench-pipeline bench-hostile clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -23,9 +23,14 @@ demo: setup
 
 test: setup
 	scripts/install-chromium
+	scripts/install-java
 	$(VENV)/bin/ruff check src sim tests bench
 	$(VENV)/bin/ruff format --check src sim tests bench
 	$(VENV)/bin/pytest
+
+# A local Kafka broker for the streaming path (its jars are fetched into .tools/kafka on first use).
+broker: setup
+	$(VENV)/bin/retreasure broker
 
 lint: setup
 	$(VENV)/bin/ruff check --fix src sim tests bench

@@ -18,6 +18,7 @@ from retreasure.settings import Settings
 from retreasure_sim.business import simulate
 from retreasure_sim.config import Faults, SimConfig
 from retreasure_sim.model import Truth
+from tests.kafka_fixtures import kafka_broker  # noqa: F401 - the session's broker, for tests marked kafka
 
 # Generated-variant tests run real files, tables and servers per example: few examples, no per-example deadline
 # (a shared 2-core machine makes timings noisy), derandomised in CI so a red run can be replayed as it was.

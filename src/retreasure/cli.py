@@ -147,6 +147,11 @@ app.add_typer(api_cli.keys_app, name="keys")
 app.add_typer(exports_cli.export_app, name="export")
 app.command()(dashboard_cli.dashboard)
 
+# Streaming: the local Kafka broker (retreasure/streaming).
+from retreasure.streaming import cli as streaming_cli  # noqa: E402
+
+app.command()(streaming_cli.broker)
+
 # Commands from other installed packages: each entry point in this group is called with the app to mount its
 # commands. The simulator (retreasure-sim, a development dependency) brings `sim`, `fakes` and `demo`; the
 # platform itself never imports it.

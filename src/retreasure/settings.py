@@ -100,6 +100,66 @@ class ServeSettings(BaseModel):
     max_page_size: int = 1000
 
 
+# -- streaming (web clickstream and online transactions over the Kafka protocol) ------------------------------
+
+
+class StreamingSettings(BaseModel):
+    """Where the web clickstream and online transactions travel: a Kafka broker, or an Azure Event Hubs
+    namespace through its Kafka endpoint (docs/streaming.md)."""
+
+    # host:port[,host:port]. For Event Hubs: <namespace>.servicebus.windows.net:9093 (derived from the
+    # connection string when left at the local default).
+    bootstrap_servers: str = "127.0.0.1:9092"
+    clickstream_topic: str = "web.clickstream"
+    transactions_topic: str = "web.transactions"
+    partitions: int = Field(default=3, ge=1)
+    # An Event Hubs namespace's connection string (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...):
+    # when set, clients log in with SASL PLAIN as `$ConnectionString`, this string as the password, over TLS.
+    eventhubs_connection_string: SecretStr | None = None
+    # CA certificate(s) to trust instead of the system's (a private broker's certificate); Event Hubs needs none.
+    ssl_ca_location: Path | None = None
+    # The local broker (`retreasure broker`): its data and log, and the cache of its pinned jars.
+    broker_dir: Path = Path(".broker")
+    jars_dir: Path = Path(".tools/kafka")
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.clickstream_topic, self.transactions_topic]
+
+    def client_config(self) -> dict[str, str]:
+        """confluent-kafka settings for these servers (and credentials, for Event Hubs)."""
+        if self.eventhubs_connection_string is None:
+            return {"bootstrap.servers": self.bootstrap_servers}
+        secret = self.eventhubs_connection_string.get_secret_value()
+        servers = self.bootstrap_servers
+        if servers == type(self).model_fields["bootstrap_servers"].default:
+            servers = eventhubs_bootstrap_servers(secret)
+        config = {
+            "bootstrap.servers": servers,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": "PLAIN",
+            "sasl.username": "$ConnectionString",
+            "sasl.password": secret,
+        }
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
+        return config
+
+
+def eventhubs_bootstrap_servers(connection_string: str) -> str:
+    """<namespace>.servicebus.windows.net:9093 from a connection string's `Endpoint=sb://<host>/`."""
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "endpoint":
+            host = value.strip().removeprefix("sb://").split("/", 1)[0]
+            if host:
+                return f"{host.split(':', 1)[0]}:9093"
+    raise ValueError("the Event Hubs connection string has no Endpoint=sb://<namespace>.servicebus.windows.net/")
+
+
+# -- end of streaming ---------------------------------------------------------------------------------------------
+
+
 class Settings(BaseSettings):
     """Everything the platform reads from its environment."""
 
@@ -127,6 +187,7 @@ class Settings(BaseSettings):
     etsy: EtsySettings = Field(default_factory=EtsySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
 
     @field_validator("lake_uri")
     @classmethod
