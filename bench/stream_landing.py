@@ -20,7 +20,7 @@ from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import RawRecord
 from retreasure.connectors.files import json_object
 from retreasure.lake import Lake
-from retreasure.streaming.landing import Message, TopicLanding, topic_entity
+from retreasure.streaming.landing import Message, TopicLanding, source_entity
 from retreasure_sim.business import simulate
 from retreasure_sim.config import SimConfig
 from retreasure_sim.files.web import Clickstream
@@ -46,7 +46,7 @@ def clickstream(events: int) -> list[bytes]:
 
 
 def per_record(lines: list[bytes], lake: Lake, masker: PiiMasker, batch: int) -> float:
-    source, entity = topic_entity(TOPIC)
+    source, entity = source_entity(TOPIC)
     writer = BronzeWriter(lake, masker, source, entity, batch_id="bench")
     started = time.perf_counter()
     for n, line in enumerate(lines, 1):

@@ -80,24 +80,26 @@ class LandedBatch:
     version: int | None  # the table's version after the commit; None when nothing was committed
 
 
-def topic_entity(topic: str) -> tuple[str, Entity]:
-    """The source and entity a topic carries, by convention ``<source>.<entity>``: web.clickstream."""
-    source_name, _, entity_name = topic.partition(".")
+def source_entity(dotted: str) -> tuple[str, Entity]:
+    """The source and entity named ``<source>.<entity>`` (web.clickstream)."""
+    source_name, _, entity_name = dotted.partition(".")
     source = load_sources().get(source_name)
     entity = next((e for e in source.entities if e.name == entity_name), None) if source else None
     if entity is None:
-        raise ValueError(f"topic {topic!r} names no source entity (<source>.<entity>, e.g. web.clickstream)")
+        raise ValueError(f"{dotted!r} names no source entity (<source>.<entity>, e.g. web.clickstream)")
     return source_name, entity
 
 
 class TopicLanding:
-    """Lands one topic's micro-batches in its entity's bronze table (``web.clickstream`` -> bronze.web_clickstream)."""
+    """Lands one topic's micro-batches in its entity's bronze table: messages of ``entity`` (``web.clickstream``,
+    by default the topic's own name) in bronze.web_clickstream."""
 
     def __init__(
         self,
         lake: Lake,
         masker: PiiMasker,
         topic: str,
+        entity: str | None = None,
         max_line_bytes: int = 1 << 20,
         max_record_bytes: int = 4 << 20,
         cached_days: int = 14,
@@ -105,7 +107,7 @@ class TopicLanding:
         self.lake = lake
         self.masker = masker
         self.topic = topic
-        self.source, self.entity = topic_entity(topic)
+        self.source, self.entity = source_entity(entity or topic)
         self.table = bronze_table(self.source, self.entity)
         self.quarantine = quarantine_table(self.source, self.entity)
         self.max_line_bytes = max_line_bytes
