@@ -64,24 +64,20 @@ def web_events(broker: Broker, name: str, clicks: int, payments: int) -> dict[Ta
     ]
     click += [(f"session-{n}", b'{"messageId": "broken-' + str(n).encode() + b'"') for n in range(0, clicks, 150)]
     click.append(("session-0", b'{"messageId": "huge", "blob": "' + b"x" * (2 * MAX_LINE_BYTES) + b'"}'))
-    pay = [
-        (
-            f"order-{n // 2}",
-            json.dumps(
-                {
-                    "transaction_id": f"{name}-t{n}",
-                    "order_id": f"order-{n // 2}",
-                    "amount": f"{n}.50",
-                    "status": "captured" if n % 2 else "authorized",
-                    "occurred_at": f"2025-03-02T10:{n % 60:02d}:00Z",
-                }
-            ).encode(),
-        )  # fmt: skip
-        for n in range(payments)
-    ]
+    pay = [(f"order-{n // 2}", json.dumps(payment(name, n)).encode()) for n in range(payments)]
     produce(broker, clickstream, click + click[::40])  # the retries come later, at other offsets
     produce(broker, transactions, pay + pay[::25] + [("order-x", b"not json at all")])
     return {CLICKSTREAM: {v for _, v in click}, TRANSACTIONS: {v for _, v in pay} | {b"not json at all"}}
+
+
+def payment(name: str, n: int) -> dict[str, str]:
+    return {
+        "transaction_id": f"{name}-t{n}",
+        "order_id": f"order-{n // 2}",
+        "amount": f"{n}.50",
+        "status": "captured" if n % 2 else "authorized",
+        "occurred_at": f"2025-03-02T10:{n % 60:02d}:00Z",
+    }
 
 
 def stream_env(root: Path, broker: Broker, name: str, group: str) -> dict[str, str]:
