@@ -215,3 +215,19 @@ def test_a_topic_lands_in_its_entitys_table_and_an_unknown_topic_is_refused(lake
     assert bronze(lake, "bronze.web_transactions")[0]["record_key"] == "T1"
     with pytest.raises(ValueError, match="names no source entity"):
         landing(lake, "web.nothing")
+
+
+def test_each_clear_value_reaches_the_vault_once_across_batches_restarts_and_writers(lake: Lake) -> None:
+    def event(n: int, email: str) -> str:
+        return json.dumps({"messageId": f"v{n}", "timestamp": "2025-03-04T10:00:00Z", "traits": {"email": email}})
+
+    first = landing(lake)
+    first.land(messages([event(1, "ann@example.com"), event(2, "bob@example.com")]), "b1")
+    first.land(messages([event(3, "ann@example.com")], first_offset=2), "b2")
+    masker = PiiMasker(HMAC_KEY, VAULT_KEY)  # another writer stores a token the stream has not read yet
+    masker.mask_contacts("write to cy@example.com")
+    masker.flush_vault(lake, "pos")
+    first.land(messages([event(4, "cy@example.com"), event(5, "dee@example.com")], first_offset=3), "b3")
+    landing(lake).land(messages([event(6, "bob@example.com")], first_offset=5), "b4")  # a restarted stream
+    tokens = lake.query("SELECT token FROM restricted.pii", [VAULT]).column(0).to_pylist()
+    assert len(tokens) == len(set(tokens)) == 4

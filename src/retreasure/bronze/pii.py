@@ -329,21 +329,27 @@ class PiiMasker:
         """Encrypt and store the clear values seen since the last flush; returns new vault rows."""
         if not self.pending:
             return 0
+        return lake.insert_new(VAULT, self.vault_rows(source), ["token"])
+
+    def vault_rows(self, source: str) -> pa.Table:
+        """The clear values seen since the last call, encrypted: the vault's rows for them (``pending`` emptied)."""
+        if not self.pending:
+            return VAULT_SCHEMA.empty_table()
         if self._fernet is None:
             raise ValueError("PII vault key is not set (RETREASURE_PII_VAULT_KEY)")
-        now = datetime.now(UTC)
+        fernet, now = self._fernet, datetime.now(UTC)
         rows = [
             {
                 "token": token,
                 "kind": kind,
-                "ciphertext": self._fernet.encrypt(value.encode()),
+                "ciphertext": fernet.encrypt(value.encode()),
                 "source": source,
                 "first_seen_at": now,
             }
             for token, (kind, value) in self.pending.items()
         ]
         self.pending.clear()
-        return lake.insert_new(VAULT, pa.Table.from_pylist(rows, schema=VAULT_SCHEMA), ["token"])
+        return pa.Table.from_pylist(rows, schema=VAULT_SCHEMA)
 
     def reveal(self, ciphertext: bytes) -> str:
         """Clear value of a vault row: for the fulfillment and opt-in marketing uses only."""

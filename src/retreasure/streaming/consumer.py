@@ -31,6 +31,7 @@ from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
 from retreasure.settings import Settings
 from retreasure.streaming import offsets
+from retreasure.streaming.dedup import VaultTokens
 from retreasure.streaming.landing import LandedBatch, Message, TopicLanding
 
 log = get_logger("stream")
@@ -86,6 +87,7 @@ class StreamConsumer:
         streaming = settings.streaming
         self.client_config = dict(client_config or streaming.client_config())
         masker = PiiMasker(settings.pii_hmac_key.get_secret_value(), settings.pii_vault_key.get_secret_value() or None)
+        vault = VaultTokens(lake)
         self.landings = {
             topic: TopicLanding(
                 lake,
@@ -95,6 +97,7 @@ class StreamConsumer:
                 settings.ingest.max_line_bytes,
                 settings.ingest.max_record_bytes,
                 streaming.cached_days,
+                vault,
             )
             for topic, entity in (entities or streaming.entities).items()
         }

@@ -1,9 +1,9 @@
-"""Which records a bronze table holds already: its record hashes, day partition by day partition, read from the
-table once per day and kept in memory while the stream lands, so that a producer's duplicate (the same message
-produced again at another offset) lands once without an anti-join against the table per micro-batch.
+"""What the lake holds already, kept in memory while the stream lands so that no micro-batch pays an anti-join
+against a whole table: a bronze table's record hashes, day partition by day partition (a producer's duplicate,
+the same message produced again at another offset, lands once), and the PII vault's tokens.
 
-Seeded from the table, the sets are right across restarts. Another writer's commit to the table (a file ingest)
-is noticed by the table's version moving past the stream's own last commit: the sets are then read again.
+Seeded from the tables, the sets are right across restarts. Another writer's commit (a file ingest) is noticed by
+the table's version moving past the stream's own last commit: the sets are then read again.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
+from retreasure.bronze.pii import VAULT, PiiMasker
 from retreasure.lake.store import Lake, TableRef
 
 
@@ -76,6 +77,35 @@ class SeenHashes:
             if known is not None:
                 known.add(digest)
         self._version = version
+
+
+class VaultTokens:
+    """The tokens the PII vault holds: a masker's new clear values are stored without reading the vault again."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._tokens: set[str] = set()
+        self._version: int | None = -1  # the vault version the set reflects (None: no vault yet; -1: unread)
+
+    def flush(self, masker: PiiMasker, source: str) -> int:
+        """Store the clear values ``masker`` saw since the last flush that the vault lacks; returns how many."""
+        if not masker.pending:
+            return 0
+        version = self.lake.delta(VAULT).version() if self.lake.exists(VAULT) else None
+        if version != self._version:
+            found = self.lake.query(f"SELECT token FROM {VAULT}", [VAULT]) if version is not None else None
+            self._tokens = set(found.column("token").to_pylist()) if found is not None else set()
+            self._version = version
+        for token in [token for token in masker.pending if token in self._tokens]:
+            del masker.pending[token]
+        rows = masker.vault_rows(source)
+        if rows.num_rows:
+            self.lake.append(VAULT, rows)
+            after = self.lake.delta(VAULT).version()
+            # Another writer's commit in between: its tokens are read with the vault next time.
+            self._version = after if after == (0 if self._version is None else self._version + 1) else -1
+            self._tokens.update(rows.column("token").to_pylist())
+        return rows.num_rows
 
 
 def first_occurrences(values: list[str]) -> np.ndarray:

@@ -41,7 +41,7 @@ from retreasure.connectors.files import KEPT_CHARS, json_object, oversized
 from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from retreasure.lake.store import Lake, TableRef, connection
 from retreasure.streaming import offsets
-from retreasure.streaming.dedup import SeenHashes
+from retreasure.streaming.dedup import SeenHashes, VaultTokens
 
 # The change-time shape Arrow parses exactly as ``parse_instant`` does (ISO 8601 with a zone, to the
 # microsecond); any other value goes through ``parse_instant`` itself.
@@ -103,9 +103,11 @@ class TopicLanding:
         max_line_bytes: int = 1 << 20,
         max_record_bytes: int = 4 << 20,
         cached_days: int = 14,
+        vault: VaultTokens | None = None,
     ) -> None:
         self.lake = lake
         self.masker = masker
+        self.vault = vault or VaultTokens(lake)  # one per masker: the landings of a stream share it
         self.topic = topic
         self.source, self.entity = source_entity(entity or topic)
         self.table = bronze_table(self.source, self.entity)
@@ -152,7 +154,7 @@ class TopicLanding:
         landed.malformed = int(pc.sum(pc.is_valid(rows.column("error"))).as_py() or 0)
         # Written before the rows' commit, so that a crash in between loses neither: once that commit holds the
         # offsets, these messages are never read again.
-        self.masker.flush_vault(self.lake, self.source)
+        self.vault.flush(self.masker, self.source)
         landed.quarantined = self._quarantine(bad, todo, fresh, rows, last, batch_id)
         self.lake.append(self.table, new_rows, ["partition_date"], txns=offsets.transactions(self.topic, last))
         landed.version = self.lake.delta(self.table).version()
