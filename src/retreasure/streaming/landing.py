@@ -3,9 +3,11 @@
 A message lands as a line of the entity's JSON Lines file would: its raw text with PII tokenised by the same
 masker, its business key and change time from the entity's declared paths, its record hash; malformed, empty
 and oversized messages land with their reason and are copied to quarantine, so none can block a partition.
-Only the decoding, masking and hashing run per message; the key and change time are extracted (DuckDB's JSON
-functions), parsed (Arrow), dated, checked and deduplicated as columns. A value the columns cannot take as the
-file path would (a number for a key, a time in another ISO shape) is computed by the file path's own functions.
+Only the decoding, masking and hashing run per message (and the two lookups of the declared key and time in
+the parsed object); the keys and change times are checked, parsed (Arrow), dated, turned into reasons and
+deduplicated as columns, and the table is built from columns. A value the columns cannot take as the file path
+would (a number for a key, a time in another shape than ISO 8601 with a zone) goes through the file path's own
+functions, row by row.
 
 Each landing is one Delta commit of the new rows with the offset of every topic-partition of the batch as
 ``txn`` actions (``streaming/offsets.py``); messages at or below the table's offsets are landed already and
@@ -35,11 +37,11 @@ from retreasure.bronze.landing import (
     quarantine_table,
     record_key,
 )
-from retreasure.bronze.pii import TOKEN_PREFIX, PiiMasker
-from retreasure.connectors.base import Entity, load_sources
+from retreasure.bronze.pii import PiiMasker
+from retreasure.connectors.base import Entity, dig, load_sources
 from retreasure.connectors.files import KEPT_CHARS, json_object, oversized
 from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
-from retreasure.lake.store import Lake, TableRef, connection
+from retreasure.lake.store import Lake, TableRef
 from retreasure.streaming import offsets
 from retreasure.streaming.dedup import SeenHashes, VaultTokens
 
@@ -203,6 +205,9 @@ class TopicLanding:
         hashes: list[str] = []
         early: list[str | None] = []  # reasons known before the key and time are looked at
         objects: list[dict[str, Any] | None] = []  # payloads whose key and time the file path would read
+        found_keys: list[Any] = []  # the values at the declared paths, as parsed
+        found_times: list[Any] = []
+        updated_at = self.entity.updated_at
         for message in messages:
             payload, error = self._decode(message.value)
             raw, too_big = masked_raw(self.masker, self.entity, payload, self.max_record_bytes)
@@ -218,9 +223,11 @@ class TopicLanding:
             hashes.append(hashlib.sha256(encoded).hexdigest())
             early.append(error)
             objects.append(payload if isinstance(payload, dict) else None)
+            found_keys.append(dig(payload, self.entity.key) if isinstance(payload, dict) else None)
+            found_times.append(dig(payload, updated_at) if updated_at and isinstance(payload, dict) else None)
         raw_column = pa.array(raws, pa.string())
         early_column = pa.array(early, pa.string())
-        keys, times, late = self._keys_and_times(raw_column, early_column, objects)
+        keys, times, late = self._keys_and_times(found_keys, found_times, objects)
         key_missing = pc.if_else(pc.is_null(keys), f"no business key at '{self.entity.key}'", None)
         errors = pc.coalesce(early_column, late, key_missing)
         produced = pa.array([m.timestamp_ms for m in messages], pa.int64())
@@ -261,63 +268,44 @@ class TopicLanding:
         return json_object(value if value.endswith(b"\n") else value + b"\n")
 
     def _keys_and_times(
-        self, raws: pa.Array, early: pa.Array, objects: list[dict[str, Any] | None]
+        self, found_keys: list[Any], found_times: list[Any], objects: list[dict[str, Any] | None]
     ) -> tuple[pa.Array, pa.Array, pa.Array]:
         """Per row: the business key, the change time and the change time's problem, as the file path finds
-        them; read from the masked text of the rows that are whole objects, from the payload for the rest."""
-        entity = self.entity
-        is_object = pa.array([payload is not None for payload in objects])
-        clean = pc.and_(is_object, pc.is_null(early))  # an oversized object's text is cut: read its payload
-        paths = [_json_path(entity.key)] + ([_json_path(entity.updated_at)] if entity.updated_at else [])
-        found = _extract(pc.if_else(clean, raws, None), paths)
-        key, key_type = found["v1"], found["t1"]
-        key_ok = pc.fill_null(
-            pc.and_(pc.equal(key_type, "VARCHAR"), pc.invert(pc.match_substring(key, TOKEN_PREFIX))), False
-        )
-        key_absent = pc.fill_null(pc.equal(key_type, "NULL"), True)  # no such path, or null there
-        keys = pc.if_else(pc.and_(key_ok, pc.not_equal(key, "")), key, None)
-        # A number, a boolean, an object or a masked value: the payload's own value, as the file path takes it.
-        key_by_payload = pc.and_(is_object, pc.invert(pc.and_(clean, pc.or_(key_ok, key_absent))))
-        keys = _patch(keys, key_by_payload, lambda row: record_key(objects[row], entity))
+        them. Text keys and ISO 8601 times (nearly all) are checked and parsed as columns; any other value goes
+        through the file path's own functions, row by row."""
+        entity, count = self.entity, len(objects)
+        keys, odd_keys = _strings(found_keys)
+        keys = pc.if_else(pc.equal(keys, ""), None, keys)  # an empty key is no key
+        keys = _patch(keys, odd_keys, lambda row: record_key(objects[row], entity))  # type: ignore[arg-type]
+        stamp = pa.timestamp("us", "UTC")
         if not entity.updated_at:
-            nothing = pa.nulls(len(objects), pa.timestamp("us", "UTC"))
-            return keys, nothing, pa.nulls(len(objects), pa.string())
-        when, when_type = found["v2"], found["t2"]
-        iso = pc.fill_null(pc.and_(pc.equal(when_type, "VARCHAR"), pc.match_substring_regex(when, ISO_INSTANT)), False)
-        when_absent = pc.and_(clean, pc.fill_null(pc.equal(when_type, "NULL"), True))
+            return keys, pa.nulls(count, stamp), pa.nulls(count, pa.string())
+        texts, odd_times = _strings(found_times)
+        iso = pc.fill_null(pc.match_substring_regex(texts, ISO_INSTANT), False)
         try:
-            times = pc.cast(pc.if_else(iso, when, None), pa.timestamp("us", "UTC"))
-        except pa.ArrowInvalid:  # a day that does not exist (02-30): every time of the batch by the payload
-            times, iso = pa.nulls(len(objects), pa.timestamp("us", "UTC")), pa.array([False] * len(objects))
-        problems = pc.if_else(when_absent, f"no change time at '{entity.updated_at}'", None)
-        by_payload = pc.and_(is_object, pc.invert(pc.or_(pc.and_(clean, iso), when_absent)))
-        rows = np.flatnonzero(by_payload.to_numpy(zero_copy_only=False))
+            times = pc.cast(pc.if_else(iso, texts, None), stamp)
+        except pa.ArrowInvalid:  # a day that does not exist (02-30): every time of the batch by the file path's
+            times, iso = pa.nulls(count, stamp), pa.array(np.zeros(count, dtype=bool))
+        is_object = pa.array([payload is not None for payload in objects], pa.bool_())
+        absent = pc.and_(is_object, pa.array([value is None for value in found_times], pa.bool_()))
+        problems = pc.if_else(absent, f"no change time at '{entity.updated_at}'", None)
+        by_payload = pc.and_(is_object, pc.invert(pc.or_(iso, absent)))
+        rows = np.flatnonzero(pc.or_(by_payload, odd_times).to_numpy(zero_copy_only=False))
         if len(rows):
             parsed = [change_time(objects[row], entity) for row in rows]  # type: ignore[arg-type]
-            times = _replace(times, rows, [t for t, _ in parsed], pa.timestamp("us", "UTC"))
+            times = _replace(times, rows, [t for t, _ in parsed], stamp)
             problems = _replace(problems, rows, [p for _, p in parsed], pa.string())
         return keys, times, problems
 
 
-def _json_path(dotted: str) -> str:
-    """A dotted declaration path as a JSON path, each key quoted: ``context.ip`` -> ``$."context"."ip"``."""
-    return "$" + "".join('."' + part.replace('"', '\\"') + '"' for part in dotted.split("."))
-
-
-def _extract(texts: pa.Array, paths: list[str]) -> dict[str, pa.Array]:
-    """Per JSON text, the value (as text) and JSON type at each path: columns v1, t1, v2, t2..."""
-    con = connection()
+def _strings(values: list[Any]) -> tuple[pa.Array, pa.Array]:
+    """``values`` as a text column (None where a value is not text), and where a value was something else."""
     try:
-        con.register("batch", pa.table({"raw": texts, "i": pa.array(np.arange(len(texts), dtype=np.int64))}))
-        columns = ", ".join(f"v[{n}] AS v{n}, t[{n}] AS t{n}" for n in range(1, len(paths) + 1))
-        sql = (
-            f"SELECT {columns} FROM (SELECT json_extract_string(raw, $paths) AS v, json_type(raw, $paths) AS t, i"
-            " FROM batch) ORDER BY i"
-        )
-        found = con.execute(sql, {"paths": paths}).fetch_arrow_table()
-        return {name: found.column(name).combine_chunks() for name in found.column_names}
-    finally:
-        con.close()
+        return pa.array(values, pa.string()), pa.array(np.zeros(len(values), dtype=bool))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number, a boolean, an object: rare, and not text
+        other = [value is not None and not isinstance(value, str) for value in values]
+        texts = [value if isinstance(value, str) else None for value in values]
+        return pa.array(texts, pa.string()), pa.array(other, pa.bool_())
 
 
 def _patch(values: pa.Array, where: pa.Array, compute: Any) -> pa.Array:
