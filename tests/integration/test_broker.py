@@ -21,8 +21,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from retreasure.settings import StreamingSettings, eventhubs_bootstrap_servers
-from retreasure.streaming.broker import Broker, JavaNotFound
+from retreasure.redact import redact
+from retreasure.settings import Settings, StreamingSettings, eventhubs_bootstrap_servers
+from retreasure.streaming.broker import Broker, BrokerFailed, JavaNotFound
 from retreasure.streaming.jars import JarDownloadError, PinnedJar, ensure_jars, kafka_version, pinned_jars
 from tests.helpers import cli_env
 from tests.kafka_fixtures import EVENTHUBS_CONNECTION_STRING, KAFKA_JARS
@@ -132,6 +133,19 @@ def test_eventhubs_style_login_over_tls(kafka_broker: Broker) -> None:
     assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
 
 
+def test_eventhubs_style_login_in_plain_text(tmp_path: Path) -> None:
+    secret = "Endpoint=sb://plain.servicebus.windows.net/;SharedAccessKeyName=p;SharedAccessKey=k"
+    with Broker(tmp_path / "broker", jars_root=KAFKA_JARS, eventhubs_connection_string=secret) as broker:
+        config = broker.client_config(eventhubs=True)
+        assert config["security.protocol"] == "SASL_PLAINTEXT" and "ssl.ca.location" not in config
+        broker.create_topics(["test.sasl-plain"], partitions=2)
+        sent = keyed("plain", keys=2, per_key=2)
+        produce(config, "test.sasl-plain", sent)
+        received = consume(config, "test.sasl-plain", "plain-readers", len(sent))
+    assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
+    assert not (tmp_path / "broker" / "tls").exists()
+
+
 def test_eventhubs_listener_refuses_a_wrong_key(kafka_broker: Broker) -> None:
     errors: list[KafkaError] = []
     wrong = kafka_broker.client_config(eventhubs=True) | {
@@ -156,6 +170,14 @@ def test_eventhubs_servers_come_from_the_connection_string() -> None:
         eventhubs_bootstrap_servers("SharedAccessKeyName=x;SharedAccessKey=y")
 
 
+def test_the_connection_string_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETREASURE_STREAMING__EVENTHUBS_CONNECTION_STRING", EVENTHUBS_CONNECTION_STRING)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert EVENTHUBS_CONNECTION_STRING in settings.secrets(), "registered with the log masker"
+    assert EVENTHUBS_CONNECTION_STRING not in repr(settings) and "dGVzdC1vbmx5LWtleQ" not in str(settings.model_dump())
+    assert "dGVzdC1vbmx5LWtleQ" not in redact(f"could not connect with {EVENTHUBS_CONNECTION_STRING}")
+
+
 def test_missing_java_is_named_in_one_line(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker", jars_root=KAFKA_JARS, java=tmp_path / "no-such-java")
     with pytest.raises(JavaNotFound) as raised:
@@ -177,6 +199,18 @@ def test_missing_java_is_named_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Java not found" in done.stdout and len(done.stdout.strip().splitlines()) == 1, done.stdout
+
+
+def test_a_broker_that_cannot_start_says_why_from_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broker = Broker(tmp_path / "broker", jars_root=KAFKA_JARS, port=taken.getsockname()[1])
+        with pytest.raises(BrokerFailed) as raised:
+            broker.start()
+    assert "exited" in str(raised.value) and "Address already in use" in str(raised.value), str(raised.value)
+    assert str(tmp_path / "broker" / "broker.log") in str(raised.value), "the log it quotes is named"
+    assert not broker.running
 
 
 @pytest.fixture
@@ -285,3 +319,36 @@ def test_broker_command_creates_the_web_topics_and_stops_on_sigterm(tmp_path: Pa
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect((host, int(port)))
     assert os.path.exists(tmp_path / "broker" / "broker.log")
+
+
+def test_a_killed_broker_keeps_its_messages_and_the_first_clean_stop_writes_the_class_archive(tmp_path: Path) -> None:
+    jars = tmp_path / "jars"
+    shutil.copytree(ensure_jars(KAFKA_JARS), jars / kafka_version() / "libs")
+    broker = Broker(tmp_path / "broker", jars_root=jars)
+    archives = jars / kafka_version()
+
+    def archive_files() -> list[str]:
+        return sorted(p.name for p in archives.iterdir() if p.is_file())
+
+    try:
+        broker.start()
+        broker.create_topics(["test.crash"], partitions=3)
+        sent = keyed("crash", keys=6, per_key=2)
+        produce(broker.client_config(), "test.crash", sent)
+        broker.kill()
+        assert archive_files() == [], "a JVM killed before exiting leaves no archive, not even a partial one"
+
+        broker.start()
+        received = consume(broker.client_config(), "test.crash", "crash-readers", len(sent))
+        assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
+        broker.stop()
+        (archive,) = archive_files()
+        assert archive.endswith(".jsa")
+
+        broker.start()
+        assert broker.process is not None
+        command_line = Path(f"/proc/{broker.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert f"-XX:SharedArchiveFile={archives / archive}".encode() in command_line
+    finally:
+        broker.stop()
+    assert archive_files() == [archive], "a broker that read the archive does not write another"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import hashlib
 import ipaddress
 import os
 import shutil
@@ -38,6 +39,7 @@ EVENTHUBS_USER = "$ConnectionString"
 # The listener that authenticates as Event Hubs does; the name is the broker's own label for it.
 EVENTHUBS_LISTENER = "EVENTHUBS"
 LOG_TAIL_LINES = 30
+MAX_CAUSES = 12
 # What Apache Kafka's own start script gives the JVM, less the heap: G1 with short pauses, no display.
 JVM_OPTIONS = (
     "-XX:+UseG1GC",
@@ -46,7 +48,11 @@ JVM_OPTIONS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
+    "-Xlog:cds=error",  # classes the class archive cannot hold (old bytecode) are normal, not worth a line each
 )
+ARCHIVE_WRITE_S = 60.0
+# librdkafka's informational lines (an admin client's queue purged as it closes) are not for the console.
+QUIET_CLIENT = {"log_level": "4"}
 
 
 class JavaNotFound(RuntimeError):
@@ -98,6 +104,8 @@ class Broker:
         self.process: subprocess.Popen[bytes] | None = None
         self._libs: Path | None = None
         self._java: str | None = None
+        self._archive_being_written: Path | None = None
+        self._ready = False
 
     # -- addresses -------------------------------------------------------------------------------------------
 
@@ -161,6 +169,7 @@ class Broker:
         """Fetch the jars if needed, format storage on first use, start the broker and wait until it answers."""
         if self.running:
             return
+        self.stop()  # a broker that ended on its own: its class archive settled before a new one starts
         self._java = self._java or find_java(self.java)
         self._libs = self._libs or ensure_jars(self.jars_root, self.progress)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -175,15 +184,17 @@ class Broker:
         log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with (self.data_dir / "broker.out").open("ab") as console_output:
             self.process = subprocess.Popen(  # noqa: S603 - a fixed argument list, no shell
-                [*self._java_command(), "kafka.Kafka", str(properties)],
+                [*self._java_command(self._class_archive_options()), "kafka.Kafka", str(properties)],
                 stdin=subprocess.DEVNULL,
                 stdout=console_output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
             )
+        self._ready = False
         try:
             self._wait_until_ready(log_start)
+            self._ready = True
         except BaseException:
             self.stop()
             raise
@@ -192,13 +203,19 @@ class Broker:
         """SIGTERM (a clean shutdown, logs flushed), then SIGKILL if it has not stopped in stop_timeout_s."""
         if self.process is None:
             return
+        clean = True
         if self.process.poll() is None:
             self._signal(signal.SIGTERM)
+            # The first broker on a machine writes its class archive as it exits: give it the time.
+            timeout_s = self.stop_timeout_s + (ARCHIVE_WRITE_S if self._archive_being_written else 0)
             try:
-                self.process.wait(self.stop_timeout_s)
+                self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
+                clean = False
                 self._signal(signal.SIGKILL)
                 self.process.wait()
+        # Only a broker that got as far as serving has loaded the classes worth archiving.
+        self._settle_class_archive(clean and self._ready and self.process.returncode != -signal.SIGKILL)
         self.process = None
 
     def kill(self) -> None:
@@ -206,6 +223,7 @@ class Broker:
         if self.process is not None and self.process.poll() is None:
             self._signal(signal.SIGKILL)
             self.process.wait()
+        self._settle_class_archive(False)
         self.process = None
 
     def restart(self) -> None:
@@ -218,7 +236,7 @@ class Broker:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient(self.client_config())
+        admin = AdminClient(self.client_config() | QUIET_CLIENT)
         wanted = [NewTopic(name, num_partitions=partitions or self.partitions, replication_factor=1) for name in names]
         if not wanted:
             return
@@ -244,17 +262,57 @@ class Broker:
     def storage_dir(self) -> Path:
         return self.data_dir / "kraft"
 
-    def _java_command(self) -> list[str]:
+    def _java_command(self, class_archive: list[str] | None = None) -> list[str]:
         assert self._java is not None and self._libs is not None
+        if class_archive is None:
+            archive = self._class_archive()
+            class_archive = [f"-XX:SharedArchiveFile={archive}"] if self._class_archive_usable(archive) else []
         return [
             self._java,
             f"-Xmx{self.heap_mb}m",
             f"-Xms{min(self.heap_mb, 128)}m",
             *JVM_OPTIONS,
+            *class_archive,
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-cp",
             f"{self._libs}/*",
         ]
+
+    # A class-data-sharing archive of the classes a broker loads halves its start (the JVM maps them instead of
+    # reading and verifying 45 jars). The first broker on a machine writes it as it exits; it is valid for one
+    # java binary and these very jar files, so it is named after the binary and dropped when a jar is newer.
+
+    def _class_archive(self) -> Path:
+        assert self._java is not None and self._libs is not None
+        java = Path(self._java).resolve()
+        stamp = hashlib.sha256(f"{java}:{java.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        return self._libs.parent / f"classes-{stamp}.jsa"
+
+    def _class_archive_usable(self, archive: Path) -> bool:
+        assert self._libs is not None
+        if not archive.exists():
+            return False
+        if archive.stat().st_mtime_ns < max(jar.stat().st_mtime_ns for jar in self._libs.glob("*.jar")):
+            archive.unlink(missing_ok=True)
+            return False
+        return True
+
+    def _class_archive_options(self) -> list[str]:
+        archive = self._class_archive()
+        if self._class_archive_usable(archive):
+            return [f"-XX:SharedArchiveFile={archive}"]
+        self._archive_being_written = archive.with_name(f"{archive.name}.{os.getpid()}.{id(self)}.part")
+        return [f"-XX:ArchiveClassesAtExit={self._archive_being_written}"]
+
+    def _settle_class_archive(self, exited_cleanly: bool) -> None:
+        """Put the archive written at exit in place, or drop it when the JVM was killed while writing it."""
+        written, self._archive_being_written = self._archive_being_written, None
+        if written is None:
+            return
+        if exited_cleanly and written.exists() and written.stat().st_size:
+            os.replace(written, written.with_name(written.name.split(".jsa.", 1)[0] + ".jsa"))
+        else:
+            written.unlink(missing_ok=True)
 
     def _server_properties(self) -> str:
         listeners = {"PLAINTEXT": self.port, "CONTROLLER": self.controller_port}
@@ -323,37 +381,51 @@ class Broker:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise BrokerFailed(
-                    f"the Kafka broker exited with code {self.process.returncode} while starting:\n{self.log_tail()}"
+                    f"the Kafka broker exited with code {self.process.returncode} while starting:\n"
+                    + self._start_report(log_start)
                 )
             if self._logged_since(log_start, READY_LINE):
-                self._check_answers(max(deadline - time.monotonic(), 5.0))
+                self._check_answers(max(deadline - time.monotonic(), 5.0), log_start)
                 return
             time.sleep(0.2)
         raise BrokerFailed(
             f"the Kafka broker did not start within {self.ready_timeout_s:.0f} s "
-            f"(no '{READY_LINE}' in {self.log_file}):\n{self.log_tail()}"
+            f"(no '{READY_LINE}' in {self.log_file}):\n{self._start_report(log_start)}"
         )
 
     def _logged_since(self, offset: int, text: str) -> bool:
+        return text in self._log_since(offset)
+
+    def _log_since(self, offset: int) -> str:
         if not self.log_file.exists():
-            return False
+            return ""
         with self.log_file.open("rb") as log:
             if log.seek(0, os.SEEK_END) < offset:  # the log rolled over since the start: read the new file whole
                 offset = 0
             log.seek(offset)
-            return text.encode() in log.read()
+            return log.read().decode("utf-8", "replace")
 
-    def _check_answers(self, timeout_s: float) -> None:
+    def _start_report(self, log_start: int) -> str:
+        """Why this start failed: the errors it logged and their root causes (a shutdown buries them under
+        a hundred lines), then the end of the logs."""
+        causes: list[str] = []
+        for line in self._log_since(log_start).splitlines():
+            if ("] ERROR " in line or "] FATAL " in line or line.startswith("Caused by: ")) and line not in causes:
+                causes.append(line)
+        report = "\n".join(causes[:MAX_CAUSES])
+        return (report + "\n" if report else "") + self.log_tail(LOG_TAIL_LINES // 3)
+
+    def _check_answers(self, timeout_s: float, log_start: int) -> None:
         """A metadata request through the client the platform uses: the listener is up, not just logged."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
         try:
-            AdminClient(self.client_config()).list_topics(timeout=timeout_s)
+            AdminClient(self.client_config() | QUIET_CLIENT).list_topics(timeout=timeout_s)
         except KafkaException as exc:
             raise BrokerFailed(
                 f"the Kafka broker logged '{READY_LINE}' but does not answer on {self.bootstrap_servers}: "
-                f"{exc.args[0].str()}\n{self.log_tail()}"
+                f"{exc.args[0].str()}\n{self._start_report(log_start)}"
             ) from exc
 
     def _signal(self, number: signal.Signals) -> None:
@@ -412,6 +484,7 @@ def _log4j2_properties(log_file: Path) -> str:
     """The broker logs to one file in its data folder, rolled at 10 MB, three kept; nothing on the console."""
     pattern = f"{log_file.parent}/broker-%i.log"
     return f"""status = warn
+shutdownHook = disable
 appender.file.type = RollingFile
 appender.file.name = file
 appender.file.fileName = {_properties_escaped(str(log_file))}

@@ -50,9 +50,9 @@ def broker(
         raise typer.Exit(ExitCode.USAGE)
     try:
         find_java()
-        _fetch_jars(streaming.jars_dir)
+        fetch_jars(console, streaming.jars_dir)
     except (JavaNotFound, JarDownloadError) as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(ExitCode.FAILED) from exc
     local = Broker(
         data_dir or streaming.broker_dir, jars_root=streaming.jars_dir, port=port, heap_mb=heap_mb,
@@ -72,10 +72,11 @@ def broker(
         while local.running:
             time.sleep(0.5)
         assert local.process is not None
-        console.print(f"[red]The broker stopped on its own (exit {local.process.returncode}):[/]\n{local.log_tail()}")
+        console.print(f"[red]The broker stopped on its own (exit {local.process.returncode}):[/]")
+        console.print(local.log_tail(), markup=False, highlight=False)
         raise typer.Exit(ExitCode.FAILED)
     except BrokerFailed as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(ExitCode.FAILED) from exc
     except KeyboardInterrupt:
         console.print("Stopping the broker...")
@@ -84,8 +85,8 @@ def broker(
     console.print("Broker stopped.")
 
 
-def _fetch_jars(jars_root: Path) -> None:
-    """The pinned jars in place, with a bar over the bytes when some must be downloaded."""
+def fetch_jars(console: Console, jars_root: Path) -> Path:
+    """The pinned jars in place (their folder), with a bar over the bytes and a line when some were downloaded."""
     jars = pinned_jars()
     total = sum(jar.size for jar in jars)
     columns = (TextColumn("{task.description}"), BarColumn(bar_width=24), DownloadColumn(), TransferSpeedColumn())
@@ -105,6 +106,7 @@ def _fetch_jars(jars_root: Path) -> None:
             f"Fetched {fetched / 1e6:.1f} MB of Kafka jars into {libs} in {time.monotonic() - began:.1f} s "
             f"({len(jars)} jars, each checked against its pinned SHA-256)."
         )
+    return libs
 
 
 def _default_port(bootstrap_servers: str) -> int:
