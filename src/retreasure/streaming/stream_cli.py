@@ -34,13 +34,15 @@ def stream(
 
     from retreasure import log
     from retreasure.lake import Lake
+    from retreasure.redact import redact
     from retreasure.settings import get_settings
     from retreasure.streaming.consumer import StreamConsumer
 
     log.configure()
     settings = get_settings()
     if bootstrap_servers:
-        settings.streaming.bootstrap_servers = bootstrap_servers
+        streaming = settings.streaming.model_copy(update={"bootstrap_servers": bootstrap_servers})
+        settings = settings.model_copy(update={"streaming": streaming})
     stop = threading.Event()
 
     def stopping(number: int, frame: FrameType | None) -> None:
@@ -48,12 +50,12 @@ def stream(
 
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
-    consumer = StreamConsumer(settings, Lake.from_settings(settings))
-    console.print(f"Streaming {', '.join(consumer.landings)} from {settings.streaming.bootstrap_servers} into bronze.")
     try:
+        consumer = StreamConsumer(settings, Lake.from_settings(settings))
+        console.print(f"Streaming {', '.join(consumer.landings)} from {settings.streaming.bootstrap_servers}.")
         totals = consumer.run(stop, max_seconds=max_seconds, until_idle_s=until_idle)
-    except KafkaException as exc:
-        console.print(f"[red]The stream failed: {exc}[/]")
+    except (KafkaException, OSError, ValueError) as exc:  # the broker, the lake's storage, a setting
+        console.print(f"The stream failed: {redact(f'{type(exc).__name__}: {exc}')}", style="red", markup=False)
         raise typer.Exit(ExitCode.FAILED) from exc
     tables = ", ".join(f"{table} +{rows:,}" for table, rows in sorted(totals.per_table.items())) or "nothing new"
     console.print(
