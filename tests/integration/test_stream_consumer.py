@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -41,10 +43,10 @@ def produce(broker: Broker, topic: str, messages: list[tuple[str, bytes]]) -> No
     assert producer.flush(60) == 0 and failures == []
 
 
-def web_events(broker: Broker, name: str, clicks: int, payments: int) -> dict[TableRef, set[bytes]]:
+def web_events(broker: Broker, name: str, clicks: int, payments: int, chunks: int = 1) -> dict[TableRef, set[bytes]]:
     """Produce keyed clickstream and transaction messages, each distinct value once, then a producer's retries
     of some (the same value again at a later offset), malformed and oversized ones; returns the distinct values
-    per table: what bronze must hold, each once."""
+    per table: what bronze must hold, each once. ``chunks`` > 1: produced in that many parts, a second apart."""
     clickstream, transactions = f"{name}.clickstream", f"{name}.transactions"
     broker.create_topics([clickstream, transactions], partitions=3)
     click = [
@@ -65,8 +67,12 @@ def web_events(broker: Broker, name: str, clicks: int, payments: int) -> dict[Ta
     click += [(f"session-{n}", b'{"messageId": "broken-' + str(n).encode() + b'"') for n in range(0, clicks, 150)]
     click.append(("session-0", b'{"messageId": "huge", "blob": "' + b"x" * (2 * MAX_LINE_BYTES) + b'"}'))
     pay = [(f"order-{n // 2}", json.dumps(payment(name, n)).encode()) for n in range(payments)]
-    produce(broker, clickstream, click + click[::40])  # the retries come later, at other offsets
-    produce(broker, transactions, pay + pay[::25] + [("order-x", b"not json at all")])
+    click_all = click + click[::40]  # the retries come later, at other offsets
+    pay_all = pay + pay[::25] + [("order-x", b"not json at all")]
+    for part in range(chunks):
+        produce(broker, clickstream, click_all[part::chunks])
+        produce(broker, transactions, pay_all[part::chunks])
+        time.sleep(1 if chunks > 1 else 0)
     return {CLICKSTREAM: {v for _, v in click}, TRANSACTIONS: {v for _, v in pay} | {b"not json at all"}}
 
 
@@ -175,3 +181,21 @@ def test_sigterm_lands_what_is_buffered_and_stops(tmp_path: Path, kafka_broker: 
     process.send_signal(signal.SIGTERM)
     assert "Landed" in finish(process)
     assert_exactly_once(lake, expected)
+
+
+def test_two_streams_of_one_group_share_the_partitions_and_land_each_message_once(
+    tmp_path: Path, kafka_broker: Broker
+) -> None:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topics([f"{name}.clickstream", f"{name}.transactions"], partitions=3)
+    env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-g")
+    first = stream(tmp_path, env, "--until-idle", "8", "--max-seconds", "180")
+    expected: dict[TableRef, set[bytes]] = {}
+    producing = threading.Thread(target=lambda: expected.update(web_events(kafka_broker, name, 3000, 300, chunks=12)))
+    producing.start()
+    time.sleep(4)  # the second joins while the first lands: partitions move between them (a rebalance)
+    second = stream(tmp_path, env, "--until-idle", "8", "--max-seconds", "180")
+    producing.join()
+    landed = [int(re.search(r"Landed ([\d,]+) messages", finish(p)).group(1).replace(",", "")) for p in (first, second)]
+    assert all(landed) and sum(landed) == 3000 + 20 + 1 + 76 + 300 + 12 + 1
+    assert_exactly_once(Lake(tmp_path / "lake"), expected)
