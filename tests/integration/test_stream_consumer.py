@@ -43,7 +43,9 @@ def produce(broker: Broker, topic: str, messages: list[tuple[str, bytes]]) -> No
     assert producer.flush(60) == 0 and failures == []
 
 
-def web_events(broker: Broker, name: str, clicks: int, payments: int, chunks: int = 1) -> dict[TableRef, set[bytes]]:
+def web_events(
+    broker: Broker, name: str, clicks: int, payments: int, chunks: int = 1, ids: str = ""
+) -> dict[TableRef, set[bytes]]:
     """Produce keyed clickstream and transaction messages, each distinct value once, then a producer's retries
     of some (the same value again at a later offset), malformed and oversized ones; returns the distinct values
     per table: what bronze must hold, each once. ``chunks`` > 1: produced in that many parts, a second apart."""
@@ -55,7 +57,7 @@ def web_events(broker: Broker, name: str, clicks: int, payments: int, chunks: in
             json.dumps(
                 {
                     "type": "track",
-                    "messageId": f"{name}-e{n}",
+                    "messageId": f"{name}{ids}-e{n}",
                     "timestamp": f"2025-03-0{1 + n % 3}T{n % 24:02d}:{n % 60:02d}:00.{n % 1000:03d}Z",
                     "context": {"ip": f"192.0.2.{n % 250 + 1}", "traits": {"email": f"buyer{n % 300}@example.com"}},
                     "properties": {"session_id": f"session-{n % 97}"},
@@ -66,7 +68,7 @@ def web_events(broker: Broker, name: str, clicks: int, payments: int, chunks: in
     ]
     click += [(f"session-{n}", b'{"messageId": "broken-' + str(n).encode() + b'"') for n in range(0, clicks, 150)]
     click.append(("session-0", b'{"messageId": "huge", "blob": "' + b"x" * (2 * MAX_LINE_BYTES) + b'"}'))
-    pay = [(f"order-{n // 2}", json.dumps(payment(name, n)).encode()) for n in range(payments)]
+    pay = [(f"order-{n // 2}", json.dumps(payment(name + ids, n)).encode()) for n in range(payments)]
     click_all = click + click[::40]  # the retries come later, at other offsets
     pay_all = pay + pay[::25] + [("order-x", b"not json at all")]
     for part in range(chunks):
@@ -198,4 +200,20 @@ def test_two_streams_of_one_group_share_the_partitions_and_land_each_message_onc
     producing.join()
     landed = [int(re.search(r"Landed ([\d,]+) messages", finish(p)).group(1).replace(",", "")) for p in (first, second)]
     assert all(landed) and sum(landed) == 3000 + 20 + 1 + 76 + 300 + 12 + 1
+    assert_exactly_once(Lake(tmp_path / "lake"), expected)
+
+
+def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing(tmp_path: Path, kafka_broker: Broker) -> None:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    first_half = web_events(kafka_broker, name, clicks=1500, payments=200)
+    env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-r")
+    process = stream(tmp_path, env, "--until-idle", "10", "--max-seconds", "240")
+    log_dir = tmp_path / "lake" / "bronze" / "web_clickstream" / "_delta_log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(log_dir.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    kafka_broker.restart()  # same ports, same data: the stream's client reconnects by itself
+    second_half = web_events(kafka_broker, name, clicks=1000, payments=100, ids="-after-restart")
+    finish(process)
+    expected = {table: first_half[table] | second_half[table] for table in first_half}
     assert_exactly_once(Lake(tmp_path / "lake"), expected)
