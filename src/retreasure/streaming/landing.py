@@ -71,15 +71,15 @@ class LandedBatch:
     offsets: dict[int, tuple[int, int]]  # partition -> (first, last) offset landed by this commit
     messages: int  # landed by this commit (offsets past the table's)
     already_landed: int  # offsets the table held already: redelivered after a crash or a rebalance
-    new_rows: int
-    duplicates: int  # records the table or an earlier message of the batch held: a producer's retries
-    malformed: int
-    quarantined: int
     bytes: int  # of the messages' values
-    produced_ms: np.ndarray  # the landed messages' produce times
-    committed_ms: int  # when the commit completed
-    landing_ms: float  # time spent landing (decode to commit)
-    version: int | None  # the table's version after the commit; None when nothing was committed
+    produced_ms: np.ndarray  # the landed messages' produce times (0: unknown)
+    new_rows: int = 0
+    duplicates: int = 0  # records the table or an earlier message of the batch held: a producer's retries
+    malformed: int = 0
+    quarantined: int = 0
+    committed_ms: int = 0  # when the commit completed
+    landing_ms: float = 0.0  # time spent landing (decode to commit)
+    version: int | None = None  # the table's version after the commit; None when nothing was committed
 
 
 def source_entity(dotted: str) -> tuple[str, Entity]:
@@ -131,33 +131,25 @@ class TopicLanding:
         landed = LandedBatch(
             self.topic,
             self.table,
-            {p: (first[p], last[p]) for p in sorted(last)},
-            len(todo),
-            len(messages) - len(todo),
-            0,
-            0,
-            0,
-            0,
-            sum(len(m.value or b"") for m in todo),
-            np.array([m.timestamp_ms or 0 for m in todo], dtype=np.int64),
-            0,
-            0.0,
-            None,
+            offsets={p: (first[p], last[p]) for p in sorted(last)},
+            messages=len(todo),
+            already_landed=len(messages) - len(todo),
+            bytes=sum(len(m.value or b"") for m in todo),
+            produced_ms=np.array([m.timestamp_ms or 0 for m in todo], dtype=np.int64),
         )
         if not todo:
             return landed
         rows = self._rows(todo, batch_id)
-        hashes = rows.column("record_hash").to_pylist()
-        fresh = self.seen.new(hashes, rows.column("partition_date"))
+        fresh = self.seen.new(rows.column("record_hash").to_pylist(), rows.column("partition_date"))
+        malformed = pc.is_valid(rows.column("error")).to_numpy(zero_copy_only=False)
         new_rows = rows.filter(pa.array(fresh))
-        errors = new_rows.column("error")
-        bad = new_rows.filter(pc.is_valid(errors))
         landed.new_rows, landed.duplicates = new_rows.num_rows, rows.num_rows - new_rows.num_rows
-        landed.malformed = int(pc.sum(pc.is_valid(rows.column("error"))).as_py() or 0)
+        landed.malformed = int(malformed.sum())
         # Written before the rows' commit, so that a crash in between loses neither: once that commit holds the
         # offsets, these messages are never read again.
         self.vault.flush(self.masker, self.source)
-        landed.quarantined = self._quarantine(bad, todo, fresh, rows, last, batch_id)
+        bad = np.flatnonzero(fresh & malformed)
+        landed.quarantined = self._quarantine(rows.take(pa.array(bad)), [todo[row] for row in bad], last)
         self.lake.append(self.table, new_rows, ["partition_date"], txns=offsets.transactions(self.topic, last))
         landed.version = self.lake.delta(self.table).version()
         self.seen.committed(
@@ -167,23 +159,15 @@ class TopicLanding:
         landed.landing_ms = (time.perf_counter() - started) * 1000
         return landed
 
-    def _quarantine(
-        self,
-        bad: pa.Table,
-        todo: Sequence[Message],
-        fresh: np.ndarray,
-        rows: pa.Table,
-        last: dict[int, int],
-        batch_id: str,
-    ) -> int:
-        """Copy the batch's new malformed rows to quarantine, with the offsets as the bronze commit will carry
-        them: a re-run after a crash between the two commits skips the rows this one quarantined already."""
+    def _quarantine(self, bad: pa.Table, messages: list[Message], last: dict[int, int]) -> int:
+        """Copy the batch's new malformed rows (of ``messages``) to quarantine, with the offsets the bronze commit
+        will carry: a re-run after a crash between the two commits skips the rows this one quarantined already."""
         if not bad.num_rows:
             return 0
         stored = offsets.stored_offsets(self.lake, self.quarantine, self.topic, last)
-        is_bad = fresh & pc.is_valid(rows.column("error")).to_numpy(zero_copy_only=False)
-        keep = np.array([m.offset > stored.get(m.partition, -1) for m, b in zip(todo, is_bad, strict=True) if b])
-        copied = bad.filter(pa.array(keep))
+        copied = bad.filter(pa.array([m.offset > stored.get(m.partition, -1) for m in messages], pa.bool_()))
+        if not copied.num_rows:
+            return 0
         quarantined = pa.table(
             {
                 **{name: copied.column(name) for name in ("source", "entity", "record_key", "raw", "record_hash")},
