@@ -153,6 +153,9 @@ app.command()(dashboard_cli.dashboard)
 from retreasure.streaming import cli as streaming_cli  # noqa: E402
 
 app.command()(streaming_cli.broker)
+from retreasure.streaming import stream_cli  # noqa: E402
+
+app.command()(stream_cli.stream)
 
 # Commands from other installed packages: each entry point in this group is called with the app to mount its
 # commands. The simulator (retreasure-sim, a development dependency) brings `sim`, `fakes` and `demo`; the

@@ -119,6 +119,16 @@ class StreamingSettings(BaseModel):
     eventhubs_connection_string: SecretStr | None = None
     # CA certificate(s) to trust instead of the system's (a private broker's certificate); Event Hubs needs none.
     ssl_ca_location: Path | None = None
+    # `retreasure stream`: its consumer group, and the bounds of a micro-batch (one Delta commit per topic): it
+    # lands when it holds this many messages or bytes, or when its first message has waited this long.
+    group_id: str = "retreasure-stream"
+    batch_messages: int = Field(default=5000, ge=1)
+    batch_bytes: int = Field(default=16 << 20, ge=1024)
+    batch_latency_ms: int = Field(default=250, ge=1)
+    # Days of record hashes per table held in memory to find a producer's duplicates (read again when evicted).
+    cached_days: int = Field(default=14, ge=1)
+    # How often the batches' figures are written to ops.stream_batches (they are in the log at once).
+    ops_interval_s: float = Field(default=5.0, gt=0)
     # The local broker (`retreasure broker`): its data and log, and the cache of its pinned jars.
     broker_dir: Path = Path(".broker")
     jars_dir: Path = Path(".tools/kafka")
@@ -126,6 +136,11 @@ class StreamingSettings(BaseModel):
     @property
     def topics(self) -> list[str]:
         return [self.clickstream_topic, self.transactions_topic]
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """Topic -> the source entity its messages are (``<source>.<entity>``), landed in its bronze table."""
+        return {self.clickstream_topic: "web.clickstream", self.transactions_topic: "web.transactions"}
 
     def client_config(self) -> dict[str, str]:
         """confluent-kafka settings for these servers (and credentials, for Event Hubs)."""

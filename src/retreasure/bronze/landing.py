@@ -73,38 +73,19 @@ class BronzeWriter:
         del self._rows[mark[0] :]
         self.stats = mark[1]
 
-    def _oversized(self, text: str) -> str | None:
-        """The quarantine reason of a record's text over the limit, or None (a character is 1-4 bytes: most
-        texts are judged by their length without being encoded)."""
-        if len(text) <= self.max_record_bytes // 4 or len(encoded := text.encode()) <= self.max_record_bytes:
-            return None
-        return oversized("record", len(encoded), hashlib.sha256(encoded).hexdigest(), self.max_record_bytes)
-
     def add(self, record: RawRecord) -> None:
         entity = self.entity
-        error = record.error
         payload = record.payload
         key = record.key
         updated_at = record.updated_at
-        if isinstance(payload, dict | list):
-            raw = json.dumps(self.masker.mask(payload, entity.pii), separators=(",", ":"), ensure_ascii=False)
-            if too_big := self._oversized(raw):
-                raw, error = raw[:KEPT_CHARS] + "...", _first(too_big, error)
-            if key is None and isinstance(payload, dict):
-                found = dig(payload, entity.key)
-                key = None if found is None or found == "" else str(found)
-            if updated_at is None and entity.updated_at and isinstance(payload, dict):
-                try:
-                    updated_at = parse_instant(dig(payload, entity.updated_at))
-                except (ValueError, OverflowError, OSError) as exc:
-                    error = error or f"change time at '{entity.updated_at}' does not parse: {exc}"
-                if updated_at is None and error is None:
-                    error = f"no change time at '{entity.updated_at}'"
-        elif too_big := self._oversized(text := str(payload)):
-            # Only the kept start is masked: masking the whole would be the unbounded work the limit prevents.
-            raw, error = self.masker.mask_text(text[:KEPT_CHARS]) + "...", _first(too_big, error)
-        else:
-            raw = self.masker.mask_text(text)
+        raw, too_big = masked_raw(self.masker, entity, payload, self.max_record_bytes)
+        error = first_reason(too_big, record.error) if too_big else record.error
+        if isinstance(payload, dict):
+            if key is None:
+                key = record_key(payload, entity)
+            if updated_at is None and entity.updated_at:
+                updated_at, problem = change_time(payload, entity)
+                error = error or problem
         if key is None and error is None:
             error = f"no business key at '{entity.key}'"
         day = updated_at.date() if updated_at else record.partition_date or UNDATED
@@ -158,5 +139,44 @@ class BronzeWriter:
         self.masker.flush_vault(self.lake, self.source)
 
 
-def _first(reason: str, other: str | None) -> str:
+def masked_raw(masker: PiiMasker, entity: Entity, payload: Any, max_record_bytes: int) -> tuple[str, str | None]:
+    """The text bronze keeps of a record, PII tokenised (compact JSON of an object or list, else the text), and
+    the quarantine reason when it is over ``max_record_bytes`` (its text then cut to its start), else None."""
+    if isinstance(payload, dict | list):
+        raw = json.dumps(masker.mask(payload, entity.pii), separators=(",", ":"), ensure_ascii=False)
+        if too_big := _oversized(raw, max_record_bytes):
+            return raw[:KEPT_CHARS] + "...", too_big
+        return raw, None
+    if too_big := _oversized(text := str(payload), max_record_bytes):
+        # Only the kept start is masked: masking the whole would be the unbounded work the limit prevents.
+        return masker.mask_text(text[:KEPT_CHARS]) + "...", too_big
+    return masker.mask_text(text), None
+
+
+def _oversized(text: str, limit: int) -> str | None:
+    """The quarantine reason of a record's text over the limit, or None (a character is 1-4 bytes: most texts are
+    judged by their length without being encoded)."""
+    if len(text) <= limit // 4 or len(encoded := text.encode()) <= limit:
+        return None
+    return oversized("record", len(encoded), hashlib.sha256(encoded).hexdigest(), limit)
+
+
+def record_key(payload: dict[str, Any], entity: Entity) -> str | None:
+    """The business key at the entity's declared path, as text; None when missing or empty."""
+    found = dig(payload, entity.key)
+    return None if found is None or found == "" else str(found)
+
+
+def change_time(payload: dict[str, Any], entity: Entity) -> tuple[datetime | None, str | None]:
+    """The change time at the entity's declared path, or None and why (missing, or it does not parse)."""
+    assert entity.updated_at
+    try:
+        updated_at = parse_instant(dig(payload, entity.updated_at))
+    except (ValueError, OverflowError, OSError) as exc:
+        return None, f"change time at '{entity.updated_at}' does not parse: {exc}"
+    return updated_at, None if updated_at else f"no change time at '{entity.updated_at}'"
+
+
+def first_reason(reason: str, other: str | None) -> str:
+    """A record's reasons to be quarantined, ``reason`` first."""
     return f"{reason}; {other}" if other else reason

@@ -186,14 +186,17 @@ def json_lines(path: Path, max_line_bytes: int = 1 << 20) -> Iterator[tuple[Any,
             first = False
             if not line.strip():
                 continue
-            cut = not line.endswith(b"\n")
-            try:
-                parsed = load_json(line.decode("utf-8"))
-            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                text = line.decode("utf-8", "replace").rstrip("\r\n")
-                yield text, (f"truncated: last line cut short ({exc})" if cut else f"malformed JSON: {exc}")
-                continue
-            if isinstance(parsed, dict):
-                yield parsed, None
-            else:
-                yield line.decode("utf-8").rstrip("\r\n"), f"malformed: a JSON {type(parsed).__name__}, not an object"
+            yield json_object(line, cut=not line.endswith(b"\n"))
+
+
+def json_object(line: bytes, cut: bool = False) -> tuple[Any, str | None]:
+    """(object, None) when ``line`` (a JSON Lines line, a message's value) is a JSON object, else (its text, why
+    it is malformed); ``cut``: the line is the end of a file cut in transfer."""
+    try:
+        parsed = load_json(line.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        return text, (f"truncated: last line cut short ({exc})" if cut else f"malformed JSON: {exc}")
+    if isinstance(parsed, dict):
+        return parsed, None
+    return line.decode("utf-8").rstrip("\r\n"), f"malformed: a JSON {type(parsed).__name__}, not an object"

@@ -201,9 +201,14 @@ class Lake:
         ref: TableRef,
         data: pa.Table,
         partition_by: Sequence[str] | None = None,
-        txn: tuple[str, int] | None = None,
+        txns: Sequence[tuple[str, int]] = (),
     ) -> None:
-        commit = CommitProperties(app_transactions=[Transaction(*txn)]) if txn else None
+        """Append ``data`` in one commit, with the application transactions ``txns`` (app id, version) recorded in
+        the same commit (a stream's offsets: one per topic-partition). With ``data`` empty, the commit records
+        only the transactions."""
+        commit = (
+            CommitProperties(app_transactions=[Transaction(app, version) for app, version in txns]) if txns else None
+        )
         exists = self.exists(ref)
         write_deltalake(
             self._target(ref, exists),
@@ -234,7 +239,7 @@ class Lake:
         stored = self.txn_version(ref, app_id)
         if stored is not None and stored >= version:
             return False
-        self.append(ref, data, partition_by, txn=(app_id, version))
+        self.append(ref, data, partition_by, txns=[(app_id, version)])
         return True
 
     def overwrite(
