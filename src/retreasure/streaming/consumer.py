@@ -109,6 +109,7 @@ class StreamConsumer:
         self._ops_rows: list[dict[str, Any]] = []
         self._ops_written = time.monotonic()
         self._assigned_at: float | None = None
+        self._brokers_down_at = 0.0  # when the client last lost its connection to the brokers
         self._consumer: Consumer | None = None
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class StreamConsumer:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "client.id": f"retreasure-stream-{self.run_id}",
+                "error_cb": self._on_client_error,
             },
             logger=get_logger("stream.client"),
         )
@@ -159,7 +161,8 @@ class StreamConsumer:
                     self._land(landed)
                 if self._ops_rows and time.monotonic() - self._ops_written >= streaming.ops_interval_s:
                     self._write_ops()
-                idle_since = max(last_message, self._assigned_at or float("inf"))
+                # Quiet while the brokers are out of reach is not idle: a restarting broker has more to say.
+                idle_since = max(last_message, self._assigned_at or float("inf"), self._brokers_down_at)
                 if until_idle_s is not None and not self._buffer and time.monotonic() - idle_since >= until_idle_s:
                     break
             self._land(landed)
@@ -169,6 +172,12 @@ class StreamConsumer:
             self._consumer = None
         log.info("stream stopped", extra=vars(self.totals) | {"per_table": dict(self.totals.per_table)})
         return self.totals
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """The client's own errors (it retries by itself): a lost connection holds the idle clock."""
+        if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            self._brokers_down_at = time.monotonic()
+        log.warning("stream client error", extra={"error": error.str()})
 
     def _take(self, received: KafkaMessage) -> None:
         error = received.error()
