@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -121,6 +122,16 @@ def test_bad_days_and_sizes_are_problems(live: Live) -> None:
         body = assert_problem(live.get("marketing", **params), 422, ROUTE)
         name = next(iter(params))
         assert body["errors"][0]["loc"] == ["query", name] and str(params[name]) not in body["detail"]
+
+
+def test_a_lake_without_the_web_marts_is_a_503_problem(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    key = auth.create_key(lake, "leadership", "no marts yet")
+    settings = Settings(_env_file=None, lake_uri=lake.uri, pii_hmac_key=HMAC_KEY, pii_vault_key=VAULT_KEY)  # type: ignore[call-arg]
+    with serving(settings) as url:
+        response = httpx.get(url + ROUTE, headers={"X-API-Key": key}, timeout=60)
+    body = assert_problem(response, 503, ROUTE)
+    assert body["type"] == "urn:retreasure:problem:not-built" and "mart_web_daily" in body["detail"]
 
 
 def test_a_newer_event_committed_to_gold_moves_today_and_freshness(live: Live) -> None:
