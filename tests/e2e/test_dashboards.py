@@ -13,15 +13,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from retreasure.lake import Lake
+from retreasure.lake import Lake, TableRef
 from retreasure.serving.auth import create_key
 from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
@@ -346,3 +347,41 @@ def test_marketing_key_sees_only_marketing(served: Served, page: Page) -> None:
     for other in ("Leadership", "Operations", "Finance", "Data health"):
         assert page.get_by_role("link", name=re.compile(other)).count() == 0
     assert "(marketing)" in page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+# The live tile reruns every 10 s: a few of its reruns, with room for a busy machine. A wait, not an assertion.
+LIVE_WAIT_MS = 40_000
+WEB_DAILY = TableRef("gold", "mart_web_daily")
+
+
+def test_live_tile_shows_today_and_follows_a_new_commit_without_a_reload(served: Served, page: Page) -> None:
+    lake = served.lake
+    newest = lake.query(f"SELECT max(newest_event_ts) AS at FROM {WEB_DAILY}").to_pylist()[0]["at"]
+    day = newest.astimezone(UTC).date()
+    today = lake.query(f"SELECT * FROM {WEB_DAILY} WHERE day = $day", params={"day": day}).to_pylist()[0]
+    assert today["orders"] and today["sessions"]
+
+    sign_in(page, served.url, served.admin_key)
+    open_page(page, "Leadership")
+    shown = metric(page, "Web orders today")
+    assert parse(shown) == today["orders"]
+    assert parse(metric(page, "Web revenue today (EUR)")) == today["revenue"]
+    assert parse(metric(page, "Web sessions today")) == today["sessions"]
+    assert page.get_by_text(re.compile(rf"Updated .+ ago \(newest event {newest:%d %b %Y %H:%M:%S} UTC\)")).count()
+    page.evaluate("() => { window.notReloaded = true }")
+
+    # What a micro-build does: the day's partition rewritten with what the new events added.
+    now = today | {"orders": today["orders"] + 3, "revenue": today["revenue"] + Decimal("99.99")}
+    schema = lake.dataset(WEB_DAILY).schema
+    lake.overwrite(WEB_DAILY, pa.Table.from_pylist([now], schema=schema), predicate=f"day = '{day.isoformat()}'")
+    page.wait_for_function(
+        """([label, before]) => [...document.querySelectorAll('[data-testid="stMetric"]')].some(m =>
+            m.querySelector('[data-testid="stMetricLabel"]')?.innerText.trim() === label &&
+            m.querySelector('[data-testid="stMetricValue"]')?.innerText.trim() !== before)""",
+        arg=["Web orders today", shown],
+        timeout=LIVE_WAIT_MS,
+    )
+    assert parse(metric(page, "Web orders today")) == now["orders"]
+    assert parse(metric(page, "Web revenue today (EUR)")) == now["revenue"]
+    assert page.evaluate("() => window.notReloaded === true"), "the page was reloaded"
+    assert screenshot(page, "leadership_live").stat().st_size > 0

@@ -40,6 +40,7 @@ EXPECTED_ROLES = {
     "/v1/marketing/": {"marketing", "admin"},
     "/v1/finance/": {"finance", "admin"},
     "/v1/kpis": {"leadership", "finance", "marketing", "operations", "admin"},
+    "/v1/realtime/": {"leadership", "marketing", "admin"},
 }
 # Values for the path and required query parameters of each route, so that every route can be called.
 PATH_VALUES = {"{report}": "revenue", "{name}": "subscribers"}

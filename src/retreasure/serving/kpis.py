@@ -26,6 +26,7 @@ FULFILLMENT = TableRef("gold", "mart_fulfillment")
 FULFILLMENTS = TableRef("gold", "fct_fulfillments")
 TAX = TableRef("gold", "mart_tax_liability")
 ORDERS = TableRef("gold", "fct_orders")
+WEB_DAILY = TableRef("gold", "mart_web_daily")
 DQ_RESULTS = TableRef("ops", "dq_results")
 
 GRAINS = ("day", "week", "month")
@@ -83,6 +84,11 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("median_delivery_days", "Median delivery days", FULFILLMENTS, _DELIVERY_DAYS, "delivered_ts IS NOT NULL"),
     Kpi("tax_owed", "Tax owed by us (EUR)", TAX, "sum(tax_liability)", "tax_party = 'seller'"),
     Kpi("tax_remitted", "Tax remitted by marketplaces (EUR)", TAX, "sum(tax_liability)", "tax_party = 'marketplace'"),
+    # The web shop's day as its events tell it (real-time serving: /v1/realtime/overview, the live tile).
+    Kpi("web_orders", "Web orders", WEB_DAILY, "CAST(sum(orders) AS BIGINT)"),
+    Kpi("web_revenue", "Web revenue (EUR)", WEB_DAILY, "sum(revenue)"),
+    Kpi("web_sessions", "Web sessions", WEB_DAILY, "CAST(sum(sessions) AS BIGINT)"),
+    Kpi("web_conversion_rate", "Web conversion rate", WEB_DAILY, ratio("sum(converted_sessions)", "sum(sessions)")),
     Kpi(
         "dq_passed", "DQ checks passed", DQ_RESULTS, ratio("count(*) FILTER (WHERE passed)", "count(*)"), _LATEST_CHECKS
     ),

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from retreasure.lake.store import Lake, TableRef
@@ -331,3 +332,72 @@ def audience_members(lake: Lake, name: str, as_of: date | datetime | None = None
 
 def _params(lake: Lake, as_of: date | datetime | None) -> dict[str, object]:
     return {"as_of": as_of_moment(lake, as_of)}
+
+
+# -- real time -------------------------------------------------------------------------------------------
+# The stream's clock: the newest web event or payment in gold, which its micro-builds move within seconds.
+WEB_DAILY = TableRef("gold", "mart_web_daily")
+WEB_PRODUCTS = TableRef("gold", "mart_web_products_daily")
+DIM_PRODUCT = TableRef("gold", "dim_product")
+TOP_PRODUCTS_BY = "product_views"
+_LIVE_DAY_SQL = """
+SELECT
+    coalesce({web_orders}, 0) AS orders,
+    coalesce({web_revenue}, 0) AS revenue,
+    coalesce({web_sessions}, 0) AS sessions,
+    coalesce(CAST(sum(converted_sessions) AS BIGINT), 0) AS converted_sessions,
+    {web_conversion_rate} AS conversion_rate
+FROM gold.mart_web_daily
+WHERE day = $day
+"""
+_TOP_PRODUCTS_SQL = """
+SELECT p.product_sku AS sku, {title} AS title, p.product_views, p.carts, p.viewers
+FROM gold.mart_web_products_daily p {join}
+WHERE p.day = $day
+ORDER BY p.product_views DESC, p.carts DESC, p.product_sku
+LIMIT $top
+"""
+
+
+def live_clock(lake: Lake) -> datetime | None:
+    """The newest web event or payment in gold (UTC); None while there is none."""
+    found = read.rows(lake, "SELECT max(newest_event_ts) AS at FROM gold.mart_web_daily", [WEB_DAILY])[0]["at"]
+    return found.astimezone(UTC) if found else None
+
+
+def realtime_overview(
+    lake: Lake, day: date | None = None, top: int = 10, now: datetime | None = None
+) -> dict[str, Any]:
+    """The web shop's day so far: orders, revenue (EUR), sessions, conversion and the top products by views, with
+    the newest event in gold and its age in seconds at ``now`` (the wall clock: how fresh the data is).
+
+    ``day`` defaults to the UTC day of the newest event (the data's clock, not the wall clock), so a replayed
+    or delayed stream still shows its own latest day.
+    """
+    newest = live_clock(lake)
+    day = day or (newest.date() if newest else None)
+    now = now or datetime.now(UTC)
+    body: dict[str, Any] = {
+        "day": day,
+        "newest_event_ts": newest,
+        "freshness_seconds": round((now - newest).total_seconds(), 1) if newest else None,
+        "generated_at": now,
+    }
+    if day is None:  # gold holds no web event yet: nothing to count
+        empty = {"orders": 0, "revenue": Decimal(0), "sessions": 0, "converted_sessions": 0, "conversion_rate": None}
+        return body | empty | {"top_products_by": TOP_PRODUCTS_BY, "top_products": []}
+    figures = read.rows(lake, _live_sql(), [WEB_DAILY], {"day": day})[0]
+    titled = DIM_PRODUCT in read.built(lake, [DIM_PRODUCT])
+    sql = _TOP_PRODUCTS_SQL.replace("{title}", "d.title" if titled else "CAST(NULL AS VARCHAR)").replace(
+        "{join}", "LEFT JOIN gold.dim_product d ON d.sku = p.product_sku" if titled else ""
+    )
+    refs = [WEB_PRODUCTS, DIM_PRODUCT] if titled else [WEB_PRODUCTS]
+    products = read.rows(lake, sql, refs, {"day": day, "top": top})
+    return body | figures | {"top_products_by": TOP_PRODUCTS_BY, "top_products": products}
+
+
+def _live_sql() -> str:
+    sql = _LIVE_DAY_SQL
+    for name in ("web_orders", "web_revenue", "web_sessions", "web_conversion_rate"):
+        sql = sql.replace("{" + name + "}", expression(name))
+    return sql

@@ -28,6 +28,8 @@ WITH parsed AS (
         json_extract_string(raw, '$.properties.product_id') AS product_id,
         json_extract_string(raw, '$.properties.order_id') AS order_id,
         TRY_CAST(json_extract_string(raw, '$.properties.total') AS DECIMAL(18, 2)) AS order_total,
+        -- Segment's revenue: the order's subtotal less discounts, before tax and shipping.
+        TRY_CAST(json_extract_string(raw, '$.properties.revenue') AS DECIMAL(18, 2)) AS order_revenue,
         json_extract_string(raw, '$.properties.currency') AS currency
     FROM @newest(
         bronze.web_clickstream
@@ -61,6 +63,7 @@ SELECT
     -- Orders completed on the web shop are Shopify orders.
     'shopify:' || order_id AS order_key,
     order_total,
+    CASE WHEN order_total IS NOT NULL THEN order_revenue END AS order_revenue,
     CASE WHEN order_total IS NOT NULL THEN currency END AS order_currency,
     source_record_key
 FROM parsed

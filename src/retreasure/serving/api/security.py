@@ -20,6 +20,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "marketing": frozenset({"marketing"}),
     "finance": frozenset({"finance"}),
     "kpis": frozenset({"leadership", "finance", "marketing", "operations"}),
+    "realtime": frozenset({"leadership", "marketing"}),
 }
 SUPERUSER = "admin"
 # The roles that see clear ship-to addresses (they pack the parcels).

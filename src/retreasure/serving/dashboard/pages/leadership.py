@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from retreasure.serving import kpis
-from retreasure.serving.dashboard import data, filters, view
+from retreasure.serving.dashboard import data, filters, live, view
 
 chosen = filters.current()
 names = {r["channel"]: r["name"] for r in data.read(data.channels)}
@@ -14,6 +14,7 @@ view.header(
     "How much are we selling, on which channels, and is it growing? Net revenue is sales less discounts and "
     "refunds, before tax and shipping, in EUR at each day's ECB rate.",
 )
+live.tile()
 
 now = data.read(kpis.kpi_totals, chosen.start, chosen.end, chosen.channels, chosen.store)
 before = data.read(kpis.kpi_totals, *chosen.previous(), chosen.channels, chosen.store)
