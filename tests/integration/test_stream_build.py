@@ -8,19 +8,26 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import subprocess
+import sys
 import threading
+import uuid
 import zlib
 from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from confluent_kafka import Producer
 
 from retreasure.bronze.pii import PiiMasker
 from retreasure.engine.build import build_models, lookback_of
 from retreasure.engine.changes import BUILDS, watermark
 from retreasure.engine.models import downstream, load_models
+from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake, TableRef
+from retreasure.streaming.broker import Broker
 from retreasure.streaming.dedup import VaultTokens
 from retreasure.streaming.landing import LandedBatch, Message, TopicLanding
 from retreasure.streaming.microbuild import STREAM_BUILDS, MicroBuild, MicroBuilds
@@ -28,7 +35,7 @@ from retreasure_sim.config import StreamFaults
 from retreasure_sim.model import Truth
 from retreasure_sim.streaming.wire import WireMessage, WireTopics, wire_messages
 from tests.conftest import FAULTY, HMAC_KEY, VAULT_KEY
-from tests.helpers import rows_without
+from tests.helpers import cli_env, rows_without
 
 CLICKSTREAM, TRANSACTIONS = TableRef("bronze", "web_clickstream"), TableRef("bronze", "web_transactions")
 STREAMED = (CLICKSTREAM, TRANSACTIONS)
@@ -276,3 +283,58 @@ def test_the_cadence_builds_what_landed_and_once_more_on_stop(
     stopping.landed(_new_event(lake, like, 2))
     stopping.stop()
     assert stopping.totals.builds == 1 and _has_event(lake, "fresh-2"), "what landed last is built on stop"
+
+
+@pytest.mark.kafka
+def test_retreasure_stream_builds_every_few_seconds_and_reports_to_dagster(
+    streamed: tuple[Lake, list[MicroBuild], list, list], tmp_path: Path, kafka_broker: Broker
+) -> None:
+    """The command: a broker's messages landed, built by the cadence and on stop, each model run in Dagster."""
+    lake, _, _, batches = streamed
+    shutil.copytree(lake.uri, tmp_path / "lake")
+    lake = Lake(tmp_path / "lake")
+    name = f"build{uuid.uuid4().hex[:6]}"
+    kafka_broker.create_topics([f"{name}.clickstream", f"{name}.transactions"], partitions=3)
+    like = [m for m in batches[-2] if m.topic == TOPICS.clickstream and not m.faults][:20]
+    fresh = [{**json.loads(m.value), "messageId": f"{name}-{n}"} for n, m in enumerate(like)]
+    producer = Producer(kafka_broker.client_config() | {"acks": "all"})
+    for m, record in zip(like, fresh, strict=True):
+        producer.produce(f"{name}.clickstream", value=json.dumps(record).encode(), key=m.key)
+    assert producer.flush(60) == 0
+    dagster = tmp_path / "dagster"
+    env = cli_env(
+        tmp_path,
+        RETREASURE_LOG_FILE="-",
+        RETREASURE_STREAMING__BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers,
+        RETREASURE_STREAMING__CLICKSTREAM_TOPIC=f"{name}.clickstream",
+        RETREASURE_STREAMING__TRANSACTIONS_TOPIC=f"{name}.transactions",
+        RETREASURE_STREAMING__GROUP_ID=name,
+        RETREASURE_STREAMING__BUILD_EVERY_S="1",
+        DAGSTER_HOME=str(dagster),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "retreasure", "stream", "--until-idle", "4", "--max-seconds", "240"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert "0 failed, 0 stopped by a blocking check" in done.stdout
+    events = lake.query(
+        "SELECT event_id FROM silver.web_events WHERE event_id LIKE $name",
+        [TableRef("silver", "web_events")],
+        {"name": f"{name}-%"},
+    )
+    assert sorted(events.column(0).to_pylist()) == sorted(r["messageId"] for r in fresh)
+    builds = lake.query(f"SELECT run_id, status, mode FROM {STREAM_BUILDS} ORDER BY started_at", [STREAM_BUILDS])
+    last = builds.to_pylist()[-1]
+    assert last["status"] == "success" and last["mode"] == "downstream"
+    instance = dg.DagsterInstance.from_config(str(dagster))
+    try:
+        records = instance.fetch_materializations(dg.AssetKey(["silver", "web_events"]), limit=100).records
+        assert last["run_id"] in {r.asset_materialization.metadata["build"].value for r in records}
+    finally:
+        instance.dispose()

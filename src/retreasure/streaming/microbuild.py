@@ -123,7 +123,9 @@ class MicroBuilds:
         build: BuildFn | None = None,
         models: dict[TableRef, Model] | None = None,
     ) -> None:
-        self.lake = lake
+        # A Lake object of its own: one keeps its tables' objects for reuse, and the landing writes through its own
+        # from another thread while a build reads.
+        self.lake = Lake(lake.uri, lake.storage_options)
         self.tables = list(tables)
         self.every_s = every_s
         self.models = models if models is not None else load_models()
