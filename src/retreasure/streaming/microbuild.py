@@ -189,7 +189,11 @@ class MicroBuilds:
     def _tick(self) -> None:
         while not self._stopping.wait(self.every_s):
             if self._pending.is_set():
-                self.build_now()
+                try:
+                    self.build_now()
+                except Exception as exc:  # its figures could not be written: the cadence goes on all the same
+                    self._pending.set()
+                    log.error("stream build not recorded", extra={"error": redact(f"{type(exc).__name__}: {exc}")})
 
     def stop(self, final: bool = True) -> None:
         """End the cadence (a build under way finishes first); with ``final``, build what landed since."""
