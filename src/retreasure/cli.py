@@ -155,7 +155,16 @@ from retreasure.streaming import cli as streaming_cli  # noqa: E402
 app.command()(streaming_cli.broker)
 from retreasure.streaming import stream_cli  # noqa: E402
 
-app.command()(stream_cli.stream)
+
+def _stream_builds(models: dict) -> stream_cli.BuildFn:
+    """The stream's micro-builds report each model run to Dagster, as `retreasure build` does (Dagster is
+    imported only by a stream that builds)."""
+    from retreasure.pipeline.history import stream_builds
+
+    return stream_builds(models)
+
+
+app.command(name="stream")(stream_cli.stream_command(_stream_builds))
 
 # Commands from other installed packages: each entry point in this group is called with the app to mount its
 # commands. The simulator (retreasure-sim, a development dependency) brings `sim`, `fakes` and `demo`; the

@@ -129,6 +129,9 @@ class StreamingSettings(BaseModel):
     cached_days: int = Field(default=14, ge=1)
     # How often the batches' figures are written to ops.stream_batches (they are in the log at once).
     ops_interval_s: float = Field(default=5.0, gt=0)
+    # `retreasure stream` builds what the streamed tables feed (silver, gold) this often when something landed,
+    # and once more as it stops; 0: it only lands, and the hourly build takes the streamed rows on.
+    build_every_s: float = Field(default=0.0, ge=0)
     # The local broker (`retreasure broker`): its data and log, and the cache of its pinned jars.
     broker_dir: Path = Path(".broker")
     jars_dir: Path = Path(".tools/kafka")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from retreasure.engine.changes import BuildRecord, Days, changed_days, record_build, versions, watermark
+from retreasure.engine.changes import Arrivals, BuildRecord, Days, arrivals, record_build, versions, watermark
 from retreasure.engine.models import ALL_TIME, Model, downstream, load_models
 from retreasure.engine.runner import ModelRun, run_model
 from retreasure.lake.store import Lake, TableRef
@@ -25,11 +25,13 @@ JOIN_DAYS = 7  # changed days closer than this (beyond the lookback) are rebuilt
 
 @dataclass
 class Build:
-    """One build: its id, whether it ran in full or incrementally, and its model runs in order."""
+    """One build: its id, whether it ran in full or incrementally, and its model runs in order; for an
+    incremental build, what each bronze table it considered gained since the watermark."""
 
     run_id: str
     mode: str
     runs: list[ModelRun] = field(default_factory=list)
+    arrivals: dict[TableRef, Arrivals | None] = field(default_factory=dict)
 
     @property
     def blocked(self) -> bool:
@@ -94,24 +96,35 @@ def build_incremental(
     models: dict[TableRef, Model] | None = None,
     progress: Callable[[ModelRun], None] | None = None,
     run_id: str | None = None,
+    only_from: Iterable[TableRef] | None = None,
 ) -> Build:
     """Rebuild what bronze changed since the last successful build: each silver model that reads a changed
     bronze table runs for the days (partitions) that changed, plus its lookback; the partitions each run wrote
     become the days of the models that read it, and so on downstream. Unpartitioned models (small dimensions
-    and marts) whose inputs changed are rebuilt whole. With no successful build yet, this is a full build."""
+    and marts) whose inputs changed are rebuilt whole. With no successful build yet, this is a full build.
+
+    ``only_from`` (bronze tables) restricts the build to what those tables feed (mode ``downstream``: the
+    stream's micro-builds): only their changes are looked for, and only their versions are recorded, so the
+    watermark of every other table stays where it was for the next build to find its changes."""
     models = models if models is not None else load_models()
     began, bronze = datetime.now(UTC), bronze_inputs(models)
+    if only_from is not None:
+        wanted_tables = set(only_from)
+        bronze = [ref for ref in bronze if ref in wanted_tables]
     since, read = watermark(lake), versions(lake, bronze)
     if since is None:
         log.info("no earlier build: building in full")
         return _build(lake, models, progress=progress, run_id=run_id)
+    result = Build(run_id or new_build_id(), "incremental" if only_from is None else "downstream")
     days: dict[TableRef, Days] = {}
     for ref in bronze:
         if str(ref) in read:
-            changed = changed_days(lake, ref, since.get(str(ref)), read[str(ref)])
+            before = since.get(str(ref))
+            gained = arrivals(lake, ref, before, read[str(ref)]) if before != read[str(ref)] else Arrivals({}, None)
+            result.arrivals[ref] = gained
+            changed = None if gained is None else frozenset(gained.rows)
             if changed is None or changed:
                 days[ref] = changed
-    result = Build(run_id or new_build_id(), "incremental")
     blocked: set[TableRef] = set()
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
@@ -123,10 +136,10 @@ def build_incremental(
             spans = spans_of(wanted, model.contract.lookback_days) if partitioned and wanted else [ALL_TIME]
             runs: list[ModelRun] = []
             for i, (s, e) in enumerate(spans):
-                before = [p for r in runs for p in r.partitions]
+                before_runs = [p for r in runs for p in r.partitions]
                 last = i == len(spans) - 1
                 windows = [(r.start, r.end) for r in runs]
-                runs.append(run_model(lake, model, s, e, result.run_id, last, before, dq, windows))
+                runs.append(run_model(lake, model, s, e, result.run_id, last, before_runs, dq, windows))
                 result.runs.append(runs[-1])
                 if progress:
                     progress(runs[-1])
@@ -138,6 +151,13 @@ def build_incremental(
             if written is None or written:
                 days[ref] = written
     return result
+
+
+def lookback_of(models: dict[TableRef, Model], ref: TableRef) -> int:
+    """How many days before the newest the builds of what ``ref`` feeds read again: the largest lookback among
+    the models downstream of it. A row landing for an older day is late beyond the lookback (still built: an
+    incremental build rebuilds a changed day whatever its age)."""
+    return max((models[m].contract.lookback_days for m in downstream(models, {ref})), default=0)
 
 
 def new_build_id() -> str:

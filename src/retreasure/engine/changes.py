@@ -23,18 +23,22 @@ BUILDS = TableRef("ops", "builds")
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
-        ("mode", pa.string()),  # full | incremental | partial (some models or some days)
+        # full | incremental | downstream (an incremental build of what some bronze tables feed: the stream's
+        # micro-builds) | partial (some models or some days)
+        ("mode", pa.string()),
         ("status", pa.string()),  # success | blocked (a blocking check stopped part of it) | failed
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
         ("models", pa.int64()),  # model runs made
         ("rows", pa.int64()),  # rows written, all runs together
-        ("bronze_versions", pa.string()),  # JSON {table: Delta version read}: the watermark
+        ("bronze_versions", pa.string()),  # JSON {table: Delta version read}: the watermark of those tables
         ("windows", pa.string()),  # JSON {model: [[start, end], ...]}, lookback included
     ]
 )
 # The days a table changed; None when they cannot be told (no usable watermark): treat as all of time.
 Days = frozenset[date] | None
+WHOLE_MODES = ("full", "incremental")  # builds that bring every model up to every bronze table they read
+MOVING_MODES = (*WHOLE_MODES, "downstream")  # builds that move the watermark (of the tables they read)
 
 log = get_logger("engine")
 
@@ -70,16 +74,26 @@ def record_build(lake: Lake, build: BuildRecord) -> None:
 
 
 def watermark(lake: Lake) -> dict[str, int] | None:
-    """The bronze versions the last successful full or incremental build read; None when there is none. A
-    partial build (some models, some days) brought only part of the lake up to its bronze: never a watermark."""
+    """The bronze versions the last successful builds read, per table: the newest successful full or
+    incremental build's, each table moved on by the successful ``downstream`` builds since (which read only
+    the tables they were given); None when there is no full or incremental build yet. A partial build (some
+    models, some days) brought only part of the lake up to its bronze: never a watermark."""
     if not lake.exists(BUILDS):
         return None
+    whole, moving = ", ".join(f"'{m}'" for m in WHOLE_MODES), ", ".join(f"'{m}'" for m in MOVING_MODES)
     rows = lake.query(
-        f"SELECT bronze_versions FROM {BUILDS} WHERE status = 'success' AND mode IN ('full', 'incremental') "
-        "ORDER BY finished_at DESC LIMIT 1",
+        f"SELECT bronze_versions FROM {BUILDS} WHERE status = 'success' AND mode IN ({moving}) AND finished_at >= "
+        f"(SELECT max(finished_at) FROM {BUILDS} WHERE status = 'success' AND mode IN ({whole})) "
+        "ORDER BY finished_at DESC",
         [BUILDS],
     ).to_pylist()
-    return {str(k): int(v) for k, v in json.loads(rows[0]["bronze_versions"]).items()} if rows else None
+    if not rows:
+        return None
+    merged: dict[str, int] = {}
+    for row in rows:  # newest first: a table's newest version read wins
+        for table, version in json.loads(row["bronze_versions"]).items():
+            merged.setdefault(str(table), int(version))
+    return merged
 
 
 def versions(lake: Lake, refs: Iterable[TableRef]) -> dict[str, int]:
@@ -87,27 +101,46 @@ def versions(lake: Lake, refs: Iterable[TableRef]) -> dict[str, int]:
     return {str(ref): lake.delta(ref).version() for ref in refs if lake.exists(ref)}
 
 
-def changed_days(lake: Lake, ref: TableRef, since: int | None, until: int) -> Days:
-    """The partitions (days) of the files ``ref`` gained from version ``since`` to ``until``; every partition
-    when ``since`` is None (the table is new since the watermark)."""
-    if since == until:
-        return frozenset()
+@dataclass(frozen=True)
+class Arrivals:
+    """What a bronze table gained between two versions: the rows of its new files per day (partition), and the
+    newest day it held before them (its event-time high-water mark; None when it held nothing)."""
+
+    rows: dict[date, int]
+    newest_before: date | None
+
+    def older_than(self, days: int) -> dict[date, int]:
+        """The new rows per day for days more than ``days`` before the newest day held before: rows that a
+        build looking back only ``days`` from the newest day would not see again (late arrivals)."""
+        if self.newest_before is None:
+            return {}
+        return {day: rows for day, rows in sorted(self.rows.items()) if (self.newest_before - day).days > days}
+
+
+def arrivals(lake: Lake, ref: TableRef, since: int | None, until: int) -> Arrivals | None:
+    """The rows per day of the files ``ref`` gained from version ``since`` to ``until`` (from the Delta log's
+    file statistics, not the rows), and its newest day at ``since``; None when that cannot be told (the table is
+    not partitioned by day, or the old version's log is gone)."""
     now = _files(lake, ref, until)
     if now is None:
         return None
-    before = set() if since is None else _files(lake, ref, since)
+    before = {} if since is None else _files(lake, ref, since)
     if before is None:  # the old version's log is gone (cleaned up): the changes cannot be told apart
         log.warning("watermark version unreadable", extra={"table": str(ref), "version": since})
         return None
-    days = {day for path, day in now.items() if path not in before}
-    if not all(isinstance(d, date) for d in days):
-        return None
-    return frozenset(days)
+    gained: dict[date, int] = {}
+    for path, (day, rows) in now.items():
+        if path not in before:
+            if not isinstance(day, date):
+                return None
+            gained[day] = gained.get(day, 0) + (rows or 0)
+    held = [day for day, _ in before.values() if isinstance(day, date)]
+    return Arrivals(gained, max(held, default=None))
 
 
-def _files(lake: Lake, ref: TableRef, version: int) -> dict[str, object] | None:
-    """{file path: its partition value} at ``version``; None when the table is not partitioned by one column
-    or that version cannot be loaded."""
+def _files(lake: Lake, ref: TableRef, version: int) -> dict[str, tuple[object, int | None]] | None:
+    """{file path: (its partition value, its rows)} at ``version``; None when the table is not partitioned by one
+    column or that version cannot be loaded."""
     try:
         table = DeltaTable(lake.table_uri(ref), version=version, storage_options=lake.storage_options)
     except Exception:  # a version whose log was cleaned up, typically
@@ -115,5 +148,6 @@ def _files(lake: Lake, ref: TableRef, version: int) -> dict[str, object] | None:
     columns = table.metadata().partition_columns
     if len(columns) != 1:
         return None
-    actions = pa.table(table.get_add_actions(flatten=True)).select(["path", f"partition.{columns[0]}"])
-    return dict(zip(*(c.to_pylist() for c in actions.columns), strict=True))
+    actions = pa.table(table.get_add_actions(flatten=True)).select(["path", f"partition.{columns[0]}", "num_records"])
+    paths, days, rows = (c.to_pylist() for c in actions.columns)
+    return {path: (day, count) for path, day, count in zip(paths, days, rows, strict=True)}

@@ -9,7 +9,7 @@ the UI reads, as events of no run, each carrying the build id that ``ops.builds`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -101,9 +101,11 @@ def build_with_history(
     home: Path,
     incremental: bool = False,
     progress: Callable[[ModelRun], None] | None = None,
+    only_from: Iterable[TableRef] | None = None,
 ) -> Build:
     """A full (or incremental) build through the engine, each model run reported to the Dagster instance at
-    ``home`` as it ends: how `retreasure build` and the demo build, so the UI shows their runs too."""
+    ``home`` as it ends: how `retreasure build`, the demo and the stream's micro-builds build, so the UI shows
+    their runs too. ``only_from`` (incremental only): what those bronze tables feed, as ``build_incremental``."""
     instance = open_instance(home)
     run_id = new_build_id()
     history = AssetHistory(models, instance.report_runless_asset_event, run_id)
@@ -115,7 +117,21 @@ def build_with_history(
 
     try:
         if incremental:
-            return build_incremental(lake, models, each, run_id=run_id)
+            return build_incremental(lake, models, each, run_id=run_id, only_from=only_from)
         return build_models(lake, models, each, run_id=run_id)
     finally:
         instance.dispose()
+
+
+def stream_builds(models: dict[TableRef, Model]) -> Callable[[Lake, Iterable[TableRef]], Build]:
+    """The stream's micro-build with Dagster history: an incremental build of what the given bronze tables feed,
+    each model run reported to the instance the UI reads (given to the stream by the command layer, as the
+    streaming layer sits below this one)."""
+    from retreasure.settings import get_settings
+
+    home = dagster_home(get_settings().dagster_home)
+
+    def build(lake: Lake, tables: Iterable[TableRef]) -> Build:
+        return build_with_history(lake, models, home, incremental=True, only_from=list(tables))
+
+    return build
