@@ -138,7 +138,7 @@ class StreamConsumer:
             list(self.landings), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         started = time.monotonic()
-        last_message = started
+        waiting_since = started
         latency_s = streaming.batch_latency_ms / 1000
         log.info("stream started", extra={"topics": list(self.landings), "group": streaming.group_id})
         try:
@@ -149,7 +149,7 @@ class StreamConsumer:
                 wait = latency_s if self._opened is None else max(0.0, self._opened + latency_s - now)
                 wanted = max(1, streaming.batch_messages - len(self._buffer))
                 for received in consumer.consume(num_messages=wanted, timeout=min(wait, 0.5)):
-                    last_message = time.monotonic()
+                    waiting_since = time.monotonic()
                     self._take(received)
                 if self._buffer and (
                     len(self._buffer) >= streaming.batch_messages
@@ -157,9 +157,11 @@ class StreamConsumer:
                     or time.monotonic() - (self._opened or 0.0) >= latency_s
                 ):
                     self._land(landed)
+                    waiting_since = time.monotonic()  # idle is time spent waiting for messages, not landing them
                 if self._ops_rows and time.monotonic() - self._ops_written >= streaming.ops_interval_s:
                     self._write_ops()
-                idle_since = max(last_message, self._assigned_at or float("inf"))
+                    waiting_since = time.monotonic()
+                idle_since = max(waiting_since, self._assigned_at or float("inf"))
                 if until_idle_s is not None and not self._buffer and time.monotonic() - idle_since >= until_idle_s:
                     break
             self._land(landed)
