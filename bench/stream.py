@@ -57,6 +57,7 @@ class Run:
     latencies_ms: list[np.ndarray] = field(default_factory=list)
     produced_ms: list[np.ndarray] = field(default_factory=list)  # the messages' produce times
     landing_ms: float = 0.0  # the stream's time in landing (decode to commit), of its wall time
+    batches: list[tuple[int, float]] = field(default_factory=list)  # (messages, landing ms) of clickstream commits
     seconds: float = 0.0  # wall time, from the consumer's start to its last batch
 
     def produce_rate(self) -> float:
@@ -179,6 +180,8 @@ def stream_landing(settings: Settings, prefix: str, group: str, total: Callable[
         run.latencies_ms.append((batch.committed_ms - batch.produced_ms).astype(np.float64))
         run.produced_ms.append(batch.produced_ms.astype(np.float64))
         run.landing_ms += batch.landing_ms
+        if batch.topic.endswith(".clickstream"):
+            run.batches.append((batch.messages, batch.landing_ms))
 
     def watch() -> None:
         while not stop.wait(0.1):
@@ -304,7 +307,11 @@ def report(
         f"{'met' if ratio >= TARGET_RATIO else 'not met'}).",
         f"- Steady {args.rate:,.0f}/s, p99 produce to committed bronze row: **{p99:,.0f} ms** "
         f"(target <= {TARGET_P99_MS:,.0f} ms: {'met' if p99 <= TARGET_P99_MS else 'not met'}).",
-        f"- Micro-batches: {streaming.batch_messages:,} messages or {batch_latency_ms} ms.",
+        f"- Micro-batches: {streaming.batch_messages:,} messages or {batch_latency_ms} ms; at the steady rate a "
+        f"clickstream commit held {np.median([m for m, _ in stream_steady.batches]):,.0f} messages (median) and took "
+        f"{np.median([ms for _, ms in stream_steady.batches]):,.0f} ms to land, at full speed "
+        f"{np.median([m for m, _ in stream_full.batches]):,.0f} and "
+        f"{np.median([ms for _, ms in stream_full.batches]):,.0f} ms.",
         f"- Machine load (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
         f"after: {', '.join(f'{x:.2f}' for x in load_after)}.",
         MARK,

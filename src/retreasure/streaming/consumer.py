@@ -148,9 +148,10 @@ class StreamConsumer:
                     break
                 wait = latency_s if self._opened is None else max(0.0, self._opened + latency_s - now)
                 wanted = max(1, streaming.batch_messages - len(self._buffer))
+                asked = time.monotonic()
                 for received in consumer.consume(num_messages=wanted, timeout=min(wait, 0.5)):
                     waiting_since = time.monotonic()
-                    self._take(received)
+                    self._take(received, asked)
                 if self._buffer and (
                     len(self._buffer) >= streaming.batch_messages
                     or self._buffered_bytes >= streaming.batch_bytes
@@ -172,7 +173,8 @@ class StreamConsumer:
         log.info("stream stopped", extra=vars(self.totals) | {"per_table": dict(self.totals.per_table)})
         return self.totals
 
-    def _take(self, received: KafkaMessage) -> None:
+    def _take(self, received: KafkaMessage, asked: float) -> None:
+        """Buffer a message that a consume call begun at ``asked`` (monotonic s) returned."""
         error = received.error()
         if error is not None:
             if error.fatal():
@@ -187,7 +189,9 @@ class StreamConsumer:
         self._buffer.append(Message(topic, partition, offset, value, stamp if stamp > 0 else None))
         self._buffered_bytes += len(value or b"")
         if self._opened is None:
-            self._opened = time.monotonic()
+            # The call holds messages until it has enough or its wait is over: the first may have come as it
+            # began, so the batch's latency counts from then, not from the call's return (up to twice as long).
+            self._opened = asked
 
     # -- rebalancing ----------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
