@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 
-.PHONY: setup demo test lint broker bench-ingest bench-api bench-pipeline bench-hostile clean
+.PHONY: setup demo test lint broker bench-ingest bench-api bench-pipeline bench-hostile bench-stream clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -47,6 +47,9 @@ bench-pipeline: setup
 
 bench-hostile: setup
 	$(VENV)/bin/python -m bench.hostile
+
+bench-stream: setup
+	$(VENV)/bin/python -m bench.stream
 
 clean:
 	rm -rf lake landing sim-data .pytest_cache

@@ -140,7 +140,7 @@ class StreamConsumer:
             list(self.landings), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         started = time.monotonic()
-        last_message = started
+        waiting_since = started
         latency_s = streaming.batch_latency_ms / 1000
         log.info("stream started", extra={"topics": list(self.landings), "group": streaming.group_id})
         try:
@@ -150,19 +150,22 @@ class StreamConsumer:
                     break
                 wait = latency_s if self._opened is None else max(0.0, self._opened + latency_s - now)
                 wanted = max(1, streaming.batch_messages - len(self._buffer))
+                asked = time.monotonic()
                 for received in consumer.consume(num_messages=wanted, timeout=min(wait, 0.5)):
-                    last_message = time.monotonic()
-                    self._take(received)
+                    waiting_since = time.monotonic()
+                    self._take(received, asked)
                 if self._buffer and (
                     len(self._buffer) >= streaming.batch_messages
                     or self._buffered_bytes >= streaming.batch_bytes
                     or time.monotonic() - (self._opened or 0.0) >= latency_s
                 ):
                     self._land(landed)
+                    waiting_since = time.monotonic()  # idle is time spent waiting for messages, not landing them
                 if self._ops_rows and time.monotonic() - self._ops_written >= streaming.ops_interval_s:
                     self._write_ops()
-                # Quiet while the brokers are out of reach is not idle: a restarting broker has more to say.
-                idle_since = max(last_message, self._assigned_at or float("inf"), self._brokers_down_at)
+                    waiting_since = time.monotonic()
+                # Quiet while the brokers are out of reach is not idle either: a restarting broker has more to say.
+                idle_since = max(waiting_since, self._assigned_at or float("inf"), self._brokers_down_at)
                 if until_idle_s is not None and not self._buffer and time.monotonic() - idle_since >= until_idle_s:
                     break
             self._land(landed)
@@ -179,7 +182,8 @@ class StreamConsumer:
             self._brokers_down_at = time.monotonic()
         log.warning("stream client error", extra={"error": error.str()})
 
-    def _take(self, received: KafkaMessage) -> None:
+    def _take(self, received: KafkaMessage, asked: float) -> None:
+        """Buffer a message that a consume call begun at ``asked`` (monotonic s) returned."""
         error = received.error()
         if error is not None:
             if error.fatal():
@@ -194,7 +198,9 @@ class StreamConsumer:
         self._buffer.append(Message(topic, partition, offset, value, stamp if stamp > 0 else None))
         self._buffered_bytes += len(value or b"")
         if self._opened is None:
-            self._opened = time.monotonic()
+            # The call holds messages until it has enough or its wait is over: the first may have come as it
+            # began, so the batch's latency counts from then, not from the call's return (up to twice as long).
+            self._opened = asked
 
     # -- rebalancing ----------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
