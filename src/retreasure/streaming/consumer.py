@@ -157,8 +157,12 @@ class StreamConsumer:
                     or time.monotonic() - (self._opened or 0.0) >= latency_s
                 ):
                     self._land(landed)
+                    # Idle time counts from when the consumer listens again: a landing slower than the idle
+                    # limit is not a quiet topic.
+                    last_message = time.monotonic()
                 if self._ops_rows and time.monotonic() - self._ops_written >= streaming.ops_interval_s:
                     self._write_ops()
+                    last_message = max(last_message, self._ops_written)
                 idle_since = max(last_message, self._assigned_at or float("inf"))
                 if until_idle_s is not None and not self._buffer and time.monotonic() - idle_since >= until_idle_s:
                     break
