@@ -49,4 +49,4 @@ bench-hostile: setup
 	$(VENV)/bin/python -m bench.hostile
 
 clean:
-	rm -rf lake landing sim-data .pytest_cache
+	rm -rf lake landing sim-data .broker .pytest_cache
