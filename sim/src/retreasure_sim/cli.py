@@ -108,7 +108,9 @@ def demo(
     days: Annotated[int, typer.Option(help="How many days to simulate.")] = 60,
     scale: Scale = 0.3,
     faults: WithFaults = True,
-    fresh: Annotated[bool, typer.Option(help="Start from an empty lake, landing folder and simulation.")] = False,
+    fresh: Annotated[
+        bool, typer.Option(help="Start from an empty lake, landing folder, simulation and demo broker.")
+    ] = False,
     stream: Annotated[
         bool | None,
         typer.Option(
