@@ -52,4 +52,4 @@ bench-stream: setup
 	$(VENV)/bin/python -m bench.stream
 
 clean:
-	rm -rf lake landing sim-data .pytest_cache
+	rm -rf lake landing sim-data .broker .pytest_cache

@@ -8,8 +8,9 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -19,9 +20,13 @@ from rich.table import Table
 from retreasure import terminal
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
-from retreasure_sim.config import Faults
+from retreasure.settings import Settings
+from retreasure_sim.config import Faults, SimConfig
 from retreasure_sim.options import Scale, Seed, Start, WithFaults, sim_config
 from retreasure_sim.streaming.cli import stream
+
+if TYPE_CHECKING:
+    from retreasure.streaming.broker import Broker
 
 SIM_DIR = Path("sim-data")
 console = Console()
@@ -103,41 +108,109 @@ def demo(
     days: Annotated[int, typer.Option(help="How many days to simulate.")] = 60,
     scale: Scale = 0.3,
     faults: WithFaults = True,
-    fresh: Annotated[bool, typer.Option(help="Start from an empty lake, landing folder and simulation.")] = False,
+    fresh: Annotated[
+        bool, typer.Option(help="Start from an empty lake, landing folder, simulation and demo broker.")
+    ] = False,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Web clickstream and transactions through a local Kafka broker, or as file drops. "
+            "Default: through the broker when Java is found.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """The whole local platform on a simulated business: simulate, serve, ingest, and compare with the truth."""
-    from retreasure.cli import build_and_report, ensure_local_secrets, print_kpis
-    from retreasure.lake.ingest_log import exit_code
-    from retreasure_sim.stage import Credentials, build, expected_counts, running_servers
+    """The whole local platform on a simulated business: simulate, serve, stream, ingest, and compare with the
+    truth."""
+    from retreasure.cli import ensure_local_secrets
+    from retreasure_sim.streaming import demo as live
 
     settings = ensure_local_secrets()
     lake = Lake.from_settings(settings)
-    landing = Path(settings.landing_dir)
     if fresh:
-        for folder in (Path(lake.uri), landing, SIM_DIR):
+        for folder in (Path(lake.uri), Path(settings.landing_dir), SIM_DIR, live.broker_dir(settings.streaming)):
             if lake.is_local or folder != Path(lake.uri):
                 shutil.rmtree(folder, ignore_errors=True)
     config = sim_config(seed, start, days, scale, faults)
+    with ExitStack() as stack:
+        broker = None
+        if stream is not False:
+            try:
+                broker = live.prepared_broker(console, settings.streaming)
+            except live.UNAVAILABLE as exc:
+                _without_broker(exc, settings, required=stream is True)
+        raise typer.Exit(_run_demo(stack, settings, lake, config, broker, required=stream is True))
+
+
+def _without_broker(error: BaseException, settings: Settings, required: bool) -> None:
+    """Say in one line why the web events come from files after all; with --stream, stop instead."""
+    from retreasure_sim.streaming import demo as live
+
+    if required:
+        console.print(f"[red]--stream: no Kafka broker:[/] {live.reason(error)}")
+        raise typer.Exit(ExitCode.FAILED)
+    console.print(live.broker_unavailable(error, live.broker_dir(settings.streaming)), markup=False, highlight=False)
+
+
+def _run_demo(
+    stack: ExitStack, settings: Settings, lake: Lake, config: SimConfig, broker: Broker | None, required: bool
+) -> ExitCode:
+    """Simulate (starting the broker meanwhile, when there is one), stream the web events through it, ingest the
+    other sources from the fake servers and the landing folder, build, and compare with the truth."""
+    from retreasure.cli import build_and_report, print_kpis
+    from retreasure.connectors.base import load_sources
+    from retreasure.lake.ingest_log import exit_code
+    from retreasure_sim.files import FORMATS
+    from retreasure_sim.stage import Credentials, build, drop_files, expected_counts, running_servers
+    from retreasure_sim.streaming import demo as live
+
+    landing = Path(settings.landing_dir)
+    # The streamed sources' files are held back (a file format bears the name of its source).
+    held_back = live.streamed_sources(settings.streaming) if broker is not None else set()
     with terminal.progress_bar(console) as bar:
         bar.add_task("Simulating the business", total=None)
-        truth = build(config, SIM_DIR, landing)
+        simulated = live.in_background(
+            lambda: build(config, SIM_DIR, landing, [name for name in FORMATS if name not in held_back])
+        )
+        if broker is not None:
+            stop_soon = stack.enter_context(live.stopped_at_exit(broker))
+            starting = bar.add_task(f"Starting the Kafka {broker.version} broker", total=None)
+            try:
+                broker.start()
+            except live.UNAVAILABLE as exc:
+                _without_broker(exc, settings, required)
+                broker = None
+            bar.remove_task(starting)
+        truth = simulated.result()
+        if held_back and broker is None:  # the broker did not start: the files after all
+            drop_files(truth, config, SIM_DIR, landing, sorted(held_back))
+    streamed = held_back if broker is not None else set()
     console.print(
         f"Simulated {truth.start} to {truth.end}: {len(truth['orders']):,} orders on 4 channels, "
         f"{len(truth['sessions']):,} web sessions, {len(truth['faults']):,} injected faults."
     )
+    expected = expected_counts(truth)
+    if broker is not None:
+        web = live.stream_web(console, broker, truth, config.faults.any(), config.seed, settings, lake)
+        stop_soon()
+        live.print_streamed(console, web, broker)
+        expected |= web.expected_counts(lake)
     with running_servers(truth, config, Credentials.fresh(), settings) as (served, servers):
         console.print("Fake marketplaces: " + ", ".join(f"{n} {s.url}" for n, s in servers.items()))
-        runs, interrupted = terminal.ingest(console, served, lake, None)
+        sources = [name for name in load_sources() if name not in streamed]
+        runs, interrupted = terminal.ingest(console, served, lake, sources)
     terminal.print_ingest(console, runs, interrupted)
-    _print_bronze_summary(lake, expected_counts(truth))
+    _print_bronze_summary(lake, expected)
     built = build_and_report(lake)
     print_kpis(lake)
     console.print(
         f"Next: query the lake with DuckDB ({lake.uri}: bronze.*, silver.*, gold.*, ops.ingest_log, ops.dq_results, "
-        "quarantine.*), read docs/kpis.md for what each figure means, run `retreasure ui` for the lineage, or "
-        "`retreasure keys create --role admin` then `retreasure dashboard` and `retreasure serve` (docs/api.md)."
+        "ops.stream_batches, quarantine.*), read docs/kpis.md for what each figure means, run `retreasure ui` for "
+        "the lineage, or `retreasure keys create --role admin` then `retreasure dashboard` and `retreasure serve` "
+        "(docs/api.md)."
     )
-    raise typer.Exit(_demo_exit_code(exit_code(runs), built))
+    return _demo_exit_code(exit_code(runs), built)
 
 
 def _demo_exit_code(ingested: ExitCode, built: list) -> ExitCode:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +37,22 @@ SERVED_TABLES = (
 )
 
 
-def build(config: SimConfig, sim_dir: Path, landing: Path) -> Truth:
+def build(config: SimConfig, sim_dir: Path, landing: Path, formats: Iterable[str] | None = None) -> Truth:
     """Simulate, drop the files a real shop would receive, and keep the truth (with every fault) on disk."""
+    truth = simulate(config)
+    drop_files(truth, config, sim_dir, landing, formats)
+    return truth
+
+
+def drop_files(
+    truth: Truth, config: SimConfig, sim_dir: Path, landing: Path, formats: Iterable[str] | None = None
+) -> None:
+    """Drop the files of ``formats`` (``files.FORMATS``, all by default) and keep the truth, with their faults,
+    on disk: the demo drops the web files only when its web events cannot go through a broker."""
     from retreasure_sim.files import render_files
 
-    truth = simulate(config)
-    truth["faults"].extend(render_files(truth, landing, config.faults, config.seed))
+    truth["faults"].extend(render_files(truth, landing, config.faults, config.seed, formats))
     truth.save(sim_dir / "truth")
-    return truth
 
 
 def server_modules() -> list[ModuleType]:

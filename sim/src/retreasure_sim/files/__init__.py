@@ -34,7 +34,7 @@ def render_files(
 ) -> list[Fault]:
     """Write every file source's drops for the truth's whole date range; returns the faults injected."""
     dropper = Dropper(Path(landing), faults, seed)
-    for name in sources or FORMATS:
+    for name in FORMATS if sources is None else sources:
         FORMATS[name][0](truth, dropper)
     return dropper.injected
 

@@ -143,7 +143,7 @@ def ensure_topics(client: dict[str, str], topics: Iterable[str], partitions: int
     room for messages of ``max_bytes`` (``max.message.bytes``, checked by the broker on the compressed batch,
     which lz4 leaves near the message's size). A broker that refuses the change (Event Hubs fixes its limit)
     is reported, not fatal: its oversized messages come back as failed deliveries."""
-    admin = AdminClient(client)
+    admin = AdminClient({**client, "logger": CLIENT_LOG})  # its informational lines are the log's, not the console's
     setup = TopicSetup()
     existing = set(admin.list_topics(timeout=TIMEOUT_S).topics)
     limit = {"max.message.bytes": str(max_bytes)}
