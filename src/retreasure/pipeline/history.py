@@ -107,6 +107,20 @@ def build_with_history(
     ``home`` as it ends: how `retreasure build`, the demo and the stream's micro-builds build, so the UI shows
     their runs too. ``only_from`` (incremental only): what those bronze tables feed, as ``build_incremental``."""
     instance = open_instance(home)
+    try:
+        return _build_reported(instance, lake, models, incremental, progress, only_from)
+    finally:
+        instance.dispose()
+
+
+def _build_reported(
+    instance: dg.DagsterInstance,
+    lake: Lake,
+    models: dict[TableRef, Model],
+    incremental: bool = False,
+    progress: Callable[[ModelRun], None] | None = None,
+    only_from: Iterable[TableRef] | None = None,
+) -> Build:
     run_id = new_build_id()
     history = AssetHistory(models, instance.report_runless_asset_event, run_id)
 
@@ -115,12 +129,9 @@ def build_with_history(
         if progress:
             progress(run)
 
-    try:
-        if incremental:
-            return build_incremental(lake, models, each, run_id=run_id, only_from=only_from)
-        return build_models(lake, models, each, run_id=run_id)
-    finally:
-        instance.dispose()
+    if incremental:
+        return build_incremental(lake, models, each, run_id=run_id, only_from=only_from)
+    return build_models(lake, models, each, run_id=run_id)
 
 
 def stream_builds(models: dict[TableRef, Model]) -> Callable[[Lake, Iterable[TableRef]], Build]:
@@ -130,8 +141,13 @@ def stream_builds(models: dict[TableRef, Model]) -> Callable[[Lake, Iterable[Tab
     from retreasure.settings import get_settings
 
     home = dagster_home(get_settings().dagster_home)
+    # Opened by the first micro-build, in the thread that builds, and kept for the next ones (an instance costs
+    # seconds to open; the stream builds every few).
+    instances: list[dg.DagsterInstance] = []
 
     def build(lake: Lake, tables: Iterable[TableRef]) -> Build:
-        return build_with_history(lake, models, home, incremental=True, only_from=list(tables))
+        if not instances:
+            instances.append(open_instance(home))
+        return _build_reported(instances[0], lake, models, incremental=True, only_from=list(tables))
 
     return build

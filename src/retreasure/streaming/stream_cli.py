@@ -121,6 +121,3 @@ def run_stream(
         )
         if figures.failed or figures.blocked:
             raise typer.Exit(ExitCode.PARTIAL)
-
-
-stream = stream_command()
