@@ -83,10 +83,14 @@ def load_models(root: Path = MODELS_DIR) -> dict[TableRef, Model]:
 
 def _needs(model: Model) -> list[TableRef]:
     """What must be built first: the model's inputs, and the tables its relationship checks look up."""
+    return [*model.inputs, *relationship_targets(model)]
+
+
+def relationship_targets(model: Model) -> list[TableRef]:
+    """The tables the model's relationship checks look up."""
     from retreasure.contracts.model import Relationship
 
-    targets = [TableRef(*c.to.split(".")[:2]) for c in model.contract.checks if isinstance(c, Relationship)]
-    return [*model.inputs, *targets]
+    return [TableRef(*c.to.split(".")[:2]) for c in model.contract.checks if isinstance(c, Relationship)]
 
 
 def downstream(models: dict[TableRef, Model], roots: set[TableRef]) -> set[TableRef]:

@@ -1,4 +1,5 @@
-"""Runs one model: its SQL on DuckDB over the Delta inputs, its row rules, then a write in its contract's mode.
+"""Runs one model: its SQL over the Delta inputs, its row rules, then a write in its contract's mode, on an engine
+(DuckDB in process by default; Spark, ``engine/spark.py``, for the scale path).
 
 Write modes:
 - ``full``: replace the table.
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -49,6 +51,51 @@ class ModelRun:
         return any(c.blocking for c in self.checks)
 
 
+@dataclass
+class Computed:
+    """A model's rows for a window after its row rules: ``kept`` in the engine's own form (an Arrow table, a Spark
+    DataFrame), the quarantined rows as Arrow, one result per rule."""
+
+    kept: Any
+    kept_rows: int
+    quarantined: pa.Table
+    row_checks: list[CheckResult]
+
+
+class ModelEngine(Protocol):
+    """Where a model's SQL runs and its table is written; everything else about a run (quarantine, table checks,
+    the DQ log, the build's order and windows) is the same on every engine."""
+
+    name: str
+
+    def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed: ...
+
+    def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
+        """Write ``kept`` in the contract's mode; {partition: its rows now} of the partitions written."""
+        ...
+
+
+class DuckDBEngine:
+    """The local default: the SQL on DuckDB in process, the rows as Arrow, written by delta-rs."""
+
+    name = "duckdb"
+
+    def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed:
+        con = _connect(lake, model)
+        try:
+            result = con.execute(model.render(start, end)).fetch_arrow_table()
+            kept, quarantined, row_checks = apply_row_rules(result, model.contract, str(model.ref), run_id, con)
+        finally:
+            con.close()
+        return Computed(kept, kept.num_rows, quarantined, row_checks)
+
+    def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
+        return _write(lake, model, kept, start, end)
+
+
+DUCKDB = DuckDBEngine()
+
+
 def run_model(
     lake: Lake,
     model: Model,
@@ -59,6 +106,7 @@ def run_model(
     written_before: Sequence[object] = (),
     dq: list[CheckResult] | None = None,
     windows_before: Sequence[tuple[date, date]] = (),
+    engine: ModelEngine = DUCKDB,
 ) -> ModelRun:
     """Build ``model`` for the window [start, end] (all of time by default), its contract's lookback days
     before ``start`` included, and check it. ``table_checks=False`` applies the row rules only: for a run
@@ -66,24 +114,20 @@ def run_model(
     partitions of every window (``written_before``) and the bronze days they read (``windows_before``). A
     windowed run's table checks read the partitions it wrote, a whole run's the whole table. The results go
     to ``dq`` when given (a build writes them to ``ops.dq_results`` once, at its end), else straight to
-    ``ops.dq_results``."""
+    ``ops.dq_results``. ``engine`` runs the SQL and writes the table; quarantine and checks are the same on all."""
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
     start = widened(model, start, end)
-    con = _connect(lake, model)
-    try:
-        result = con.execute(model.render(start, end)).fetch_arrow_table()
-        kept, quarantined, row_checks = apply_row_rules(result, contract, str(model.ref), run_id, con)
-    finally:
-        con.close()
+    computed = engine.compute(lake, model, start, end, run_id)
+    quarantined, row_checks = computed.quarantined, computed.row_checks
     if quarantined.num_rows:
         lake.insert_new(
             quarantine_of(model.ref),
             quarantined,
             ["table_name", "rule", "row_json"],
         )
-    run = ModelRun(model.ref, start, end, kept.num_rows, quarantined.num_rows)
-    run.partition_rows = _write(lake, model, kept, start, end)
+    run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
+    run.partition_rows = engine.write(lake, model, computed.kept, start, end)
     run.partitions = sorted(run.partition_rows)
     windowed = not run.whole and contract.partitioned
     written = sorted({*written_before, *run.partitions}) if windowed else None

@@ -80,7 +80,7 @@ bounds AS (
         ) AS last_day
 ),
 calendar AS (
-    SELECT CAST(unnest(generate_series(first_day, last_day, INTERVAL 1 DAY)) AS DATE) AS day FROM bounds
+    SELECT CAST(d AS DATE) AS day FROM bounds CROSS JOIN unnest(generate_series(first_day, last_day, INTERVAL 1 DAY)) AS s (d)
 ),
 locations AS (
     SELECT DISTINCT location_key, location_name FROM moves
@@ -92,7 +92,7 @@ held AS (
         s.location_key,
         s.on_hand_end AS on_hand,
         s.on_hand_end * i.unit_cost AS value_at_cost,
-        c.day - i.acquired_date AS age_days,
+        date_diff('day', i.acquired_date, c.day) AS age_days,
         i.is_unique
     FROM (
         SELECT *, lead(day) OVER (PARTITION BY location_key, sku ORDER BY day) AS next_day FROM moves

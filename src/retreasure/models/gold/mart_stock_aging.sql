@@ -32,10 +32,10 @@ items AS (
         p.unit_cost,
         c.on_hand * p.unit_cost AS value_at_cost,
         q.acquired_date,
-        a.as_of_date - q.acquired_date AS age_days,
+        date_diff('day', q.acquired_date, a.as_of_date) AS age_days,
         coalesce(s.units_sold, 0) AS units_sold,
         s.last_sold_date,
-        a.as_of_date - coalesce(s.last_sold_date, q.acquired_date) AS days_without_sale,
+        date_diff('day', coalesce(s.last_sold_date, q.acquired_date), a.as_of_date) AS days_without_sale,
         p.shopify_status,
         p.etsy_state,
         -- In stock, but a listing it has is no longer for sale: nobody online can buy it until it is re-listed.
