@@ -12,9 +12,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from retreasure.engine.changes import Arrivals, BuildRecord, Days, arrivals, record_build, versions, watermark
-from retreasure.engine.models import ALL_TIME, Model, downstream, load_models
-from retreasure.engine.runner import ModelRun, run_model
+from retreasure.engine.changes import (
+    Arrivals,
+    BuildRecord,
+    Days,
+    arrivals,
+    downstream_watermark,
+    record_build,
+    versions,
+    watermark,
+)
+from retreasure.engine.models import ALL_TIME, Model, downstream, load_models, relationship_targets
+from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, run_model
+from retreasure.lake.lock import build_lock
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
 from retreasure.quality.checks import CheckResult, record_results
@@ -46,12 +56,13 @@ def build(
     models: dict[TableRef, Model] | None = None,
     progress: Callable[[ModelRun], None] | None = None,
     run_id: str | None = None,
+    engine: ModelEngine = DUCKDB,
 ) -> list[ModelRun]:
     """Run the selected models (all by default) for [start, end]; returns the runs, in order. Every build is
     recorded in ops.builds; one of every model over all of time (``full``) is where the next incremental build
     starts, one of some models or some days (``partial``) is not."""
     models = models if models is not None else load_models()
-    return _build(lake, models, select, start, end, progress, run_id).runs
+    return _build(lake, models, select, start, end, progress, run_id, engine).runs
 
 
 def build_models(
@@ -59,9 +70,11 @@ def build_models(
     models: dict[TableRef, Model] | None = None,
     progress: Callable[[ModelRun], None] | None = None,
     run_id: str | None = None,
+    engine: ModelEngine = DUCKDB,
 ) -> Build:
     """Every model over all of time, recorded in ops.builds: `retreasure build`."""
-    return _build(lake, models if models is not None else load_models(), progress=progress, run_id=run_id)
+    models = models if models is not None else load_models()
+    return _build(lake, models, progress=progress, run_id=run_id, engine=engine)
 
 
 def _build(
@@ -72,6 +85,22 @@ def _build(
     end: date = ALL_TIME[1],
     progress: Callable[[ModelRun], None] | None = None,
     run_id: str | None = None,
+    engine: ModelEngine = DUCKDB,
+) -> Build:
+    whole = select is None and (start, end) == ALL_TIME
+    with build_lock(lake, "full" if whole else "partial"):  # one build at a time on a lake (lake/lock.py)
+        return _build_locked(lake, models, select, start, end, progress, run_id, engine)
+
+
+def _build_locked(
+    lake: Lake,
+    models: dict[TableRef, Model],
+    select: Iterable[TableRef] | None,
+    start: date,
+    end: date,
+    progress: Callable[[ModelRun], None] | None,
+    run_id: str | None,
+    engine: ModelEngine,
 ) -> Build:
     began, read = datetime.now(UTC), versions(lake, bronze_inputs(models))
     chosen = set(select) if select is not None else set(models)
@@ -82,7 +111,7 @@ def _build(
         for ref, model in models.items():
             if ref not in chosen or ref in blocked:
                 continue
-            run = run_model(lake, model, start, end, result.run_id, dq=dq)
+            run = run_model(lake, model, start, end, result.run_id, dq=dq, engine=engine)
             result.runs.append(run)
             if progress:
                 progress(run)
@@ -97,6 +126,7 @@ def build_incremental(
     progress: Callable[[ModelRun], None] | None = None,
     run_id: str | None = None,
     only_from: Iterable[TableRef] | None = None,
+    engine: ModelEngine = DUCKDB,
 ) -> Build:
     """Rebuild what bronze changed since the last successful build: each silver model that reads a changed
     bronze table runs for the days (partitions) that changed, plus its lookback; the partitions each run wrote
@@ -106,15 +136,32 @@ def build_incremental(
     ``only_from`` (bronze tables) restricts the build to what those tables feed (mode ``downstream``: the
     stream's micro-builds): only their changes are looked for, and only their versions are recorded, so the
     watermark of every other table stays where it was for the next build to find its changes."""
-    models = models if models is not None else load_models()
+    with build_lock(lake, "incremental" if only_from is None else "downstream"):  # see lake/lock.py
+        return _incremental(lake, models if models is not None else load_models(), progress, run_id, only_from, engine)
+
+
+def _incremental(
+    lake: Lake,
+    models: dict[TableRef, Model],
+    progress: Callable[[ModelRun], None] | None,
+    run_id: str | None,
+    only_from: Iterable[TableRef] | None,
+    engine: ModelEngine,
+) -> Build:
     began, bronze = datetime.now(UTC), bronze_inputs(models)
     if only_from is not None:
         wanted_tables = set(only_from)
         bronze = [ref for ref in bronze if ref in wanted_tables]
     since, read = watermark(lake), versions(lake, bronze)
-    if since is None:
+    # A lake that holds only some sources (a new one that the stream fills first) cannot be built in full: a
+    # micro-build there builds what the streamed tables feed, the models whose other inputs are missing aside.
+    partial_lake = only_from is not None and since is None and not _every_source_landed(lake, models)
+    if since is None and not partial_lake:
         log.info("no earlier build: building in full")
-        return _build(lake, models, progress=progress, run_id=run_id)
+        return _build(lake, models, progress=progress, run_id=run_id, engine=engine)
+    if since is None:
+        since = downstream_watermark(lake)
+        log.info("not every source landed yet: building what the streamed tables feed", extra={"tables": bronze})
     result = Build(run_id or new_build_id(), "incremental" if only_from is None else "downstream")
     days: dict[TableRef, Days] = {}
     for ref in bronze:
@@ -131,7 +178,14 @@ def build_incremental(
             touched = [days[i] for i in model.inputs if i in days]
             if ref in blocked or not touched:
                 continue
+            missing = _missing_inputs(lake, model, {r.ref for r in result.runs}) if partial_lake else []
+            if missing:
+                log.info("model skipped: inputs not built", extra={"model": str(ref), "missing": missing})
+                blocked |= downstream(models, {ref})
+                continue
             wanted: Days = None if any(t is None for t in touched) else frozenset().union(*touched)
+            if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
+                wanted = None  # its contract gained a column since it was built: every partition is rebuilt
             partitioned = model.contract.partitioned and wanted is not None
             spans = spans_of(wanted, model.contract.lookback_days) if partitioned and wanted else [ALL_TIME]
             runs: list[ModelRun] = []
@@ -139,7 +193,7 @@ def build_incremental(
                 before_runs = [p for r in runs for p in r.partitions]
                 last = i == len(spans) - 1
                 windows = [(r.start, r.end) for r in runs]
-                runs.append(run_model(lake, model, s, e, result.run_id, last, before_runs, dq, windows))
+                runs.append(run_model(lake, model, s, e, result.run_id, last, before_runs, dq, windows, engine))
                 result.runs.append(runs[-1])
                 if progress:
                     progress(runs[-1])
@@ -151,6 +205,32 @@ def build_incremental(
             if written is None or written:
                 days[ref] = written
     return result
+
+
+def lacks_contract_columns(lake: Lake, model: Model) -> bool:
+    """True when the model's table exists without a column its contract declares (a column added to the model
+    since the table was built): a windowed run could not write it, and old partitions would lack its values."""
+    if not lake.exists(model.ref):
+        return False
+    held = {f.name for f in lake.delta(model.ref).schema().fields}
+    missing = sorted(set(model.contract.columns) - held)
+    if missing:
+        log.info(
+            "model rebuilt in full: its table lacks contract columns",
+            extra={"model": str(model.ref), "missing": missing},
+        )
+    return bool(missing)
+
+
+def _every_source_landed(lake: Lake, models: dict[TableRef, Model]) -> bool:
+    return all(lake.exists(ref) for ref in bronze_inputs(models))
+
+
+def _missing_inputs(lake: Lake, model: Model, built: set[TableRef]) -> list[str]:
+    """The silver and gold tables ``model`` reads (or its relationship checks look up) that neither exist nor were
+    built by this build: a model cannot run without them (a missing bronze table reads as empty)."""
+    needed = [*model.inputs, *relationship_targets(model)]
+    return sorted({str(i) for i in needed if i.layer != "bronze" and i not in built and not lake.exists(i)})
 
 
 def lookback_of(models: dict[TableRef, Model], ref: TableRef) -> int:

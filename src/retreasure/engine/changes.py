@@ -96,6 +96,23 @@ def watermark(lake: Lake) -> dict[str, int] | None:
     return merged
 
 
+def downstream_watermark(lake: Lake) -> dict[str, int]:
+    """The bronze versions the successful ``downstream`` builds read, per table, newest first: where the stream's
+    micro-builds stopped on a lake that has had no full build yet (empty when none)."""
+    if not lake.exists(BUILDS):
+        return {}
+    rows = lake.query(
+        f"SELECT bronze_versions FROM {BUILDS} WHERE status = 'success' AND mode = 'downstream' "
+        "ORDER BY finished_at DESC",
+        [BUILDS],
+    ).to_pylist()
+    merged: dict[str, int] = {}
+    for row in rows:
+        for table, version in json.loads(row["bronze_versions"]).items():
+            merged.setdefault(str(table), int(version))
+    return merged
+
+
 def versions(lake: Lake, refs: Iterable[TableRef]) -> dict[str, int]:
     """Each existing table's current Delta version: what a build starting now reads (at least)."""
     return {str(ref): lake.delta(ref).version() for ref in refs if lake.exists(ref)}
@@ -128,12 +145,19 @@ def arrivals(lake: Lake, ref: TableRef, since: int | None, until: int) -> Arriva
     if before is None:  # the old version's log is gone (cleaned up): the changes cannot be told apart
         log.warning("watermark version unreadable", extra={"table": str(ref), "version": since})
         return None
-    gained: dict[date, int] = {}
-    for path, (day, rows) in now.items():
-        if path not in before:
+    # Rows of the files added less rows of the files removed, per day: bronze is append-only, so this is what a
+    # day gained, also when a compaction (lake/maintenance.py) rewrote its files meanwhile; a day only compacted
+    # gained nothing.
+    net: dict[date, int] = {}
+    uncounted: set[date] = set()  # days of new files that carry no row count: changed, by how much unknown
+    for files, sign in ((now.items() - before.items(), 1), (before.items() - now.items(), -1)):
+        for _path, (day, rows) in files:
             if not isinstance(day, date):
                 return None
-            gained[day] = gained.get(day, 0) + (rows or 0)
+            net[day] = net.get(day, 0) + sign * (rows or 0)
+            if rows is None and sign > 0:
+                uncounted.add(day)
+    gained = {day: max(rows, 0) for day, rows in sorted(net.items()) if rows or day in uncounted}
     held = [day for day, _ in before.values() if isinstance(day, date)]
     return Arrivals(gained, max(held, default=None))
 

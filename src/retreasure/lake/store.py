@@ -3,6 +3,10 @@
 Every table lives at ``<lake>/<layer>/<name>``. Writes are one Delta commit each, so a crash leaves a table
 either before or after a write, never half way; the idempotent modes make a re-run after a crash land the
 same rows as one clean run.
+
+A lake on Azure storage is the same tables through delta-rs's object store, with the credentials of the settings'
+storage section (``lake.remote``); what only a folder can do (DuckDB's own Parquet reader, a table's inode) stays
+with local lakes, each with its remote counterpart here.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from retreasure.lake import remote
+from retreasure.lake.protocol import ensure_readable
 from retreasure.lake.sql import first_per_key
 
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "restricted")
@@ -103,9 +109,11 @@ class Lake:
 
     @classmethod
     def from_settings(cls, settings: object) -> Lake:
-        from retreasure.settings import Settings
+        from retreasure.settings import Settings, is_azure_uri
 
         assert isinstance(settings, Settings)
+        if settings.storage.use_emulator and is_azure_uri(settings.lake_uri):
+            remote.use_emulator(settings.storage.emulator_url)
         return cls(settings.lake_uri, settings.delta_storage_options())
 
     # -- addresses -------------------------------------------------------------------------------
@@ -113,35 +121,35 @@ class Lake:
         return f"{self.uri}/{ref.layer}/{ref.name}"
 
     def exists(self, ref: TableRef) -> bool:
+        if not self.is_local and ref in self._snapshots:
+            return True  # opened before, and the platform deletes no table: no round trip
         return DeltaTable.is_deltatable(self.table_uri(ref), storage_options=self.storage_options)
 
     def delta(self, ref: TableRef) -> DeltaTable:
-        """The table at its latest version. On local disk the same object while no commit follows (opening one
-        replays its log, ~10 ms, and a build opened the same tables some 300 times); brought up to date when
-        one did."""
+        """The table at its latest version: the same object while no commit follows (opening one replays its log,
+        ~10 ms on local disk, a round trip per log file on remote storage, and a build opened the same tables some
+        300 times); brought up to date when one did."""
         return self._snapshot(ref).table
 
     def version(self, ref: TableRef) -> int | None:
         """The table's current Delta version, None while it does not exist: a look at its log's tail, the table
         object reused (what a reader's copy of the table is kept or renewed by)."""
         try:
-            if self.is_local:
-                return self._snapshot(ref).table.version()
-            # A remote table is opened once and brought up to date in place: replaying its log on every read
-            # would cost a round trip per log file.
-            with self._snapshots_lock:
-                known = self._snapshots.get(ref)
-                if known is None:
-                    known = self._snapshots[ref] = self._snapshot(ref)
-                else:
-                    known.table.update_incremental()
-                return known.table.version()
+            return self._snapshot(ref).table.version()
         except TableNotFoundError:
             return None
 
     def _snapshot(self, ref: TableRef) -> _Snapshot:
         if not self.is_local:
-            return _Snapshot(DeltaTable(self.table_uri(ref), storage_options=self.storage_options), None)
+            # Opened once and brought up to date in place: one listing of the log's tail per look.
+            with self._snapshots_lock:
+                known = self._snapshots.get(ref)
+                if known is None:
+                    known = _Snapshot(DeltaTable(self.table_uri(ref), storage_options=self.storage_options), None)
+                    self._snapshots[ref] = known
+                else:
+                    known.table.update_incremental()
+                return known
         log_dir = Path(self.table_uri(ref).removeprefix("file://")) / "_delta_log"
         with self._snapshots_lock:
             known = self._snapshots.get(ref)
@@ -160,6 +168,7 @@ class Lake:
         snapshot = self._snapshot(ref)
         version = snapshot.table.version()
         if version not in snapshot.datasets:  # one version kept: a write moves the table object on in place
+            ensure_readable(snapshot.table)
             snapshot.datasets = {version: self._open_dataset(ref, snapshot.table)}
         return snapshot.datasets[version]
 
@@ -183,9 +192,9 @@ class Lake:
         )
 
     def tables(self, layer: str | None = None) -> list[TableRef]:
-        """Tables found on disk (local lakes); remote lakes list what their registries declare."""
+        """Every table of the lake (of one layer): each folder holding a ``_delta_log``."""
         if not self.is_local:
-            raise NotImplementedError("listing a remote lake: name the tables instead")
+            return [TableRef(*found) for found in remote.tables(self.uri, self.storage_options, layer)]
         root = Path(self.uri.removeprefix("file://"))
         found = []
         for layer_dir in sorted(root.glob("*")) if root.exists() else []:
@@ -263,7 +272,7 @@ class Lake:
 
     def _target(self, ref: TableRef, exists: bool) -> str | DeltaTable:
         """What a write goes to: the table as already opened (its log not replayed again), else its URI."""
-        return self.delta(ref) if exists and self.is_local else self.table_uri(ref)
+        return self.delta(ref) if exists else self.table_uri(ref)
 
     def merge(self, ref: TableRef, data: pa.Table, keys: Sequence[str]) -> dict[str, int]:
         """Upsert on ``keys``: for small dimension tables (a merge rewrites the files it touches)."""
@@ -343,6 +352,7 @@ class Lake:
         snapshot = self._snapshot(ref)
         version = snapshot.table.version()
         if version not in snapshot.scans:
+            ensure_readable(snapshot.table)
             snapshot.scans = {version: _native_scan(snapshot.table)}
         return snapshot.scans[version]
 
