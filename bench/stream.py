@@ -57,8 +57,14 @@ class Run:
     latencies_ms: list[np.ndarray] = field(default_factory=list)
     produced_ms: list[np.ndarray] = field(default_factory=list)  # the messages' produce times
     landing_ms: float = 0.0  # the stream's time in landing (decode to commit), of its wall time
+    landing_cpu_ms: float = 0.0  # the CPU time of that landing
     batches: list[tuple[int, float]] = field(default_factory=list)  # (messages, landing ms) of clickstream commits
     seconds: float = 0.0  # wall time, from the consumer's start to its last batch
+    cpu_s: float = 0.0  # the process's CPU time over the run: what a message costs, whatever the machine's load
+
+    def cpu_us(self) -> float:
+        """CPU microseconds a message (all of the process's threads, librdkafka's included)."""
+        return self.cpu_s / self.messages * 1e6 if self.messages else math.nan
 
     def produce_rate(self) -> float:
         """Messages/s the site produced them at (from their timestamps)."""
@@ -138,7 +144,7 @@ def raw_consumer(broker: Broker, prefix: str, group: str, total: Callable[[], in
     run = Run("raw consumer (baseline)")
     consumer = Consumer(broker.client_config() | {"group.id": group, "auto.offset.reset": "earliest"})
     consumer.subscribe([f"{prefix}.clickstream", f"{prefix}.transactions"])
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     deadline = started + TIMEOUT_S
     try:
         while time.monotonic() < deadline:
@@ -157,7 +163,7 @@ def raw_consumer(broker: Broker, prefix: str, group: str, total: Callable[[], in
             run.batch_ends.append((time.monotonic(), run.messages))
     finally:
         consumer.close()
-    run.seconds = run.batch_ends[-1][0] - started
+    run.seconds, run.cpu_s = run.batch_ends[-1][0] - started, time.process_time() - cpu
     return run
 
 
@@ -180,6 +186,7 @@ def stream_landing(settings: Settings, prefix: str, group: str, total: Callable[
         run.latencies_ms.append((batch.committed_ms - batch.produced_ms).astype(np.float64))
         run.produced_ms.append(batch.produced_ms.astype(np.float64))
         run.landing_ms += batch.landing_ms
+        run.landing_cpu_ms += batch.landing_cpu_ms
         if batch.topic.endswith(".clickstream"):
             run.batches.append((batch.messages, batch.landing_ms))
 
@@ -191,10 +198,10 @@ def stream_landing(settings: Settings, prefix: str, group: str, total: Callable[
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     stream.run(stop, max_seconds=TIMEOUT_S, landed=landed)
     stop.set()
-    run.seconds = run.batch_ends[-1][0] - started
+    run.seconds, run.cpu_s = run.batch_ends[-1][0] - started, time.process_time() - cpu
     return run
 
 
@@ -312,6 +319,10 @@ def report(
         f"{np.median([ms for _, ms in stream_steady.batches]):,.0f} ms to land, at full speed "
         f"{np.median([m for m, _ in stream_full.batches]):,.0f} and "
         f"{np.median([ms for _, ms in stream_full.batches]):,.0f} ms.",
+        f"- CPU time a message at full speed, a measure the machine's load sways less than rates: the stream "
+        f"{stream_full.cpu_us():,.1f} us (its process, start to stop), of which landing "
+        f"{stream_full.landing_cpu_ms * 1000 / stream_full.messages:,.1f} us (decode to commit); the raw consumer "
+        f"{raw_full.cpu_us():,.1f} us.",
         f"- Machine load (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
         f"after: {', '.join(f'{x:.2f}' for x in load_after)}.",
         MARK,

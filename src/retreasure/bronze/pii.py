@@ -70,6 +70,25 @@ _ISO_DATETIME = re.compile(r"[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 7, 15
 NO_PHONE_KEPT, NO_PHONE_KEPT_CHARS = 100_000, 1024  # how many strings known to hold no phone, and how long
 _NO_DIGITS = str.maketrans("", "", "0123456789")
+TOKENS_KEPT = 200_000  # tokens of clear values remembered (an HMAC each saved): customers' e-mails, visitors' IPs
+SHAPES_KEPT = 10_000  # distinct key sets of records' objects whose declared PII keys are known (_declared())
+
+# -- the safety net over a batch of texts ---------------------------------------------------------------------
+# A screen (RE2, as Arrow runs it over a whole batch) that every text in which mask_contacts() would change a
+# string matches, and nearly no other: the texts it flags are masked string by string. An e-mail address needs an
+# "@". A phone number needs a window of 7+ digits that phone_spans() may start (after a "+"; after "(" and a
+# group of 2-5 digits closed by ")"; or, where no letter, digit or "_" is glued to it as _glued() judges -- by
+# ASCII characters here, which flags more --, at a group of 3 digits or a "0" and more digits) and, but after a
+# "+", a separator between two of its digit groups (_is_phone() admits no other shape). Dates and times do not
+# match: their groups are of 4 or 2 digits, or glued to the one before.
+_UNGLUED = r"(?:^|[^A-Za-z0-9_\-./:]|(?:^|[^A-Za-z0-9_])[\-./:])"
+_SEP = r"[ ().\-/]"
+_GROUPED = "|".join(
+    [f"[0-9]{{3}}{_SEP}{{1,3}}[0-9](?:{_SEP}{{0,3}}[0-9]){{3}}"]
+    + [f"0[0-9]{{{more}}}{_SEP}{{1,3}}[0-9](?:{_SEP}{{0,3}}[0-9]){{{5 - more}}}" for more in range(1, 5)]
+    + [f"0[0-9]{{5,}}{_SEP}{{1,3}}[0-9]"]
+)
+CONTACT_SCREEN = rf"@|\+\(?[0-9](?:{_SEP}{{0,3}}[0-9]){{6}}|\( {{0,2}}[0-9]{{2,5}} {{0,2}}\)|{_UNGLUED}(?:{_GROUPED})"
 
 
 def _glued(text: str, before: int, step: int) -> bool:
@@ -150,6 +169,16 @@ def phone_spans(text: str) -> Iterable[tuple[int, int]]:
             k = best + 1
 
 
+def declared_only_masks(spec: PiiSpec) -> bool:
+    """Does ``mask`` change a record only at its declared paths, plus the safety net? Not for a default-deny
+    spec (every undeclared column is tokenised) nor one with a ``*`` (paths that merge)."""
+
+    def plain(tree: dict[str, Any]) -> bool:
+        return "*" not in tree and all(isinstance(sub, str) or plain(sub) for sub in tree.values())
+
+    return spec.safe is None and plain(spec.tree)
+
+
 def normalise(kind: str, value: str) -> str:
     """The form that is hashed: equal people give equal tokens whatever the channel's formatting."""
     value = value.strip()
@@ -185,13 +214,21 @@ class PiiMasker:
         self._key = hmac_key.encode()
         self._fernet = Fernet(vault_key.encode()) if vault_key else None
         self.pending: dict[str, tuple[str, str]] = {}  # token -> (kind, clear value)
+        self._tokens: dict[tuple[str, str], str] = {}  # (kind, clear value) -> token: the same people recur
         # Strings scanned for phone numbers and found to hold none: a user agent or an id repeats in message
         # after message. Only such strings are kept (one holding PII must reach the vault every time).
         self._no_phone: dict[str, None] = {}
+        self._shapes: dict[tuple[int, tuple[str, ...]], list[tuple[str, Any]]] = {}  # see _declared()
 
     def token(self, kind: str, value: str) -> str:
+        known = self._tokens.get((kind, value))
+        if known is not None:
+            return known
         digest = hmac.new(self._key, normalise(kind, value).encode(), hashlib.sha256).hexdigest()
-        return f"{TOKEN_PREFIX}{kind}:{digest[:32]}"
+        if len(self._tokens) >= TOKENS_KEPT:
+            self._tokens.clear()
+        token = self._tokens[(kind, value)] = f"{TOKEN_PREFIX}{kind}:{digest[:32]}"
+        return token
 
     def _mask_value(self, kind: str, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip() or value.startswith(TOKEN_PREFIX):
@@ -214,6 +251,52 @@ class PiiMasker:
             else:
                 out[key] = self._walk({key: value}, tree)[key]
         return out
+
+    def mask_declared(self, record: dict[str, Any], spec: PiiSpec) -> list[tuple[str, str, str]] | None:
+        """Tokenise, in place, the values at ``spec``'s declared paths of ``record``, as ``mask`` does; returns
+        the (token, kind, clear value) of each for ``remember``, or None (``record`` untouched) when a path
+        passes through a list: ``mask`` walks those. The safety net is not applied: ``CONTACT_SCREEN`` tells the
+        records that need it. For specs ``declared_only_masks`` accepts."""
+        found: list[tuple[str, str, str]] = []
+        changes: list[tuple[dict[str, Any], str, str]] = []
+        if not self._declared(record, spec.tree, found, changes):
+            return None
+        for node, key, token in changes:
+            node[key] = token
+        return found
+
+    def _declared(
+        self,
+        node: dict[str, Any],
+        tree: dict[str, Any],
+        found: list[tuple[str, str, str]],
+        changes: list[tuple[dict[str, Any], str, str]],
+    ) -> bool:
+        # Which keys of an object the paths name (exactly or by their normalised name) depends on its keys alone.
+        shape = (id(tree), tuple(node))
+        branches = self._shapes.get(shape)
+        if branches is None:
+            if len(self._shapes) >= SHAPES_KEPT:
+                self._shapes.clear()
+            branches = self._shapes[shape] = [(key, sub) for key in node if (sub := _subtree(tree, key)) is not None]
+        for key, sub in branches:
+            value = node[key]
+            if isinstance(sub, str):
+                if isinstance(value, str) and value.strip() and not value.startswith(TOKEN_PREFIX):
+                    token = self.token(sub, value)
+                    found.append((token, sub, value))
+                    changes.append((node, key, token))
+            elif isinstance(value, dict):
+                if not self._declared(value, sub, found, changes):
+                    return False
+            elif isinstance(value, list):
+                return False
+        return True
+
+    def remember(self, found: list[tuple[str, str, str]]) -> None:
+        """Keep the clear values of tokens ``mask_declared`` gave, for the vault, as ``mask`` keeps them."""
+        for token, kind, value in found:
+            self.pending.setdefault(token, (kind, value))
 
     def _deny(self, value: Any) -> Any:
         """An undeclared value of a default-deny entity, tokenised whole: a string, or every string inside."""

@@ -111,6 +111,8 @@ class StreamConsumer:
         self._assigned_at: float | None = None
         self._brokers_down_at = 0.0  # when the client last lost its connection to the brokers
         self._consumer: Consumer | None = None
+        # Told each set of rows as it is written to ops.stream_batches (the Dagster UI's stream figures).
+        self.ops_written: Callable[[list[dict[str, Any]]], None] | None = None
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(
@@ -151,7 +153,8 @@ class StreamConsumer:
                 wait = latency_s if self._opened is None else max(0.0, self._opened + latency_s - now)
                 wanted = max(1, streaming.batch_messages - len(self._buffer))
                 asked = time.monotonic()
-                for received in consumer.consume(num_messages=wanted, timeout=min(wait, 0.5)):
+                received = consumer.consume(num_messages=wanted, timeout=min(wait, 0.5))
+                if received:
                     waiting_since = time.monotonic()
                     self._take(received, asked)
                 if self._buffer and (
@@ -182,22 +185,25 @@ class StreamConsumer:
             self._brokers_down_at = time.monotonic()
         log.warning("stream client error", extra={"error": error.str()})
 
-    def _take(self, received: KafkaMessage, asked: float) -> None:
-        """Buffer a message that a consume call begun at ``asked`` (monotonic s) returned."""
-        error = received.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"error": str(error)})
-            return
-        _kind, stamp = received.timestamp()
-        value = received.value()
-        topic, partition, offset = received.topic(), received.partition(), received.offset()
-        assert topic is not None and partition is not None and offset is not None
-        self._buffer.append(Message(topic, partition, offset, value, stamp if stamp > 0 else None))
-        self._buffered_bytes += len(value or b"")
-        if self._opened is None:
+    def _take(self, received: list[KafkaMessage], asked: float) -> None:
+        """Buffer the messages a consume call begun at ``asked`` (monotonic s) returned."""
+        buffer, size = self._buffer, 0
+        for message in received:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(error)})
+                continue
+            value = message.value()
+            stamp = message.timestamp()[1]
+            buffer.append(
+                Message(message.topic(), message.partition(), message.offset(), value, stamp if stamp > 0 else None)
+            )
+            size += len(value) if value else 0
+        self._buffered_bytes += size
+        if self._opened is None and buffer:
             # The call holds messages until it has enough or its wait is over: the first may have come as it
             # began, so the batch's latency counts from then, not from the call's return (up to twice as long).
             self._opened = asked
@@ -304,4 +310,6 @@ class StreamConsumer:
         if self._ops_rows:
             rows, self._ops_rows = self._ops_rows, []
             self.lake.append(STREAM_BATCHES, pa.Table.from_pylist(rows, schema=STREAM_BATCHES_SCHEMA))
+            if self.ops_written is not None:
+                self.ops_written(rows)
         self._ops_written = time.monotonic()

@@ -28,12 +28,20 @@ class SeenHashes:
         self.loads = 0  # day partitions read from the table: a figure for the ops log
         self._days: OrderedDict[int, set[str]] = OrderedDict()  # days since the epoch -> hashes
         self._version: int | None = None  # the table version the sets reflect
+        # The day partitions the table holds at that version: a day it lacks is known empty without a query (a
+        # stream catching up on days of events meets a new day in nearly every batch).
+        self._present: set[int] = set()
 
     def _current(self) -> None:
-        version = self.lake.delta(self.table).version() if self.lake.exists(self.table) else None
+        version = self.lake.version(self.table)
         if version != self._version:
             self._days.clear()
             self._version = version
+            self._present = self._partitions() if version is not None else set()
+
+    def _partitions(self) -> set[int]:
+        found = self.lake.delta(self.table).partitions()
+        return {date.fromisoformat(p["partition_date"]).toordinal() - _EPOCH for p in found if p.get("partition_date")}
 
     def _day(self, day: int) -> set[str]:
         hashes = self._days.get(day)
@@ -47,7 +55,7 @@ class SeenHashes:
         return hashes
 
     def _read(self, day: int) -> set[str]:
-        if self._version is None:
+        if self._version is None or day not in self._present:
             return set()
         rows = self.lake.query(
             f"SELECT record_hash FROM {self.table} WHERE partition_date = $day",
@@ -70,12 +78,18 @@ class SeenHashes:
 
     def committed(self, hashes: list[str], days: pa.Array, version: int) -> None:
         """The rows just committed (the table now at ``version``): remembered without reading the table."""
+        day_numbers = days.cast(pa.int32()).to_numpy(zero_copy_only=False)
         if version != (0 if self._version is None else self._version + 1):
-            self._days.clear()  # another writer committed in between: its rows are read with the day again
-        for day, digest in zip(days.cast(pa.int32()).to_numpy(zero_copy_only=False), hashes, strict=True):
+            # Another writer committed in between: its rows are read with the day again.
+            self._days.clear()
+            self._version = version
+            self._present = self._partitions()
+            return
+        for day in np.unique(day_numbers):
             known = self._days.get(int(day))
             if known is not None:
-                known.add(digest)
+                known.update(hashes[row] for row in np.flatnonzero(day_numbers == day))
+        self._present.update(int(day) for day in np.unique(day_numbers))
         self._version = version
 
 
@@ -91,7 +105,7 @@ class VaultTokens:
         """Store the clear values ``masker`` saw since the last flush that the vault lacks; returns how many."""
         if not masker.pending:
             return 0
-        version = self.lake.delta(VAULT).version() if self.lake.exists(VAULT) else None
+        version = self.lake.version(VAULT)
         if version != self._version:
             found = self.lake.query(f"SELECT token FROM {VAULT}", [VAULT]) if version is not None else None
             self._tokens = set(found.column("token").to_pylist()) if found is not None else set()
@@ -101,7 +115,7 @@ class VaultTokens:
         rows = masker.vault_rows(source)
         if rows.num_rows:
             self.lake.append(VAULT, rows)
-            after = self.lake.delta(VAULT).version()
+            after = self.lake.version(VAULT)
             # Another writer's commit in between: its tokens are read with the vault next time.
             self._version = after if after == (0 if self._version is None else self._version + 1) else -1
             self._tokens.update(rows.column("token").to_pylist())

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from retreasure.bronze.batch import JsonBatchMasker
 from retreasure.bronze.landing import (
     UNDATED,
     bronze_table,
@@ -80,6 +81,7 @@ class LandedBatch:
     quarantined: int = 0
     committed_ms: int = 0  # when the commit completed
     landing_ms: float = 0.0  # time spent landing (decode to commit)
+    landing_cpu_ms: float = 0.0  # CPU time of it (the landing thread's): the cost, whatever else the machine runs
     version: int | None = None  # the table's version after the commit; None when nothing was committed
 
 
@@ -118,11 +120,19 @@ class TopicLanding:
         self.max_line_bytes = max_line_bytes
         self.max_record_bytes = max_record_bytes
         self.seen = SeenHashes(lake, self.table, cached_days)
+        self._stored: dict[int, int] = {}  # partition -> last offset the table holds, as of _stored_version
+        self._stored_read: set[int] = set()  # partitions whose offset (or its absence) is in _stored
+        self._stored_version: int | None = -1  # -1: not read yet
+        self._fast = (
+            JsonBatchMasker(masker, self.entity, max_line_bytes, max_record_bytes)
+            if JsonBatchMasker.serves(self.entity)
+            else None
+        )
 
     def land(self, messages: Sequence[Message], batch_id: str) -> LandedBatch:
         """Land the messages (all of this topic) not landed yet, in one commit with their offsets."""
-        started = time.perf_counter()
-        stored = offsets.stored_offsets(self.lake, self.table, self.topic, (m.partition for m in messages))
+        started, cpu = time.perf_counter(), time.thread_time()
+        stored = self._stored_offsets({m.partition for m in messages})
         todo = [m for m in messages if m.offset > stored.get(m.partition, -1)]
         last: dict[int, int] = {}
         first: dict[int, int] = {}
@@ -140,10 +150,10 @@ class TopicLanding:
         )
         if not todo:
             return landed
-        rows = self._rows(todo, batch_id)
-        fresh = self.seen.new(rows.column("record_hash").to_pylist(), rows.column("partition_date"))
+        rows, hashes = self._rows(todo, batch_id)
+        fresh = self.seen.new(hashes, rows.column("partition_date"))
         malformed = pc.is_valid(rows.column("error")).to_numpy(zero_copy_only=False)
-        new_rows = rows.filter(pa.array(fresh))
+        new_rows = rows if fresh.all() else rows.filter(pa.array(fresh))
         landed.new_rows, landed.duplicates = new_rows.num_rows, rows.num_rows - new_rows.num_rows
         landed.malformed = int(malformed.sum())
         # Written before the rows' commit, so that a crash in between loses neither: once that commit holds the
@@ -151,14 +161,30 @@ class TopicLanding:
         self.vault.flush(self.masker, self.source)
         bad = np.flatnonzero(fresh & malformed)
         landed.quarantined = self._quarantine(rows.take(pa.array(bad)), [todo[row] for row in bad], last)
+        before = self._stored_version
         self.lake.append(self.table, new_rows, ["partition_date"], txns=offsets.transactions(self.topic, last))
-        landed.version = self.lake.delta(self.table).version()
-        self.seen.committed(
-            new_rows.column("record_hash").to_pylist(), new_rows.column("partition_date"), landed.version
-        )
+        landed.version = self.lake.version(self.table)
+        if landed.version == (0 if before is None else before + 1):  # no other commit in between
+            self._stored.update(last)
+            self._stored_version = landed.version
+        new_hashes = hashes if new_rows is rows else [hashes[row] for row in np.flatnonzero(fresh)]
+        self.seen.committed(new_hashes, new_rows.column("partition_date"), landed.version)
         landed.committed_ms = time.time_ns() // 1_000_000
         landed.landing_ms = (time.perf_counter() - started) * 1000
+        landed.landing_cpu_ms = (time.thread_time() - cpu) * 1000
         return landed
+
+    def _stored_offsets(self, partitions: set[int]) -> dict[int, int]:
+        """The table's last landed offset of each partition that has one: read from its log once, then kept
+        while the table's version is the one this landing's own last commit made."""
+        version = self.lake.version(self.table)
+        if version != self._stored_version:
+            self._stored, self._stored_read, self._stored_version = {}, set(), version
+        unread = partitions - self._stored_read
+        if unread and version is not None:
+            self._stored.update(offsets.stored_offsets(self.lake, self.table, self.topic, unread))
+        self._stored_read |= unread
+        return self._stored
 
     def _quarantine(self, bad: pa.Table, messages: list[Message], last: dict[int, int]) -> int:
         """Copy the batch's new malformed rows (of ``messages``) to quarantine, with the offsets the bronze commit
@@ -183,32 +209,45 @@ class TopicLanding:
         self.lake.append(self.quarantine, quarantined, txns=offsets.transactions(self.topic, last))
         return copied.num_rows
 
-    def _rows(self, messages: Sequence[Message], batch_id: str) -> pa.Table:
-        """The bronze rows of ``messages``, in order."""
+    def _rows(self, messages: Sequence[Message], batch_id: str) -> tuple[pa.Table, list[str]]:
+        """The bronze rows of ``messages``, in order, and their record hashes."""
         count = len(messages)
-        raws: list[str] = []
+        raws: list[bytes] = []  # UTF-8
         hashes: list[str] = []
         early: list[str | None] = []  # reasons known before the key and time are looked at
         objects: list[dict[str, Any] | None] = []  # payloads whose key and time the file path would read
         found_keys: list[Any] = []  # the values at the declared paths, as parsed
         found_times: list[Any] = []
-        updated_at = self.entity.updated_at
-        for message in messages:
+        key_path, updated_at = self.entity.key, self.entity.updated_at
+        fast = self._fast.texts([m.value for m in messages]) if self._fast else [None] * count
+        remember, sha256 = self.masker.remember, hashlib.sha256
+        for message, done in zip(messages, fast, strict=True):
+            if done is not None:
+                payload, raw, tokens = done
+                if tokens:
+                    remember(tokens)
+                raws.append(raw)
+                hashes.append(sha256(raw).hexdigest())
+                early.append(None)
+                objects.append(payload)
+                found_keys.append(dig(payload, key_path))
+                found_times.append(dig(payload, updated_at) if updated_at else None)
+                continue
             payload, error = self._decode(message.value)
-            raw, too_big = masked_raw(self.masker, self.entity, payload, self.max_record_bytes)
+            text, too_big = masked_raw(self.masker, self.entity, payload, self.max_record_bytes)
             if too_big:
                 error = first_reason(too_big, error)
             try:
-                encoded = raw.encode()
+                encoded = text.encode()
             except UnicodeEncodeError:  # a JSON \ud800 escape: no UTF-8 text can hold it
-                raw = raw.encode("utf-8", "replace").decode()
-                encoded, error = raw.encode(), first_reason("malformed: a lone surrogate escape in JSON", error)
-                payload = raw
-            raws.append(raw)
+                text = text.encode("utf-8", "replace").decode()
+                encoded, error = text.encode(), first_reason("malformed: a lone surrogate escape in JSON", error)
+                payload = text
+            raws.append(encoded)
             hashes.append(hashlib.sha256(encoded).hexdigest())
             early.append(error)
             objects.append(payload if isinstance(payload, dict) else None)
-            found_keys.append(dig(payload, self.entity.key) if isinstance(payload, dict) else None)
+            found_keys.append(dig(payload, key_path) if isinstance(payload, dict) else None)
             found_times.append(dig(payload, updated_at) if updated_at and isinstance(payload, dict) else None)
         raw_column = pa.array(raws, pa.string())
         early_column = pa.array(early, pa.string())
@@ -223,7 +262,7 @@ class TopicLanding:
         origin = pc.binary_join_element_wise(
             f"kafka://{self.topic}", pc.cast(partitions, pa.string()), pc.cast(positions, pa.string()), "/"
         )
-        return pa.table(
+        table = pa.table(
             {
                 "source": _constant(self.source, count, pa.string()),
                 "entity": _constant(self.entity.name, count, pa.string()),
@@ -239,6 +278,7 @@ class TopicLanding:
             },
             schema=BRONZE_SCHEMA,
         )
+        return table, hashes
 
     def _decode(self, value: bytes | None) -> tuple[Any, str | None]:
         """A message's value as the JSON Lines reader reads a line: an object, or its text and the reason."""

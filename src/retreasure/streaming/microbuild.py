@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from retreasure.engine.build import Build, build_incremental, lookback_of
 from retreasure.engine.models import Model, load_models
+from retreasure.lake.lock import LakeBusy, build_lock
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
 from retreasure.redact import redact
@@ -35,7 +36,8 @@ STREAM_BUILDS_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),  # the build's id in ops.builds, ops.dq_results and the Dagster UI
         ("mode", pa.string()),  # downstream; full for a lake's very first build
-        ("status", pa.string()),  # success | blocked (a blocking check stopped part of it) | failed
+        # success | blocked (a blocking check stopped part of it) | failed | skipped (another build held the lake)
+        ("status", pa.string()),
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("seconds", pa.float64()),
         ("bronze_rows", pa.int64()),  # rows the streamed tables gained since the last build
@@ -51,6 +53,7 @@ STREAM_BUILDS_SCHEMA = pa.schema(
 # An incremental build of what the given bronze tables feed: the engine's, or one that also reports each model
 # run to Dagster (given by the command layer, which sits above both).
 BuildFn = Callable[[Lake, Sequence[TableRef]], Build]
+FINAL_WAIT_S = 120.0
 
 
 def engine_build(models: dict[TableRef, Model]) -> BuildFn:
@@ -108,6 +111,7 @@ class MicroBuildTotals:
     builds: int = 0
     failed: int = 0
     blocked: int = 0
+    skipped: int = 0
     late_rows: int = 0
 
 
@@ -132,6 +136,8 @@ class MicroBuilds:
         self._build = build or engine_build(self.models)
         self.lookbacks = {str(t): lookback_of(self.models, t) for t in self.tables}
         self.totals = MicroBuildTotals()
+        # What the last build on stop waits for another build (the hourly one) to end before leaving it the rows.
+        self.final_wait_s = FINAL_WAIT_S
         self._pending = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,13 +147,18 @@ class MicroBuilds:
         if batch.version is not None:
             self._pending.set()
 
-    def build_now(self) -> MicroBuild:
+    def build_now(self, wait_s: float = 0.0) -> MicroBuild:
         """One micro-build, recorded in ``ops.stream_builds``. A failure is logged and recorded, not raised: the
-        watermark did not move, so the next build takes the same changes again."""
+        watermark did not move, so the next build takes the same changes again. While another build holds the
+        lake (the hourly one), it waits ``wait_s`` at most, then skips: the next tick takes the rows on."""
         self._pending.clear()
         began, clock = datetime.now(UTC), time.monotonic()
         try:
-            result = self._build(self.lake, self.tables)
+            with build_lock(self.lake, "downstream", wait_s):
+                result = self._build(self.lake, self.tables)
+        except LakeBusy as busy:
+            self._pending.set()
+            done = MicroBuild("", "downstream", "skipped", began, error=str(busy))
         except Exception as exc:  # the stream goes on landing; the next tick tries again
             self._pending.set()
             done = MicroBuild("", "downstream", "failed", began, error=redact(f"{type(exc).__name__}: {exc}"))
@@ -169,11 +180,14 @@ class MicroBuilds:
         self.totals.builds += 1
         self.totals.failed += done.status == "failed"
         self.totals.blocked += done.status == "blocked"
+        self.totals.skipped += done.status == "skipped"
         self.totals.late_rows += done.late_rows
         self.lake.append(STREAM_BUILDS, pa.Table.from_pylist([done.as_row()], schema=STREAM_BUILDS_SCHEMA))
         figures = {k: v for k, v in done.as_row().items() if k not in ("started_at", "arrived", "late")}
         if done.status == "failed":
             log.error("stream build failed", extra=figures)
+        elif done.status == "skipped":
+            log.info("stream build skipped: another build holds the lake", extra=figures)
         else:
             log.info("stream build", extra=figures)
         if done.late:
@@ -202,4 +216,4 @@ class MicroBuilds:
             self._thread.join()
             self._thread = None
         if final and self._pending.is_set():
-            self.build_now()
+            self.build_now(self.final_wait_s)

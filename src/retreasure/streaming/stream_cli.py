@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
@@ -20,12 +20,28 @@ if TYPE_CHECKING:
     from retreasure.streaming.microbuild import BuildFn
 
 console = Console()
-# What the command layer gives the stream to build with (one reporting to Dagster): made from the models.
-BuildMaker = Callable[["dict[TableRef, Model]"], "BuildFn"]
 
 
-def stream_command(build_maker: BuildMaker | None = None) -> Callable[..., None]:
-    """The `retreasure stream` command, its micro-builds made by ``build_maker`` (the engine's own by default)."""
+class BatchObserver(Protocol):
+    """Told the rows the consumer writes to ops.stream_batches; reports them on its own cadence until stopped."""
+
+    def batches(self, rows: Sequence[dict[str, Any]]) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class StreamReporting(Protocol):
+    """What the command layer gives the stream so that an orchestrator sees it (Dagster, from the layer above):
+    the micro-build to run, made from the models, and an observer of the batches' figures."""
+
+    def build_fn(self, models: dict[TableRef, Model]) -> BuildFn: ...
+    def observer(self) -> BatchObserver: ...
+    def close(self) -> None: ...
+
+
+def stream_command(reporting: Callable[[], StreamReporting] | None = None) -> Callable[..., None]:
+    """The `retreasure stream` command; ``reporting`` (made when it runs) tells an orchestrator what it lands and
+    builds (by default nothing does: the engine's own micro-builds, the figures in ops.stream_batches only)."""
 
     def stream(
         max_seconds: Annotated[
@@ -51,7 +67,7 @@ def stream_command(build_maker: BuildMaker | None = None) -> Callable[..., None]
         Ctrl-C or SIGTERM lands what is buffered, builds and stops; a kill at any moment loses nothing, as offsets
         are committed with the rows. Figures: ops.stream_batches, ops.stream_builds. Exits 0 when stopped, 1 when
         the broker or the lake failed, 3 when a micro-build failed or a blocking check stopped part of one."""
-        run_stream(max_seconds, until_idle, bootstrap_servers, build_every, build_maker)
+        run_stream(max_seconds, until_idle, bootstrap_servers, build_every, reporting() if reporting else None)
 
     return stream
 
@@ -61,7 +77,7 @@ def run_stream(
     until_idle: float | None = None,
     bootstrap_servers: str | None = None,
     build_every: float | None = None,
-    build_maker: BuildMaker | None = None,
+    reporting: StreamReporting | None = None,
 ) -> None:
     """Land the web topics (and build what they feed) until stopped: the body of `retreasure stream`."""
     from confluent_kafka import KafkaException
@@ -96,18 +112,27 @@ def run_stream(
 
             models = load_models()
             streamed = [landing.table for landing in consumer.landings.values()]
-            builds = MicroBuilds(lake, streamed, every, build_maker(models) if build_maker else None, models)
+            builds = MicroBuilds(lake, streamed, every, reporting.build_fn(models) if reporting else None, models)
             builds.start()
             console.print(f"Building what {', '.join(map(str, streamed))} feed every {every:g} s.")
+        observer = reporting.observer() if reporting else None
+        if observer is not None:
+            consumer.ops_written = observer.batches
+            observer.start()
         try:
             landed = builds.landed if builds else None
             totals = consumer.run(stop, max_seconds=max_seconds, until_idle_s=until_idle, landed=landed)
         finally:
             if builds is not None:
                 builds.stop()
+            if observer is not None:
+                observer.stop()
     except (KafkaException, OSError, ValueError) as exc:  # the broker, the lake's storage, a setting
         console.print(f"The stream failed: {redact(f'{type(exc).__name__}: {exc}')}", style="red", markup=False)
         raise typer.Exit(ExitCode.FAILED) from exc
+    finally:
+        if reporting is not None:
+            reporting.close()
     tables = ", ".join(f"{table} +{rows:,}" for table, rows in sorted(totals.per_table.items())) or "nothing new"
     console.print(
         f"Landed {totals.messages:,} messages in {totals.batches:,} batches: {tables}; "
@@ -117,7 +142,8 @@ def run_stream(
         figures = builds.totals
         console.print(
             f"Built {figures.builds:,} time(s): {figures.failed:,} failed, {figures.blocked:,} stopped by a blocking "
-            f"check; {figures.late_rows:,} rows late beyond the lookback, built all the same (ops.stream_builds)."
+            f"check, {figures.skipped:,} skipped while another build held the lake; {figures.late_rows:,} rows "
+            "late beyond the lookback, built all the same (ops.stream_builds)."
         )
         if figures.failed or figures.blocked:
             raise typer.Exit(ExitCode.PARTIAL)
