@@ -15,11 +15,13 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from retreasure_sim import world
-from retreasure_sim.config import SimConfig, hit
+from retreasure_sim.config import SimConfig, coin, hit
+from retreasure_sim.demand import Demand, easter_sunday
 from retreasure_sim.model import (
     AdSpend,
     Campaign,
     Customer,
+    CustomerTaste,
     DeliveryZone,
     Fault,
     Fulfillment,
@@ -36,6 +38,7 @@ from retreasure_sim.model import (
     WebEvent,
     money,
 )
+from retreasure_sim.taste import Tastes
 
 WAREHOUSE = "WH"
 SESSION_GAP = timedelta(minutes=30)
@@ -45,7 +48,7 @@ STORE_ZONES = {s.store_id: s.timezone for s in world.STORES}
 
 def target_holidays(year: int) -> set[date]:
     """TARGET2 closing days: no ECB reference rates on these (nor on weekends)."""
-    easter = _easter(year)
+    easter = easter_sunday(year)
     return {
         date(year, 1, 1),
         easter - timedelta(days=2),
@@ -54,21 +57,6 @@ def target_holidays(year: int) -> set[date]:
         date(year, 12, 25),
         date(year, 12, 26),
     }
-
-
-def _easter(year: int) -> date:
-    """Anonymous Gregorian algorithm (Meeus/Jones/Butcher)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    el = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * el) // 451
-    month = (h + el - 7 * m + 114) // 31
-    day = (h + el - 7 * m + 114) % 31 + 1
-    return date(year, month, day)
 
 
 def whole(at: datetime) -> datetime:
@@ -81,7 +69,7 @@ def is_business_day(day: date) -> bool:
 
 
 class Pool:
-    """Products available to sell somewhere: O(1) add, remove and random pick."""
+    """Products available to sell somewhere: O(1) add and remove; shoppers pick from ``items`` (``taste.py``)."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
@@ -100,9 +88,6 @@ class Pool:
         if last != pid:
             self.items[i] = last
             self.index[last] = i
-
-    def pick(self, rng: random.Random) -> str | None:
-        return self.items[rng.randrange(len(self.items))] if self.items else None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -133,15 +118,16 @@ class Business:
         self.last_seen: dict[str, datetime] = {}  # cookie id -> end of that visitor's latest session
         self.visitor_customer: dict[str, str] = {}  # cookie id -> customer, once they bought
         self.campaign_sessions: dict[tuple[str, date], int] = {}
+        self.demand = Demand(config)
+        self.tastes = Tastes(config.seed, self.truth, self.products)
 
     def next_id(self, kind: str) -> int:
         self.counters[kind] = self.counters.get(kind, 0) + 1
         return self.counters[kind]
 
-    def volume(self, per_day: float, day: date) -> int:
-        """A day's count: seasonal mean (weekends and the holiday season busier), Poisson-like noise."""
-        season = 1.0 + 0.25 * (day.weekday() >= 5) + 0.5 * (day.month == 12) + 0.2 * (day.month == 11)
-        mean = per_day * self.c.scale * season
+    def volume(self, per_day: float, day: date, place: str) -> int:
+        """A day's count at a place (channel, store, warehouse): the demand's mean for that day, Poisson-like noise."""
+        mean = per_day * self.c.scale * self.demand.multiplier(place, day)
         return max(0, round(self.rng.gauss(mean, math.sqrt(mean)))) if mean > 0 else 0
 
     # -- the run ---------------------------------------------------------------------------------
@@ -158,7 +144,7 @@ class Business:
             self.acquire(day, initial=offset == 0)
             self.web_day(day, offset)
             for channel, per_day in (("ebay", 14), ("etsy", 10)):
-                for _ in range(self.volume(per_day, day)):
+                for _ in range(self.volume(per_day, day, channel)):
                     self.marketplace_order(channel, self.moment(day))
             for store in world.STORES:
                 self.store_day(store, day)
@@ -225,7 +211,7 @@ class Business:
     def acquire(self, day: date, initial: bool) -> None:
         plan = [(WAREHOUSE, 1500 if initial else 45)] + [(s.store_id, 250 if initial else 6) for s in world.STORES]
         for location, per_day in plan:
-            count = round(per_day * self.c.scale) if initial else self.volume(per_day, day)
+            count = round(per_day * self.c.scale) if initial else self.volume(per_day, day, location)
             for _ in range(count):
                 if initial:
                     at = datetime.combine(day, time(), UTC) - timedelta(days=self.rng.randint(1, 400))
@@ -248,7 +234,7 @@ class Business:
     def new_product(self, location: str, at: datetime) -> None:
         rng = self.rng
         n = self.next_id("product")
-        category = rng.choice(list(world.CATEGORIES))
+        category = self.demand.pick_category(rng, at.date())
         (low, high), multi_share = world.CATEGORIES[category]
         unique = rng.random() >= multi_share
         quantity = 1 if unique else rng.randint(2, 12)
@@ -326,7 +312,7 @@ class Business:
             self.move(self.products[pid], qty, "restocked", at, order_id)
 
     # -- customers -------------------------------------------------------------------------------
-    def new_customer(self, at: datetime, country: str | None = None) -> Customer:
+    def new_customer(self, at: datetime, country: str | None = None, taste: CustomerTaste | None = None) -> Customer:
         rng = self.rng
         n = self.next_id("customer")
         if country is None:
@@ -359,10 +345,14 @@ class Business:
         self.customers.append(customer)
         self.customer_by_id[customer.customer_id] = customer
         self.truth["customers"].append(customer)
+        self.tastes.customer(customer.customer_id, inherited=taste)
         return customer
 
-    def buyer(self, channel: str, at: datetime, country: str | None = None) -> Customer:
-        """A returning buyer on this channel, someone who bought elsewhere (same e-mail), or a new one."""
+    def buyer(
+        self, channel: str, at: datetime, country: str | None = None, taste: CustomerTaste | None = None
+    ) -> Customer:
+        """A returning buyer on this channel, someone who bought elsewhere (same e-mail), or a new one (who keeps
+        ``taste``, the taste of the visitor they were, when given)."""
         rng = self.rng
         same = self.customers_by_channel[channel]
         draw = rng.random()
@@ -371,7 +361,7 @@ class Business:
         elif self.customers and draw < 0.37:
             customer = rng.choice(self.customers)
         else:
-            customer = self.new_customer(at, country)
+            customer = self.new_customer(at, country, taste)
         self.join(channel, customer)
         return customer
 
@@ -482,35 +472,32 @@ class Business:
         local = at.astimezone(ZoneInfo(store.timezone))
         return f"{store.store_id}-{local:%Y%m%d}-{k:05d}"
 
-    def pick_products(self, pool: Pool, count: int) -> list[str]:
-        picked: list[str] = []
-        for _ in range(count * 3):
-            pid = pool.pick(self.rng)
-            if pid is None or len(picked) == count:
-                break
-            if pid not in picked:
-                picked.append(pid)
-        return picked
-
     def basket_size(self) -> int:
         return self.rng.choices((1, 2, 3), (0.78, 0.17, 0.05))[0]
 
     def marketplace_order(self, channel: str, at: datetime) -> None:
-        products = self.pick_products(self.pools[channel], self.basket_size())
-        if products:
-            self.order(channel, at, self.buyer(channel, at), products)
+        pool = self.pools[channel]
+        if not pool:
+            return
+        # The buyer comes first: what they pick is their taste's choice from what is listed.
+        customer = self.buyer(channel, at)
+        products = self.tastes.basket(pool, self.tastes.customer(customer.customer_id), self.basket_size())
+        self.order(channel, at, customer, products)
 
     def store_day(self, store: world.StoreSpec, day: date) -> None:
         tz = ZoneInfo(store.timezone)
-        for _ in range(self.volume(7, day)):
+        for _ in range(self.volume(7, day, store.store_id)):
             local = datetime.combine(day, time(), tz) + timedelta(
                 seconds=self.rng.uniform(store.opens_hour * 3600, store.closes_hour * 3600 - 60)
             )
             at = whole(local.astimezone(UTC))
-            products = self.pick_products(self.pools[store.store_id], self.basket_size())
-            if not products:
+            pool = self.pools[store.store_id]
+            if not pool:
                 continue
+            # A walk-in who gives no e-mail still shops to a taste, only nobody keeps it.
             customer = self.buyer("pos", at, store.country) if self.rng.random() < 0.6 else None
+            taste = self.tastes.customer(customer.customer_id) if customer else self.tastes.draw("walk-in")
+            products = self.tastes.basket(pool, taste, self.basket_size())
             self.order("pos", at, customer, products, store=store)
 
     # -- after the sale --------------------------------------------------------------------------
@@ -587,29 +574,45 @@ class Business:
                 )
 
     def wire_faults(self) -> None:
-        """Decide which marketplace orders the fake servers will send twice, broken, or drifted."""
+        """Decide which marketplace orders the fake servers will send twice, broken, or drifted.
+
+        Each order by its own seeded coin; and a fault that is switched on strikes at least one order of every
+        channel (the one whose coin came closest), so that a faulty world always holds a case of it, however few
+        orders a short run draws.
+        """
         faults = self.c.faults
-        for order in self.truth["orders"]:
-            if order.channel == "pos":
-                continue
-            for kind, rate in (
-                ("duplicate", faults.duplicates),
-                ("malformed", faults.malformed),
-                ("schema_drift", faults.schema_drift),
-            ):
+        kinds = (
+            ("duplicate", faults.duplicates),
+            ("malformed", faults.malformed),
+            ("schema_drift", faults.schema_drift),
+        )
+        struck: set[tuple[str, str]] = set()
+        online = [order for order in self.truth["orders"] if order.channel != "pos"]
+        for order in online:
+            for kind, rate in kinds:
                 if hit(self.c.seed, kind, order.order_id, rate):
                     self.truth["faults"].append(Fault(order.channel, "orders", order.channel_order_id, kind, ""))
+                    struck.add((order.channel, kind))
+        for channel in sorted({order.channel for order in online}):
+            for kind, rate in kinds:
+                if rate > 0 and (channel, kind) not in struck:
+                    closest = min(
+                        (o for o in online if o.channel == channel), key=lambda o: coin(self.c.seed, kind, o.order_id)
+                    )
+                    self.truth["faults"].append(Fault(channel, "orders", closest.channel_order_id, kind, ""))
 
     # -- the website -----------------------------------------------------------------------------
     def web_day(self, day: date, offset: int) -> None:
         active = [c for c in world.CAMPAIGNS if c.starts_day <= offset <= c.ends_day]
-        for _ in range(self.volume(400, day)):
+        for _ in range(self.volume(400, day, "shopify")):
             self.session(day, active)
 
     def session(self, day: date, campaigns: list[world.CampaignSpec]) -> None:
         rng = self.rng
         start = self.moment(day, 7, 23)
         anonymous_id, customer_id = self.visitor(start)
+        # Who is browsing decides what catches their eye: a known customer's taste, else the visitor's own.
+        taste = self.tastes.customer(customer_id) if customer_id else self.tastes.visitor(anonymous_id)
         draw = rng.random()
         utm: tuple[str | None, str | None, str | None]
         if draw < 0.30 and campaigns:
@@ -648,7 +651,7 @@ class Business:
         viewed = []
         if rng.random() < 0.7:
             for _ in range(rng.randint(1, 4)):
-                pid = self.pools["shopify"].pick(rng)
+                pid = self.tastes.pick(self.pools["shopify"], taste)
                 if pid:
                     viewed.append(pid)
                     emit("product_viewed", pid)
@@ -663,7 +666,7 @@ class Business:
                         customer = self.customer_by_id[customer_id]
                         self.join("shopify", customer)
                     else:
-                        customer = self.buyer("shopify", at)
+                        customer = self.buyer("shopify", at, taste=taste)
                     order = self.order("shopify", at + timedelta(seconds=30), customer, available[:2], session=session)
                     emit("order_completed", order_id=order.order_id)
                     session.converted, session.order_id, session.customer_id = (

@@ -57,9 +57,12 @@ class SimConfig:
     faults: Faults = field(default_factory=Faults)
 
 
+def coin(seed: int, kind: str, key: str) -> float:
+    """Where record ``key``'s seeded coin for fault ``kind`` lands in [0, 1): the same on every run and process."""
+    digest = hashlib.blake2b(f"{seed}|{kind}|{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def hit(seed: int, kind: str, key: str, rate: float) -> bool:
     """Deterministic coin: does fault ``kind`` strike record ``key``? The same on every run and process."""
-    if rate <= 0:
-        return False
-    digest = hashlib.blake2b(f"{seed}|{kind}|{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < rate
+    return rate > 0 and coin(seed, kind, key) < rate

@@ -253,6 +253,17 @@ class Fault:
     detail: str
 
 
+@dataclass(slots=True)
+class CustomerTaste:
+    """A person's latent taste (``taste.py``): what they tend to look at and buy. Never on any wire."""
+
+    customer_id: str
+    categories: list[str]
+    eras: list[str]
+    materials: list[str]
+    price_band: str  # one of taste.PRICE_BANDS' names
+
+
 ROW_TYPES: dict[str, type] = {
     "stores": Store,
     "products": Product,
@@ -270,6 +281,7 @@ ROW_TYPES: dict[str, type] = {
     "payments": Payment,
     "delivery_zones": DeliveryZone,
     "faults": Fault,
+    "customer_tastes": CustomerTaste,
 }
 
 _ARROW = {

@@ -36,6 +36,7 @@ def render_files(
     dropper = Dropper(Path(landing), faults, seed)
     for name in FORMATS if sources is None else sources:
         FORMATS[name][0](truth, dropper)
+    dropper.finish()
     return dropper.injected
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from retreasure_sim.config import Faults, hit
+from retreasure_sim.config import Faults, coin, hit
 from retreasure_sim.model import Fault, money
 
 
@@ -50,6 +50,9 @@ class Dropper:
         self.faults = faults
         self.seed = seed
         self.injected: list[Fault] = []
+        # Per (source, entity, fault): the file with records whose coin came closest, kept to strike it at the end
+        # when no file of that entity was struck (see ``finish``).
+        self.closest: dict[tuple[str, str, str], tuple[float, str, Doc, Spoil]] = {}
 
     def _hit(self, kind: str, relative: str, rate: float) -> bool:
         return hit(self.seed, f"file_{kind}", relative, rate)
@@ -63,31 +66,64 @@ class Dropper:
         """Whether this file is the one with an extra field in every record (render it so)."""
         return self._hit("schema_drift", relative, self.faults.schema_drift)
 
-    def drop(self, source: str, entity: str, relative: str, doc: Doc, spoil: Spoil) -> None:
-        """Deliver one rendered file (drifted already if ``drifts(relative)``), faults included."""
+    def drop(
+        self, source: str, entity: str, relative: str, doc: Doc, spoil: Spoil, force: frozenset[str] = frozenset()
+    ) -> None:
+        """Deliver one rendered file (drifted already if ``drifts(relative)``), faults included (and the faults
+        ``force`` names, whatever their coins say)."""
         f = self.faults
         rng = random.Random(f"{self.seed}|{relative}")
+        if not force:
+            self._remember(source, entity, relative, doc, spoil)
 
         def fault(kind: str, detail: str) -> None:
             self.injected.append(Fault(source, entity, relative, kind, detail))
 
         if doc.records and self.drifts(relative):
             fault("schema_drift", "every record carries an extra field")
-        if doc.records and self._hit("malformed", relative, f.malformed):
+        if doc.records and (self._hit("malformed", relative, f.malformed) or "malformed" in force):
             broken = spoil(rng.choice(doc.records), rng)
             doc.records.insert(rng.randint(0, len(doc.records)), broken)
             fault("malformed", f"extra broken record: {broken[:80]}")
         full = doc.text()
-        truncated = bool(doc.records) and self._hit("truncated", relative, f.truncated_files)
+        truncated = bool(doc.records) and (self._hit("truncated", relative, f.truncated_files) or "truncated" in force)
         self._write(relative, doc.cut() if truncated else full)
         if truncated:
             again = renamed(relative, "resent")
             self._write(again, full)
             fault("truncated", f"cut in its last record; delivered again whole as {again}")
-        if self._hit("duplicate", relative, f.duplicates):
+        if self._hit("duplicate", relative, f.duplicates) or "duplicate" in force:
             copy = renamed(relative, "dup")
             self._write(copy, full)
             fault("duplicate", f"delivered a second time as {copy}")
+
+    def _remember(self, source: str, entity: str, relative: str, doc: Doc, spoil: Spoil) -> None:
+        if not doc.records:
+            return
+        for kind in _FORCEABLE:
+            at = coin(self.seed, f"file_{kind}", relative)
+            key = (source, entity, kind)
+            if key not in self.closest or at < self.closest[key][0]:
+                self.closest[key] = (at, relative, Doc(doc.head, list(doc.records), doc.tail, doc.sep), spoil)
+
+    def finish(self) -> None:
+        """A fault that is switched on strikes at least one file of every source's entity: the file whose coin
+        came closest is delivered again with it, so a faulty world always holds a case of it, however few files a
+        short run drops. (A file's drift is rendered into it, so drift keeps to its coins.)"""
+        rates = {"malformed": self.faults.malformed, "truncated": self.faults.truncated_files}
+        rates["duplicate"] = self.faults.duplicates
+        struck = {(x.source, x.entity, x.kind) for x in self.injected}
+        forced: dict[str, tuple[str, str, Doc, Spoil, set[str]]] = {}
+        for (source, entity, kind), (_, relative, doc, spoil) in sorted(self.closest.items()):
+            if rates[kind] > 0 and (source, entity, kind) not in struck:
+                forced.setdefault(relative, (source, entity, doc, spoil, set()))[4].add(kind)
+        for relative, (source, entity, doc, spoil, kinds) in sorted(forced.items()):
+            # Delivered again from the start, so the file's faults are told once, as they now are.
+            self.injected = [x for x in self.injected if x.record_key != relative]
+            self.drop(source, entity, relative, doc, spoil, force=frozenset(kinds))
+
+
+_FORCEABLE = ("malformed", "truncated", "duplicate")
 
 
 def renamed(relative: str, tag: str) -> str:

@@ -82,8 +82,13 @@ def render(truth: Truth, dropper: Dropper) -> None:
 
 
 def expected(truth: Truth, as_of: datetime | None = None) -> dict[str, int]:
-    """Distinct customers located and zone versions published up to ``as_of``."""
-    customers = {c.customer_id for c in truth["customers"] if as_of is None or c.created_at <= as_of}
+    """Distinct customers located and zone versions published up to ``as_of``: a customer whose first order came
+    after the last simulated day (a session begun before midnight) is in no day's file."""
+    customers = {
+        c.customer_id
+        for c in truth["customers"]
+        if c.created_at.date() <= truth.end and (as_of is None or c.created_at <= as_of)
+    }
     zones = {
         (z.zone_id, z.valid_from) for z in truth["delivery_zones"] if as_of is None or z.valid_from <= as_of.date()
     }

@@ -36,7 +36,7 @@ SELECT
     b.last_order_date,
     coalesce(b.orders, 0) AS orders,
     coalesce(b.channels, []) AS channels,
-    coalesce(len(b.channels), 0) AS channel_count,
+    coalesce(array_length(b.channels), 0) AS channel_count,
     coalesce(b.total_spent_base, 0) AS total_spent_base,
     coalesce(s.country, b.last_ship_country) AS country,
     s.accepts_marketing,
