@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 
-.PHONY: setup demo test lint broker bench-ingest bench-api bench-pipeline bench-hostile bench-stream clean
+.PHONY: setup demo test lint broker bench-ingest bench-api bench-pipeline bench-hostile bench-stream bench-ml bench-engines clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -24,6 +24,7 @@ demo: setup
 test: setup
 	scripts/install-chromium
 	scripts/install-java
+	scripts/install-azurite
 	$(VENV)/bin/ruff check src sim tests bench
 	$(VENV)/bin/ruff format --check src sim tests bench
 	$(VENV)/bin/pytest
@@ -50,6 +51,14 @@ bench-hostile: setup
 
 bench-stream: setup
 	$(VENV)/bin/python -m bench.stream
+
+bench-ml: setup
+	$(VENV)/bin/python -m bench.ml
+
+# DuckDB and local Spark side by side (Spark's Delta jars are fetched into .tools/spark on first use).
+bench-engines: setup
+	scripts/install-java
+	$(VENV)/bin/python -m bench.engines
 
 clean:
 	rm -rf lake landing sim-data .broker .pytest_cache

@@ -133,11 +133,12 @@ def phase(name: str, work: Path, cache: Path, config: SimConfig) -> dict[str, ob
     return {"phase": name, "seconds": seconds, "peak_mb": peak_mb, **detail}
 
 
-def run_phase(name: str, work: Path, args: argparse.Namespace) -> dict[str, object]:
-    """A phase in a child process, which starts small: its peak memory (getrusage) is the phase's own."""
+def run_phase(name: str, work: Path, args: argparse.Namespace, module: str = "bench.pipeline") -> dict[str, object]:
+    """A phase in a child process (``module``'s), which starts small: its peak memory (getrusage) is the phase's
+    own."""
     argv = ["--phase", name, "--work", str(work), "--lake", str(args.lake), "--scale", str(args.scale)]
     out = subprocess.run(
-        [sys.executable, "-m", "bench.pipeline", *argv, "--days", str(args.days)],
+        [sys.executable, "-m", module, *argv, "--days", str(args.days)],
         check=True,
         stdout=subprocess.PIPE,
         text=True,

@@ -19,7 +19,14 @@ from retreasure.settings import Settings
 from retreasure_sim.business import simulate
 from retreasure_sim.config import Faults, SimConfig
 from retreasure_sim.model import Truth
+from tests.azure_fixtures import azurite  # noqa: F401 - the session's Azure storage, for tests marked azure
 from tests.kafka_fixtures import kafka_broker  # noqa: F401 - the session's broker, for tests marked kafka
+from tests.ml_fixtures import (  # noqa: F401 - a simulated year and its trained forecast
+    reco_lake,
+    trained,
+    year_lake,
+)
+from tests.spark_fixtures import spark_engine  # noqa: F401 - the session's Spark, for tests marked spark
 
 # Generated-variant tests run real files, tables and servers per example: few examples, no per-example deadline
 # (a shared 2-core machine makes timings noisy), derandomised in CI so a red run can be replayed as it was.
@@ -83,6 +90,29 @@ def lake(settings: Settings) -> Lake:
     return Lake.from_settings(settings)
 
 
+def ingest_faulty_business(root: Path, **overrides: Any) -> tuple[Truth, Settings]:
+    """The small faulty business simulated, its files dropped in ``root/landing``, its servers run and everything
+    ingested into the lake the settings name (``root/lake`` unless ``overrides`` say otherwise)."""
+    from retreasure.bronze.ingest import run_ingest
+    from retreasure_sim.files import render_files
+    from retreasure_sim.stage import Credentials, running_servers
+
+    values: dict[str, Any] = {
+        "lake_uri": str(root / "lake"),
+        "landing_dir": root / "landing",
+        "pii_hmac_key": HMAC_KEY,
+        "pii_vault_key": VAULT_KEY,
+        "http": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
+    }
+    settings = Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+    truth = simulate(FAULTY)  # its own copy: the file faults are added to it
+    truth["faults"].extend(render_files(truth, root / "landing", FAULTY.faults, FAULTY.seed))
+    with running_servers(truth, FAULTY, Credentials.fresh(), settings) as (served, _):
+        runs = run_ingest(served, Lake.from_settings(served))
+    assert all(r.status == "success" for r in runs), [r.error for r in runs if r.error]
+    return truth, settings
+
+
 @pytest.fixture(scope="session")
 def bronze_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Lake]:
     """The small faulty business, simulated, served and ingested into a lake once per test session.
@@ -90,24 +120,8 @@ def bronze_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Lake]:
     Tests that build silver or gold read from it; they must not write to it (copy it if they do: see
     ``lake_copy``).
     """
-    from retreasure.bronze.ingest import run_ingest
-    from retreasure_sim.files import render_files
-    from retreasure_sim.stage import Credentials, running_servers
-
     root = tmp_path_factory.mktemp("bronze")
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        lake_uri=str(root / "lake"),
-        landing_dir=root / "landing",
-        pii_hmac_key=HMAC_KEY,
-        pii_vault_key=VAULT_KEY,
-        http={"backoff_base_s": 0.01, "backoff_max_s": 0.05},
-    )
-    truth = simulate(FAULTY)  # its own copy: the file faults are added to it
-    truth["faults"].extend(render_files(truth, root / "landing", FAULTY.faults, FAULTY.seed))
-    with running_servers(truth, FAULTY, Credentials.fresh(), settings) as (served, _):
-        runs = run_ingest(served, Lake.from_settings(served))
-    assert all(r.status == "success" for r in runs), [r.error for r in runs if r.error]
+    truth, _ = ingest_faulty_business(root)
     return truth, Lake(root / "lake")
 
 

@@ -138,6 +138,9 @@ from retreasure.pipeline import cli as pipeline_cli  # noqa: E402 - mounted afte
 app.command()(pipeline_cli.ui)
 app.command()(pipeline_cli.build)
 app.command()(pipeline_cli.backfill)
+from retreasure.pipeline.lake_cli import lake_app  # noqa: E402
+
+app.add_typer(lake_app, name="lake")
 
 # Serving: the HTTP API and its keys, finance exports, dashboards (retreasure/serving).
 from retreasure.serving.api import cli as api_cli  # noqa: E402
@@ -149,6 +152,11 @@ app.add_typer(api_cli.keys_app, name="keys")
 app.add_typer(exports_cli.export_app, name="export")
 app.command()(dashboard_cli.dashboard)
 
+# Machine learning: the demand forecast (retreasure/ml).
+from retreasure.ml import cli as ml_cli  # noqa: E402
+
+app.add_typer(ml_cli.ml_app, name="ml")
+
 # Streaming: the local Kafka broker (retreasure/streaming).
 from retreasure.streaming import cli as streaming_cli  # noqa: E402
 
@@ -156,15 +164,16 @@ app.command()(streaming_cli.broker)
 from retreasure.streaming import stream_cli  # noqa: E402
 
 
-def _stream_builds(models: dict) -> stream_cli.BuildFn:
-    """The stream's micro-builds report each model run to Dagster, as `retreasure build` does (Dagster is
-    imported only by a stream that builds)."""
-    from retreasure.pipeline.history import stream_builds
+def _stream_reporting() -> stream_cli.StreamReporting:
+    """The stream tells Dagster what it does: each micro-build's model runs, as `retreasure build` does, and its
+    batches' figures (lag, latency, sizes) in the history of the bronze assets it lands in."""
+    from retreasure.pipeline.history import dagster_home
+    from retreasure.pipeline.stream_history import StreamHistory
 
-    return stream_builds(models)
+    return StreamHistory(dagster_home(get_settings().dagster_home))
 
 
-app.command(name="stream")(stream_cli.stream_command(_stream_builds))
+app.command(name="stream")(stream_cli.stream_command(_stream_reporting))
 
 # Commands from other installed packages: each entry point in this group is called with the app to mount its
 # commands. The simulator (retreasure-sim, a development dependency) brings `sim`, `fakes` and `demo`; the

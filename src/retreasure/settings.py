@@ -1,4 +1,5 @@
-"""Typed, layered settings: defaults < .env < environment (prefix ``RETREASURE_``, nested with ``__``).
+"""Typed, layered settings: defaults < Azure Key Vault (when ``RETREASURE_KEY_VAULT_URL`` is set) < .env <
+environment (prefix ``RETREASURE_``, nested with ``__``).
 
 Secrets are ``SecretStr``: they print as ``**********`` and are registered with the log masker so that
 their clear value never reaches a log line or an error message.
@@ -17,18 +18,20 @@ from collections.abc import Mapping
 from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from retreasure.redact import register_secret
+from retreasure.settings_vault import KeyVaultSettingsSource, configured_vault_url
 
 
 class AlertSettings(BaseModel):
@@ -101,6 +104,80 @@ class ServeSettings(BaseModel):
     max_page_size: int = 1000
 
 
+# -- storage (a lake on Azure storage) -------------------------------------------------------------------------
+
+# Azurite's development account: published in Azure's documentation, the same on every machine, no secret.
+EMULATOR_ACCOUNT = "devstoreaccount1"
+EMULATOR_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURE_SCHEMES = ("abfss", "abfs", "az", "adl", "azure")
+# delta-rs (object_store) option names that carry a credential, less their optional `azure_` or `azure_storage_`
+# prefix: with none of them, and no managed identity asked for, delta-rs would quietly try the machine's managed
+# identity and fail far from the cause.
+_CREDENTIAL_OPTIONS = {
+    "account_key", "access_key", "master_key", "sas_key", "sas_token", "token", "bearer_token", "client_secret",
+    "use_emulator", "use_azure_cli", "federated_token_file", "skip_signature",
+}  # fmt: skip
+
+
+class StorageSettings(BaseModel):
+    """How the platform reaches a lake on Azure storage (ADLS Gen2 ``abfss://``, blob ``az://``); unused for a
+    local lake. One way in is chosen explicitly: the account key, a SAS token, a managed identity, or the Azurite
+    emulator; a lake on Azure with none of them is refused as the settings load."""
+
+    # The storage account; an abfss:// URI names it in its host, an az:// URI does not.
+    account_name: str | None = None
+    account_key: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    # The identity of the machine (a Databricks cluster's, a VM's); a user-assigned one by its client id.
+    use_managed_identity: bool = False
+    managed_identity_client_id: str | None = None
+    # Azurite, the local emulator (tests, a laptop): its development account and key unless others are given; its
+    # blob endpoint, handed to delta-rs as AZURITE_BLOB_STORAGE_URL (default http://127.0.0.1:10000).
+    use_emulator: bool = False
+    emulator_url: str | None = None
+
+    def delta_options(self, lake_uri: str) -> dict[str, str]:
+        """The delta-rs storage options for a lake at ``lake_uri`` (none for a lake that is not on Azure)."""
+        if not is_azure_uri(lake_uri):
+            return {}
+        options: dict[str, str] = {}
+        account = self.account_name  # an abfss:// URI's own account needs no option
+        if self.use_emulator:
+            options["use_emulator"] = "true"
+            account = account or azure_account(lake_uri) or EMULATOR_ACCOUNT
+            options["account_key"] = self.account_key.get_secret_value() if self.account_key else EMULATOR_KEY
+        elif self.account_key is not None:
+            options["account_key"] = self.account_key.get_secret_value()
+        if self.sas_token is not None:
+            options["sas_token"] = self.sas_token.get_secret_value()
+        if self.managed_identity_client_id:
+            options["client_id"] = self.managed_identity_client_id
+        if account:
+            options["account_name"] = account
+        return options
+
+
+def is_azure_uri(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower() in AZURE_SCHEMES if "://" in uri else False
+
+
+def _unprefixed(option: str) -> str:
+    option = option.lower()
+    for prefix in ("azure_storage_", "azure_"):
+        option = option.removeprefix(prefix)
+    return option
+
+
+def azure_account(uri: str) -> str | None:
+    """The storage account an ``abfss://<container>@<account>.dfs.core.windows.net/...`` URI names, if any."""
+    authority = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
+    host = authority.rpartition("@")[2]
+    return host.split(".", 1)[0] if "@" in authority and "." in host else None
+
+
+# -- end of storage -----------------------------------------------------------------------------------------------
+
+
 # -- streaming (web clickstream and online transactions over the Kafka protocol) ------------------------------
 
 
@@ -120,9 +197,11 @@ class StreamingSettings(BaseModel):
     # CA certificate(s) to trust instead of the system's (a private broker's certificate); Event Hubs needs none.
     ssl_ca_location: Path | None = None
     # `retreasure stream`: its consumer group, and the bounds of a micro-batch (one Delta commit per topic): it
-    # lands when it holds this many messages or bytes, or when its first message has waited this long.
+    # lands when it holds this many messages or bytes, or when its first message has waited this long. A commit
+    # costs some 10 ms whatever its size: a backlog lands in big batches (20,000: ~1 us a message, against ~4 us
+    # at 5,000), while at a live rate the latency bound closes the batches (250 ms: ~1,250 messages at 5,000/s).
     group_id: str = "retreasure-stream"
-    batch_messages: int = Field(default=5000, ge=1)
+    batch_messages: int = Field(default=20_000, ge=1)
     batch_bytes: int = Field(default=16 << 20, ge=1024)
     batch_latency_ms: int = Field(default=250, ge=1)
     # Days of record hashes per table held in memory to find a producer's duplicates (read again when evicted).
@@ -179,6 +258,18 @@ def eventhubs_bootstrap_servers(connection_string: str) -> str:
 # -- end of streaming ---------------------------------------------------------------------------------------------
 
 
+class SparkSettings(BaseModel):
+    """The Spark engine (`retreasure build --engine spark`): a local session here, a cluster's on Databricks."""
+
+    master: str = "local[2]"
+    driver_memory: str = "1g"  # the local session's JVM heap (-Xmx)
+    shuffle_partitions: int = Field(default=2, ge=1)  # Spark's default of 200 is for clusters, not one machine
+    # The pinned Delta jars pyspark lacks, fetched from Maven Central on first use.
+    jars_dir: Path = Path(".tools/spark")
+    # More session settings (the lake's storage account for ABFS, say), over the engine's own.
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything the platform reads from its environment."""
 
@@ -189,8 +280,12 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
+    # A folder, or a lake on Azure storage: abfss://<container>@<account>.dfs.core.windows.net/<path>, az://...
     lake_uri: str = "./lake"
-    # Passed to delta-rs for abfss:// and az:// lakes (account_name, account_key, use_emulator...).
+    # How a lake on Azure storage is reached (RETREASURE_STORAGE__ACCOUNT_KEY, ...__USE_EMULATOR, ...).
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    # Further delta-rs storage options, over those the storage section gives (a service principal's client_secret
+    # and tenant_id, say): RETREASURE_STORAGE_OPTIONS as a JSON object.
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
     # Where file drops (POS CSV, GeoJSON, ECB XML, ad-spend CSV, event files) arrive.
     landing_dir: Path = Path("./landing")
@@ -200,12 +295,19 @@ class Settings(BaseSettings):
     pii_hmac_key: SecretStr = SecretStr("")
     # Fernet key that encrypts the clear values kept in the restricted PII vault.
     pii_vault_key: SecretStr = SecretStr("")
+    # An Azure Key Vault (https://<name>.vault.azure.net/) whose secrets are settings too, below the environment
+    # and .env (settings_vault.py; needs retreasure[azure]).
+    key_vault_url: str | None = None
 
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    # Which engine runs the models: DuckDB in process (the default), or Spark with Delta (`pip install
+    # retreasure[spark]`), the same SQL and contracts (docs/architecture.md).
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     # Each source's own section as configured, by source name; read, validated, only through ``source()``.
     # Kept out of reprs and dumps: its secrets are plain text until their connector's model reads them.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False, exclude=True)
@@ -220,8 +322,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         assert isinstance(env_settings, EnvSettingsSource) and isinstance(dotenv_settings, DotEnvSettingsSource)
-        sections = SourceSections(settings_cls, dotenv_settings, env_settings)
-        return init_settings, sections, env_settings, dotenv_settings, file_secret_settings
+        assert isinstance(init_settings, InitSettingsSource)
+        # Precedence: arguments > environment > .env > Key Vault > defaults, for the sections as for the fields.
+        layers: tuple[EnvSettingsSource, ...] = (dotenv_settings, env_settings)
+        vault_url = configured_vault_url(init_settings.init_kwargs, env_settings, dotenv_settings)
+        if vault_url:
+            layers = (KeyVaultSettingsSource(settings_cls, vault_url), *layers)
+        sections = SourceSections(settings_cls, *layers)
+        return init_settings, sections, *reversed(layers), file_secret_settings
 
     @model_validator(mode="before")
     @classmethod
@@ -241,9 +349,21 @@ class Settings(BaseSettings):
     @field_validator("lake_uri")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if "://" in value and value.split("://", 1)[0] not in {"file", "abfss", "az", "s3", "memory"}:
+        if "://" in value and value.split("://", 1)[0] not in {"file", "s3", "memory", *AZURE_SCHEMES}:
             raise ValueError(f"unsupported lake URI scheme in {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _azure_lake_has_a_credential(self) -> Settings:
+        if is_azure_uri(self.lake_uri) and not self.storage.use_managed_identity:
+            given = {_unprefixed(name) for name in self.delta_storage_options()}
+            if not given & _CREDENTIAL_OPTIONS:
+                raise ValueError(
+                    f"the lake {self.lake_uri} is on Azure storage and no way in is configured: set "
+                    "RETREASURE_STORAGE__ACCOUNT_KEY, ...__SAS_TOKEN, ...__USE_MANAGED_IDENTITY=true or "
+                    "...__USE_EMULATOR=true (delta-rs would otherwise try a managed identity on its own)"
+                )
+        return self
 
     def model_post_init(self, __context: object) -> None:
         _register_secrets(self)
@@ -268,7 +388,9 @@ class Settings(BaseSettings):
         return self.model_copy(update={"sources": sources})
 
     def delta_storage_options(self) -> dict[str, str]:
-        return {k: v.get_secret_value() for k, v in self.storage_options.items()}
+        """What delta-rs is given to reach the lake: the storage section's options, then ``storage_options``."""
+        extra = {k: v.get_secret_value() for k, v in self.storage_options.items()}
+        return self.storage.delta_options(self.lake_uri) | extra
 
 
 # Section models by source name, declared by the connectors as they are defined, and the sections configured

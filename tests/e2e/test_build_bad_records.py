@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,14 @@ def _drop_bad_files(source_landing: Path, landing: Path) -> None:
         json.dumps({"type": "FeatureCollection", "features": [customer]})
     )
 
-    sales = _first("pos/sales/*/*/*.csv", source_landing)
-    rows = list(csv.DictReader(io.StringIO(sales.read_text())))
-    line = next(r for r in rows if r["type"] == "sale")
+    # The first whole sale line of a sales file with the usual header (a faulty world truncates some files, resends
+    # them, and drifts the header of others; a quiet store has empty days).
+    files = [(path, path.read_text()) for path in sorted(source_landing.glob("pos/sales/*/*/*.csv"))]
+    usual = Counter(text.partition("\n")[0] for _, text in files).most_common(1)[0][0]
+    parsed = [(path, list(csv.DictReader(io.StringIO(text)))) for path, text in files if text.startswith(usual)]
+    sales, rows, line = next(
+        (path, rows, row) for path, rows in parsed for row in rows if row["type"] == "sale" and row["tax"]
+    )
     bad = {**line, "receipt_id": line["receipt_id"] + "-NL", "type": "sa\nle"}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), quoting=csv.QUOTE_MINIMAL)

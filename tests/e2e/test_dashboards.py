@@ -62,6 +62,13 @@ def served(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("dashboards")
     lake = Lake(shutil.copytree(gold_lake[1].uri, root / "lake"))
     keys = create_key(lake, "admin", "e2e admin"), create_key(lake, "marketing", "e2e marketing")
+    with dashboards(lake, root) as url:
+        yield Served(url, lake, *keys)
+
+
+@contextlib.contextmanager
+def dashboards(lake: Lake, root: Path) -> Iterator[str]:
+    """`retreasure dashboard` on a free port over ``lake``, its log in ``root``; yields its URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETREASURE_")} | {
         "RETREASURE_LAKE_URI": lake.uri,
@@ -84,7 +91,7 @@ def served(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFacto
             process_wait(process, 0.5)
         else:
             pytest.fail("the dashboards did not come up:\n" + (root / "dashboard.log").read_text())
-        yield Served(url, lake, *keys)
+        yield url
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

@@ -24,6 +24,7 @@ import uvicorn
 
 from retreasure.bronze.pii import normalise
 from retreasure.lake import Lake, TableRef
+from retreasure.ml import reco_run
 from retreasure.serving import auth
 from retreasure.serving.api.app import create_app
 from retreasure.serving.api.server import server_config
@@ -41,10 +42,18 @@ EXPECTED_ROLES = {
     "/v1/finance/": {"finance", "admin"},
     "/v1/kpis": {"leadership", "finance", "marketing", "operations", "admin"},
     "/v1/realtime/": {"leadership", "marketing", "admin"},
+    "/v1/forecasts/": {"leadership", "operations", "admin"},
+    "/v1/products/": {"leadership", "marketing", "operations", "admin"},
 }
 # Values for the path and required query parameters of each route, so that every route can be called.
-PATH_VALUES = {"{report}": "revenue", "{name}": "subscribers"}
-REQUIRED_QUERY = {"/v1/finance/reports/{report}": {"period": "2025-03"}}
+PATH_VALUES = {"{report}": "revenue", "{name}": "subscribers", "{sku}": "RT-000001"}
+REQUIRED_QUERY = {
+    "/v1/finance/reports/{report}": {"period": "2025-03"},
+    "/v1/forecasts/demand": {"category": "Lighting", "channel": "shopify"},
+}
+# Routes over tables the session's three weeks cannot make (a forecast needs months of weeks): here they answer
+# 503 not-built to the roles allowed; tests/integration/test_ml_forecast.py calls them over a simulated year.
+NOT_BUILT_HERE = {"/v1/forecasts/demand"}
 
 
 @dataclass
@@ -55,6 +64,7 @@ class Api:
     truth: Truth
     keys: dict[str, str]
     routes: list[str]
+    path_values: dict[str, str]  # PATH_VALUES and a customer the lake has recommendations for
 
     def get(self, path: str, role: str | None = None, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
@@ -93,7 +103,15 @@ def api(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFactory)
     with serving(settings) as url:
         # Every route the app documents, as its OpenAPI document lists them.
         routes = sorted(p for p in httpx.get(url + "/openapi.json").json()["paths"] if p.startswith("/v1/"))
-        yield Api(url, lake, settings, truth, keys, routes)
+        yield Api(url, lake, settings, truth, keys, routes, {**PATH_VALUES, "{customer}": recommended_customer(lake)})
+
+
+def recommended_customer(lake: Lake) -> str:
+    """Publish a recommendation run on ``lake`` (three weeks: too young to judge, so forced) and name a customer
+    it has a list for."""
+    reco_run.run(lake, force=True)
+    ref = reco_run.RECOMMENDATIONS
+    return lake.query(f"SELECT min(customer_token) AS token FROM {ref}", [ref]).column("token")[0].as_py()
 
 
 @contextmanager
@@ -113,9 +131,9 @@ def serving(settings: Settings) -> Iterator[str]:
         thread.join(10)
 
 
-def _callable(route: str) -> tuple[str, dict[str, str]]:
+def _callable(route: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
     path = route
-    for placeholder, value in PATH_VALUES.items():
+    for placeholder, value in values.items():
         path = path.replace(placeholder, value)
     return path, REQUIRED_QUERY.get(route, {})
 
@@ -168,7 +186,7 @@ def test_every_v1_route_refuses_a_missing_wrong_or_revoked_key(api: Api) -> None
     assert httpx.get(api.url + "/v1/kpis", headers={"X-API-Key": revoked}).status_code == 200
     assert auth.revoke_key(api.lake, auth.key_id_of(revoked) or "")
     for route in api.routes:
-        path, params = _callable(route)
+        path, params = _callable(route, api.path_values)
         for headers in ({}, {"Authorization": "Bearer rt_0000_wrong"}, {"X-API-Key": revoked}):
             response = httpx.get(api.url + path, params=params, headers=headers)
             assert_problem(response, 401, route)
@@ -177,11 +195,13 @@ def test_every_v1_route_refuses_a_missing_wrong_or_revoked_key(api: Api) -> None
 
 def test_each_role_reaches_its_areas_only(api: Api) -> None:
     for route in api.routes:
-        path, params = _callable(route)
+        path, params = _callable(route, api.path_values)
         allowed = next(roles for prefix, roles in EXPECTED_ROLES.items() if route.startswith(prefix))
         for role in auth.ROLES:
             response = api.get(path, role, **params)
-            if role in allowed:
+            if role in allowed and route in NOT_BUILT_HERE:
+                assert_problem(response, 503, route)
+            elif role in allowed:
                 assert response.status_code == 200, (route, role, response.text)
             else:
                 assert_problem(response, 403, route)
@@ -255,10 +275,14 @@ def test_on_time_rate_of_the_last_days_counts_overdue_orders_not_shipped_as_late
             assert rate < Decimal(want.on_time) / Decimal(want.on_time + want.shipped_late), channel
             flattered.append(channel)
     assert flattered, "no channel had an overdue order not shipped in those days"
-    # A channel whose shipped orders all left in time but which has an overdue one is not 100% on time.
-    perfect_if_flattered = [c for c in flattered if got[c]["shipped_late"] == 0]
-    assert perfect_if_flattered
-    assert all(got[c]["on_time_rate"] < 1 for c in perfect_if_flattered)
+    # A channel and day whose shipped orders all left in time but with an overdue one is not 100% on time (the
+    # truth says which channel and day; over the whole range every channel may also have shipped some late).
+    perfect_if_flattered = sorted(k for k, p in judged.items() if p.overdue_unshipped and not p.shipped_late)
+    assert perfect_if_flattered, "no channel and day had only an overdue order against it"
+    for channel, day in perfect_if_flattered:
+        one_day = api.json("/v1/fulfillment/metrics", "operations", **{"from": day.isoformat(), "to": day.isoformat()})
+        row = next(r for r in one_day["items"] if r["channel"] == channel)
+        assert row["shipped_late"] == 0 and row["on_time_rate"] < 1, (channel, day)
 
 
 def test_pagination_walks_every_row_once(api: Api) -> None:

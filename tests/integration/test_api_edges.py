@@ -27,7 +27,15 @@ from retreasure.lake import Lake
 from retreasure.serving import auth
 from retreasure_sim.model import Truth
 from tests.conftest import HMAC_KEY, VAULT_KEY
-from tests.integration.test_api import PATH_VALUES, PROBLEM, REQUIRED_QUERY, assert_problem, serving_cli
+from tests.integration.test_api import (
+    NOT_BUILT_HERE,
+    PATH_VALUES,
+    PROBLEM,
+    REQUIRED_QUERY,
+    assert_problem,
+    recommended_customer,
+    serving_cli,
+)
 
 # The supported days, written out here rather than read from the code under test.
 SUPPORTED = (date(2000, 1, 1), date(2100, 12, 31))
@@ -49,6 +57,7 @@ class Server:
     # Text the API may legitimately send back (its own documentation): a value found in it proves no echo.
     own_text: str
     data_end: date
+    path_values: dict[str, str]  # PATH_VALUES and a customer the lake has recommendations for
 
     def get(
         self,
@@ -60,7 +69,7 @@ class Server:
     ) -> httpx.Response:
         """GET ``route`` with its path parameters filled (``path_values`` over the usual ones, percent-encoded)."""
         path = route
-        for placeholder, value in {**PATH_VALUES, **(path_values or {})}.items():
+        for placeholder, value in {**self.path_values, **(path_values or {})}.items():
             path = path.replace(placeholder, quote(value, safe=""))
         sent = {**(headers or {}), **({"X-API-Key": key} if key else {})}
         return httpx.get(self.url + path, params={**REQUIRED_QUERY.get(route, {}), **params}, headers=sent, timeout=60)
@@ -72,6 +81,7 @@ def server(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("api_edges")
     lake = Lake(shutil.copytree(gold.uri, root / "lake"))
     keys = {role: auth.create_key(lake, role, f"edge {role}") for role in ("admin", "marketing")}
+    customer = recommended_customer(lake)
     env = {
         **os.environ,
         "RETREASURE_LAKE_URI": lake.uri,
@@ -88,7 +98,8 @@ def server(gold_lake: tuple[Truth, Lake], tmp_path_factory: pytest.TempPathFacto
         }
         # The day `to` defaults to: the data's last day.
         data_end = date.fromisoformat(httpx.get(url + "/v1/kpis", headers={"X-API-Key": keys["admin"]}).json()["to"])
-        yield Server(url, keys, log, query_params, json.dumps(openapi) + SUPPORTED_TEXT, data_end)
+        own_text = json.dumps(openapi) + SUPPORTED_TEXT
+        yield Server(url, keys, log, query_params, own_text, data_end, {**PATH_VALUES, "{customer}": customer})
 
 
 def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -260,7 +271,10 @@ def test_generated_parameter_values_never_break_the_server_nor_come_back(server:
     assert_problem(anonymous, anonymous.status_code, route if anonymous.status_code == 401 else None)
     assert anonymous.status_code == 401 or (path_values and anonymous.status_code == 404)
     response = server.get(route, params, server.keys["admin"], path_values=path_values)
-    assert response.status_code < 500, response.text
+    # A forecast needs months of weeks: over the session's three its route answers 503 not-built, a refusal like the
+    # others (tests/integration/test_ml_forecast.py calls it over a simulated year).
+    not_built = route in NOT_BUILT_HERE and response.status_code == 503 and "not-built" in response.text
+    assert response.status_code < 500 or not_built, response.text
     if response.status_code >= 400:
         assert response.status_code in (400, 404, 422), response.text
         # The route's documented path, absent only when the path matched no route.

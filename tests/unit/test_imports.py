@@ -38,6 +38,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer("console", ("terminal",)),  # what the commands show: progress, tables, ingest summaries
     Layer("orchestration", ("pipeline",)),  # Dagster: assets, schedules, sensors, alerts, the export job
     Layer("serving", ("serving",)),  # API, dashboards, exports, reports, the KPI table
+    # Reads gold and writes its own tables through the lake; serving reads those tables, never this code.
+    Layer("machine learning", ("ml",)),  # demand forecasts, recommendations, the record of training runs
     # Above the engine: the stream lands in bronze and brings what it landed on through the models.
     Layer("streaming", ("streaming",)),  # the Kafka broker, the stream's consumer and its landing
     Layer("engine", ("engine",)),  # SQL models: discovery, windows, write modes, builds
@@ -49,6 +51,7 @@ LAYERS: tuple[Layer, ...] = (
     # (contracts, newest versions), and the SQL models with their YAML (read by the engine by path).
     Layer("vocabulary", ("records", "contracts", "models")),
     Layer("settings", ("settings",)),  # typed settings; connectors' sections are theirs, read raw here
+    Layer("settings sources", ("settings_vault",)),  # settings' secrets from an Azure Key Vault
     Layer("logging", ("log",)),
     Layer("foundations", ("redact", "exitcodes")),
 )

@@ -211,7 +211,15 @@ def _model_asset(
                 began = time.monotonic()
                 # The engine builds, as for every other entry point; the Dagster run id names the build in ops.builds
                 # and ops.dq_results, so each row there points at the run that made it.
-                (run,) = build(retreasure.lake(), [ref], start, end, models, run_id=context.run.run_id)
+                (run,) = build(
+                    retreasure.lake(),
+                    [ref],
+                    start,
+                    end,
+                    models,
+                    run_id=context.run.run_id,
+                    engine=retreasure.model_engine(),
+                )
                 seconds = round(time.monotonic() - began, 3)
             results = [r for r in run.checks if r.kind == "table"]
             check_results = [_check_result(name, result) for name, result in zip(spec_names, results, strict=True)]

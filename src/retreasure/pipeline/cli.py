@@ -71,21 +71,33 @@ def build(
         bool, typer.Option("--incremental", help="Only what bronze gained since the last build (the hourly run).")
     ] = False,
     models_root: ModelsRoot = MODELS_DIR,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="duckdb (in process) or spark (PySpark with Delta); default: the settings'."),
+    ] = None,
 ) -> None:
     """Build every model over all of time, in dependency order, in one run (checks included); with
-    --incremental, only the partitions that new bronze data touched, plus each model's lookback. Exit 0 when
+    --incremental, only the partitions that new bronze data touched, plus each model's lookback. The models run
+    on DuckDB, or on Spark with --engine spark (RETREASURE_ENGINE): the same SQL and contracts. Exit 0 when
     everything was built (rows that broke a row rule are in quarantine.*), 3 when a blocking table check
     stopped the models downstream of it, 1 when a model failed."""
     import time
 
     from retreasure import log
     from retreasure.engine.build import Build
+    from retreasure.engine.engines import ENGINES, model_engine
     from retreasure.engine.runner import ModelRun
     from retreasure.exitcodes import ExitCode
     from retreasure.pipeline.history import build_with_history
+    from retreasure.settings import get_settings
 
     log.configure()
     began = time.monotonic()
+    settings = get_settings()
+    engine_name = engine or settings.engine
+    if engine_name not in ENGINES:
+        console.print(f"[red]--engine {engine_name}: one of {', '.join(ENGINES)}[/]")
+        raise typer.Exit(ExitCode.USAGE)
 
     def progress(run: ModelRun) -> None:
         window = "all of time" if run.whole else f"{run.start} .. {run.end}"
@@ -103,13 +115,14 @@ def build(
     # its ops.dq_results rows carry; each model run goes into its asset's history in the Dagster UI.
     lake, models = _lake(), load_models(models_root)
     try:
-        result: Build = build_with_history(lake, models, _dagster_home(), incremental, progress)
+        chosen = model_engine(engine_name, settings)
+        result: Build = build_with_history(lake, models, _dagster_home(), incremental, progress, engine=chosen)
     except Exception as exc:
         console.print(f"[red]Build failed:[/] {redact(str(exc))}")
         raise typer.Exit(ExitCode.FAILED) from exc
     stopped = sorted({str(r.ref) for r in result.runs if r.blocked})
     console.print(
-        f"{result.mode.capitalize()} build {result.run_id}: {len(result.runs)} model run(s), "
+        f"{result.mode.capitalize()} build {result.run_id} on {engine_name}: {len(result.runs)} model run(s), "
         f"{sum(r.rows for r in result.runs):,} rows, {sum(r.quarantined for r in result.runs):,} quarantined, "
         f"in {time.monotonic() - began:.1f} s."
         + (

@@ -24,6 +24,9 @@ from retreasure.pipeline.assets import (
     source_keys,
 )
 from retreasure.pipeline.exports import finance_export_job, monthly_export_schedule
+from retreasure.pipeline.maintenance import compact_job, compact_schedule
+from retreasure.pipeline.ml import ml_assets, ml_job, weekly_ml_schedule
+from retreasure.pipeline.ml_assets import RECO_INPUTS, reco_assets, reco_job, weekly_reco_schedule
 from retreasure.pipeline.partitions import daily_partitions, is_partitioned
 from retreasure.pipeline.resources import JSON_LOGS_ENV, RetreasureResource
 from retreasure.pipeline.schedules import (
@@ -36,6 +39,12 @@ from retreasure.pipeline.schedules import (
     nightly_models_schedule,
 )
 from retreasure.pipeline.sensors import landing_sensor
+from retreasure.pipeline.stream_history import (
+    stream_checks,
+    stream_checks_job,
+    stream_checks_schedule,
+    streamed_tables,
+)
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -76,6 +85,12 @@ def build_definitions(
             files = files_job([key for name, cls in file_sources.items() for key in source_keys(name, cls)])
             jobs.append(files)
             sensors.append(landing_sensor(file_sources, files))
+    if all(ref in models for ref in RECO_INPUTS):
+        # The recommender reads these models; a project of other models has none to train.
+        assets.append(reco_assets(policy))
+        weekly = reco_job()
+        jobs.append(weekly)
+        schedules.append(weekly_reco_schedule(weekly))
     if models:
         nightly = models_job([asset_key(ref) for ref in models])
         jobs.append(nightly)
@@ -85,10 +100,25 @@ def build_definitions(
         hourly_models = incremental_job(models_root, policy)
         jobs.append(hourly_models)
         schedules.append(hourly_models_schedule(hourly_models))
+    streamed = streamed_tables(sources)
+    if streamed:
+        compaction = compact_job(policy)
+        jobs.append(compaction)
+        schedules.append(compact_schedule(compaction))
+        checks = stream_checks_job(streamed)
+        jobs.append(checks)
+        schedules.append(stream_checks_schedule(checks))
+    if any(ref.name == "mart_sales_daily" for ref in models):
+        # The demand forecast reads gold's daily sales (retreasure.ml), weekly after the nightly build.
+        assets += ml_assets(policy)
+        forecast = ml_job()
+        jobs.append(forecast)
+        schedules.append(weekly_ml_schedule(forecast))
     # The month's finance files for accounting (reads gold only; see serving/exports).
     export = finance_export_job(policy)
     return dg.Definitions(
         assets=assets,
+        asset_checks=stream_checks(streamed),
         jobs=[*jobs, export],
         schedules=[*schedules, monthly_export_schedule(export)],
         sensors=sensors,

@@ -17,7 +17,7 @@ import dagster as dg
 
 from retreasure.engine.build import Build, build_incremental, build_models, new_build_id
 from retreasure.engine.models import Model
-from retreasure.engine.runner import ModelRun
+from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun
 from retreasure.lake.store import Lake, TableRef
 from retreasure.pipeline.assets import asset_key, check_spec_names
 from retreasure.quality.checks import CheckResult
@@ -102,13 +102,14 @@ def build_with_history(
     incremental: bool = False,
     progress: Callable[[ModelRun], None] | None = None,
     only_from: Iterable[TableRef] | None = None,
+    engine: ModelEngine = DUCKDB,
 ) -> Build:
     """A full (or incremental) build through the engine, each model run reported to the Dagster instance at
     ``home`` as it ends: how `retreasure build`, the demo and the stream's micro-builds build, so the UI shows
     their runs too. ``only_from`` (incremental only): what those bronze tables feed, as ``build_incremental``."""
     instance = open_instance(home)
     try:
-        return _build_reported(instance, lake, models, incremental, progress, only_from)
+        return _build_reported(instance, lake, models, incremental, progress, only_from, engine)
     finally:
         instance.dispose()
 
@@ -120,6 +121,7 @@ def _build_reported(
     incremental: bool = False,
     progress: Callable[[ModelRun], None] | None = None,
     only_from: Iterable[TableRef] | None = None,
+    engine: ModelEngine = DUCKDB,
 ) -> Build:
     run_id = new_build_id()
     history = AssetHistory(models, instance.report_runless_asset_event, run_id)
@@ -130,24 +132,5 @@ def _build_reported(
             progress(run)
 
     if incremental:
-        return build_incremental(lake, models, each, run_id=run_id, only_from=only_from)
-    return build_models(lake, models, each, run_id=run_id)
-
-
-def stream_builds(models: dict[TableRef, Model]) -> Callable[[Lake, Iterable[TableRef]], Build]:
-    """The stream's micro-build with Dagster history: an incremental build of what the given bronze tables feed,
-    each model run reported to the instance the UI reads (given to the stream by the command layer, as the
-    streaming layer sits below this one)."""
-    from retreasure.settings import get_settings
-
-    home = dagster_home(get_settings().dagster_home)
-    # Opened by the first micro-build, in the thread that builds, and kept for the next ones (an instance costs
-    # seconds to open; the stream builds every few).
-    instances: list[dg.DagsterInstance] = []
-
-    def build(lake: Lake, tables: Iterable[TableRef]) -> Build:
-        if not instances:
-            instances.append(open_instance(home))
-        return _build_reported(instances[0], lake, models, incremental=True, only_from=list(tables))
-
-    return build
+        return build_incremental(lake, models, each, run_id=run_id, only_from=only_from, engine=engine)
+    return build_models(lake, models, each, run_id=run_id, engine=engine)

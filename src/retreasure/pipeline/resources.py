@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from retreasure.engine.engines import model_engine
+from retreasure.engine.runner import ModelEngine
 from retreasure.lake import Lake
 from retreasure.settings import AlertSettings, Settings, get_settings
 
@@ -22,6 +24,7 @@ class RetreasureResource(dg.ConfigurableResource):
 
     lake_uri: str | None = None  # overrides RETREASURE_LAKE_URI
     landing_dir: str | None = None  # overrides RETREASURE_LANDING_DIR
+    engine: str | None = None  # overrides RETREASURE_ENGINE: duckdb or spark
 
     def settings(self) -> Settings:
         settings = get_settings()
@@ -30,10 +33,17 @@ class RetreasureResource(dg.ConfigurableResource):
             updates["lake_uri"] = self.lake_uri
         if self.landing_dir:
             updates["landing_dir"] = Path(self.landing_dir)
+        if self.engine:
+            updates["engine"] = self.engine
         return settings.model_copy(update=updates) if updates else settings
 
     def lake(self) -> Lake:
         return Lake.from_settings(self.settings())
+
+    def model_engine(self) -> ModelEngine:
+        """The engine the settings name for the models (DuckDB in process, or Spark)."""
+        settings = self.settings()
+        return model_engine(settings.engine, settings)
 
     def alerts(self) -> AlertSettings:
         return self.settings().alerts

@@ -59,7 +59,9 @@ def incremental_job(models_root: Path, policy: dg.RetryPolicy | None = None) -> 
         # Each model run goes into its asset's history as part of this run, as the asset jobs' do.
         history = AssetHistory(models, context.log_event, context.run.run_id)
         with StepGuard(context, retreasure, "models.incremental") as guard:
-            result = build_incremental(retreasure.lake(), models, history, run_id=context.run.run_id)
+            result = build_incremental(
+                retreasure.lake(), models, history, run_id=context.run.run_id, engine=retreasure.model_engine()
+            )
         blocked = sorted({str(r.ref) for r in result.runs if r.blocked})
         if blocked:
             guard.blocked(f"blocking check(s) failed in {', '.join(blocked)}; their downstream was not built")

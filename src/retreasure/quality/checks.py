@@ -102,7 +102,7 @@ def check_name(check: object) -> str:
     return f"row_count(>= {check.min})"
 
 
-def _failing(check: NotNull | AcceptedValues | Expression) -> tuple[str, str]:
+def failing_condition(check: NotNull | AcceptedValues | Expression) -> tuple[str, str]:
     """(SQL that is true for a failing row, the reason a person reads)."""
     if isinstance(check, NotNull):
         condition = " OR ".join(f'"{c}" IS NULL' for c in check.columns)
@@ -122,6 +122,18 @@ def apply_row_rules(
 ) -> tuple[pa.Table, pa.Table, list[CheckResult]]:
     """(rows to keep, rows to quarantine, one result per rule). Warn-level rules count but keep their rows.
     On ``con`` when given (the connection the rows came from)."""
+    dropped, quarantined, results = rule_failures(table, contract, name, run_id, con)
+    if not dropped:
+        return table, quarantined, results
+    keep = pa.array([i not in dropped for i in range(table.num_rows)])
+    return table.filter(keep), quarantined, results
+
+
+def rule_failures(
+    table: pa.Table, contract: Contract, name: str, run_id: str, con: duckdb.DuckDBPyConnection | None = None
+) -> tuple[set[int], pa.Table, list[CheckResult]]:
+    """(positions of the rows an error-level rule drops, those rows as quarantine rows, one result per rule): the
+    judgement itself, for an engine that keeps its rows elsewhere (Spark hands over only the rows that fail)."""
     now = datetime.now(UTC)
     own = con is None
     con = con or connection()
@@ -130,7 +142,7 @@ def apply_row_rules(
     quarantined: list[dict[str, object]] = []
     results = []
     for rule in contract.row_rules:
-        condition, reason = _failing(rule)
+        condition, reason = failing_condition(rule)
         failing = con.execute(f"SELECT __row, to_json(result) AS row_json FROM result WHERE {condition}").fetchall()
         results.append(
             CheckResult(
@@ -165,10 +177,7 @@ def apply_row_rules(
     con.unregister("result")
     if own:
         con.close()
-    if not dropped:
-        return table, pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA), results
-    keep = pa.array([i not in dropped for i in range(table.num_rows)])
-    return table.filter(keep), pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA), results
+    return dropped, pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA), results
 
 
 # What a check reads when a run rewrote only some partitions (a windowed run of a partitioned model); a run over

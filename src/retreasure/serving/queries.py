@@ -256,6 +256,7 @@ class Audience:
     name: str
     description: str
     members_sql: str
+    params: tuple[tuple[str, str], ...] = ()  # values its SQL binds besides $as_of
 
 
 # Windows of the segments, in days before the as-of moment.
@@ -302,32 +303,110 @@ _AUDIENCE_REFS = [MART_CUSTOMERS, DIM_CUSTOMER, FCT_CART_ADDITIONS, FCT_ORDERS]
 _CONSENTED = "SELECT customer_token FROM gold.dim_customer WHERE accepts_marketing"
 
 
-def audience(name: str) -> Audience:
+# Audiences of predicted affinity: the recommendation model's ranking of each customer's categories and eras
+# (gold.ml_customer_affinity). "likely_buyers:lighting" is everyone whose top two categories include Lighting;
+# "likely_buyers:lighting:mid-century" also has Mid-Century among their top two eras. The model scores customers
+# as of its run, so these ignore as_of.
+ML_CUSTOMER_AFFINITY = TableRef("gold", "ml_customer_affinity")
+AFFINITY_PREFIX = "likely_buyers:"
+AFFINITY_TOP = 2
+_AFFINITY_SQL = (
+    "SELECT customer_token FROM gold.ml_customer_affinity WHERE kind = 'category' AND value = $category "
+    f"AND rank <= {AFFINITY_TOP}"
+)
+_AFFINITY_ERA_SQL = (
+    f"{_AFFINITY_SQL} INTERSECT SELECT customer_token FROM gold.ml_customer_affinity "
+    f"WHERE kind = 'era' AND value = $era AND rank <= {AFFINITY_TOP}"
+)
+
+
+def slug(value: str) -> str:
+    """A category or era as it appears in an audience's name: lower case, words joined by dashes."""
+    return "-".join("".join(c if c.isalnum() else " " for c in value.lower()).split())
+
+
+def _affinity_values(lake: Lake) -> dict[str, dict[str, str]]:
+    """The categories and eras the model ranks, by slug; none before its first promoted run."""
+    if ML_CUSTOMER_AFFINITY not in read.built(lake, [ML_CUSTOMER_AFFINITY]):
+        return {}
+    found: dict[str, dict[str, str]] = {"category": {}, "era": {}}
+    sql = "SELECT DISTINCT kind, value FROM gold.ml_customer_affinity WHERE kind IN ('category', 'era') ORDER BY ALL"
+    for row in read.rows(lake, sql, [ML_CUSTOMER_AFFINITY]):
+        found[row["kind"]][slug(row["value"])] = row["value"]
+    return found
+
+
+def affinity_audience(lake: Lake, name: str) -> Audience:
+    """The affinity audience a name asks for; KeyError when its category or era is not one the model ranks."""
+    category_slug, _, era_slug = name.removeprefix(AFFINITY_PREFIX).partition(":")
+    values = _affinity_values(lake)
+    category = values.get("category", {})[category_slug]
+    if not era_slug:
+        return Audience(
+            name,
+            f"Customers whose predicted affinity ranks {category} among their top {AFFINITY_TOP} categories.",
+            _AFFINITY_SQL,
+            (("category", category),),
+        )
+    era = values["era"][era_slug]
+    return Audience(
+        name,
+        f"Customers whose predicted affinity ranks {category} among their top {AFFINITY_TOP} categories and "
+        f"{era} among their top {AFFINITY_TOP} eras.",
+        _AFFINITY_ERA_SQL,
+        (("category", category), ("era", era)),
+    )
+
+
+def audience(name: str, lake: Lake | None = None) -> Audience:
     for found in AUDIENCES:
         if found.name == name:
             return found
+    if lake is not None and name.startswith(AFFINITY_PREFIX):
+        return affinity_audience(lake, name)
     raise KeyError(name)
+
+
+def all_audiences(lake: Lake) -> list[Audience]:
+    """The fixed segments, then one affinity audience per category the model ranks."""
+    categories = _affinity_values(lake).get("category", {})
+    return [*AUDIENCES, *(affinity_audience(lake, AFFINITY_PREFIX + s) for s in sorted(categories))]
+
+
+def _refs(segments: Sequence[Audience]) -> list[TableRef]:
+    affinity = any(a.name.startswith(AFFINITY_PREFIX) for a in segments)
+    return [*_AUDIENCE_REFS, ML_CUSTOMER_AFFINITY] if affinity else _AUDIENCE_REFS
 
 
 def audiences(lake: Lake, as_of: date | datetime | None = None) -> list[dict[str, Any]]:
     """Every segment with its description and size (customers in it who accepted marketing)."""
-    parts = [
-        f"SELECT '{a.name}' AS name, count(DISTINCT customer_token) AS size FROM ({a.members_sql}) "
-        f"WHERE customer_token IN ({_CONSENTED})"
-        for a in AUDIENCES
-    ]
-    found = read.rows(lake, " UNION ALL ".join(parts), _AUDIENCE_REFS, _params(lake, as_of))
+    segments = all_audiences(lake)
+    # Each segment's own parameters are bound under a name of its own, so that one query can count them all.
+    parts, params = [], _params(lake, as_of)
+    for n, a in enumerate(segments):
+        sql = a.members_sql
+        for key, value in a.params:
+            sql = sql.replace(f"${key}", f"${key}_{n}")
+            params[f"{key}_{n}"] = value
+        parts.append(
+            f"SELECT '{a.name}' AS name, count(DISTINCT customer_token) AS size FROM ({sql}) "
+            f"WHERE customer_token IN ({_CONSENTED})"
+        )
+    found = read.rows(lake, " UNION ALL ".join(parts), _refs(segments), params)
     sizes = {r["name"]: r["size"] for r in found}
-    return [{"name": a.name, "description": a.description, "size": sizes[a.name]} for a in AUDIENCES]
+    return [{"name": a.name, "description": a.description, "size": sizes[a.name]} for a in segments]
 
 
 def audience_members(lake: Lake, name: str, as_of: date | datetime | None = None) -> list[str]:
     """The e-mail tokens of a segment's consenting members, sorted; KeyError for an unknown segment."""
+    segment = audience(name, lake)
     sql = (
-        f"SELECT DISTINCT customer_token FROM ({audience(name).members_sql}) "
+        f"SELECT DISTINCT customer_token FROM ({segment.members_sql}) "
         f"WHERE customer_token IN ({_CONSENTED}) ORDER BY customer_token"
     )
-    return [r["customer_token"] for r in read.rows(lake, sql, _AUDIENCE_REFS, _params(lake, as_of))]
+    # Bind only what the segment's SQL names: DuckDB refuses a parameter a statement does not use.
+    params = {k: v for k, v in {**_params(lake, as_of), **dict(segment.params)}.items() if f"${k}" in sql}
+    return [r["customer_token"] for r in read.rows(lake, sql, _refs([segment]), params)]
 
 
 def _params(lake: Lake, as_of: date | datetime | None) -> dict[str, object]:

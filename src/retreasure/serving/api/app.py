@@ -17,13 +17,21 @@ from retreasure.lake.store import Lake
 from retreasure.log import get_logger
 from retreasure.serving.api import problems
 from retreasure.serving.api.limits import RequestLimits
-from retreasure.serving.api.routes import finance, fulfillment, kpis, marketing, realtime
+from retreasure.serving.api.routes import finance, forecasts, fulfillment, kpis, marketing, products, realtime
 from retreasure.serving.api.security import presented_key
 from retreasure.serving.auth import key_id_of
 from retreasure.settings import Settings, get_settings
 
 log = get_logger("api")
-ROUTERS = (fulfillment.router, marketing.router, finance.router, kpis.router, realtime.router)
+ROUTERS = (
+    fulfillment.router,
+    marketing.router,
+    finance.router,
+    kpis.router,
+    realtime.router,
+    forecasts.router,
+    products.router,
+)
 
 
 async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -21,6 +21,9 @@ ACCESS: dict[str, frozenset[str]] = {
     "finance": frozenset({"finance"}),
     "kpis": frozenset({"leadership", "finance", "marketing", "operations"}),
     "realtime": frozenset({"leadership", "marketing"}),
+    "forecasts": frozenset({"leadership", "operations"}),
+    # Similar items serve the product pages and merchandising; nothing in them is personal.
+    "products": frozenset({"leadership", "marketing", "operations"}),
 }
 SUPERUSER = "admin"
 # The roles that see clear ship-to addresses (they pack the parcels).

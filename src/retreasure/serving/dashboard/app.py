@@ -44,6 +44,13 @@ PAGES = (
     ),
     PageSpec("finance", "Finance", ":material/euro:", frozenset({"finance", "admin"}), PERIOD_AND_CHANNEL),
     PageSpec(
+        "forecast",
+        "Demand forecast",
+        ":material/query_stats:",
+        frozenset({"leadership", "operations", "admin"}),
+        frozenset(),
+    ),
+    PageSpec(
         "data_health",
         "Data health",
         ":material/monitor_heart:",

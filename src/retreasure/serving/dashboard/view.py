@@ -184,6 +184,21 @@ def lines(df: pd.DataFrame, x: str, y: str, color: str | None = None, money: boo
     st.altair_chart(chart, width="stretch")
 
 
+def forecast_chart(history: pd.DataFrame, forecast: pd.DataFrame, y: str, money: bool) -> None:
+    """Weeks sold (a line), the forecast after them (a dashed line) and its 95% and 80% intervals (two bands)."""
+    x = alt.X("week:T", title=None)
+    axis = alt.Y(f"{y}:Q", title=None, axis=_axis(money))
+    bands = [
+        alt.Chart(forecast)
+        .mark_area(opacity=opacity, color="#4c78a8")
+        .encode(x=x, y=alt.Y(f"{y}_lo_{level}:Q", title=None, axis=_axis(money)), y2=f"{y}_hi_{level}:Q")
+        for level, opacity in ((95, 0.15), (80, 0.3))
+    ]
+    sold = alt.Chart(history).mark_line(point=True, color="#333333").encode(x=x, y=axis)
+    expected = alt.Chart(forecast).mark_line(point=True, strokeDash=[6, 3], color="#4c78a8").encode(x=x, y=axis)
+    st.altair_chart(alt.layer(*bands, sold, expected).properties(height=CHART_HEIGHT), width="stretch")
+
+
 def not_built(error: NotBuilt) -> None:
     """A clear message instead of a stack trace when a table the section needs is missing."""
     st.info(f"Not built yet: {error}", icon="🛠️")

@@ -1,14 +1,15 @@
-"""Marketing: audiences for the ad platforms' customer lists, and campaign performance."""
+"""Marketing: audiences for the ad platforms' customer lists, campaign performance, and each customer's
+recommended items."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
-from retreasure.serving import pii, queries
+from retreasure.serving import pii, queries, read, recommendations
 from retreasure.serving.api import deps
-from retreasure.serving.api.problems import Problem
+from retreasure.serving.api.problems import Problem, invalid_parameter
 from retreasure.serving.api.security import require
 
 router = APIRouter(prefix="/v1/marketing", tags=["marketing"], dependencies=[Depends(require("marketing"))])
@@ -37,7 +38,7 @@ def members(
     try:
         tokens = queries.audience_members(lake, name, moment)
     except KeyError:
-        known = ", ".join(a.name for a in queries.AUDIENCES)
+        known = ", ".join(a.name for a in queries.all_audiences(lake))
         raise Problem(404, f"no audience by that name; known: {known}", "unknown-audience") from None
     body = page.page(tokens, audience=name, as_of=moment, hash="sha256(lower(trim(email)))")
     clear = pii.reveal(lake, settings, body["items"])
@@ -55,3 +56,27 @@ def campaigns(
 ) -> dict[str, Any]:
     start, end = deps.date_range(lake, start, end)
     return page.page(queries.campaigns(lake, start, end), **{"from": start, "to": end})
+
+
+@router.get(
+    "/recommendations/{customer}",
+    summary="A customer's recommended items for sale (SKUs, best first), from the weekly recommendation model",
+)
+def customer_recommendations(
+    customer: str,
+    lake: deps.LakeDep,
+    top: Annotated[int, Query(ge=1, le=recommendations.TOP_N, description="How many items, best first.")] = 10,
+) -> dict[str, Any]:
+    """``customer`` is the customer's e-mail token (``pii:email:...``, as gold names customers). ``method`` says
+    whether the list is personal (from their history) or a cold start (their country and channel's taste)."""
+    if not recommendations.CUSTOMER_TOKEN.fullmatch(customer):
+        raise invalid_parameter("customer", "not a customer token (pii:email: and 32 hex digits)", "path")
+    try:
+        found = recommendations.for_customer(lake, customer, top)
+    except read.NotBuilt as missing:
+        raise Problem(503, str(missing), "not-built") from None
+    except recommendations.Unknown:
+        raise Problem(
+            404, "no recommendations for that customer (unknown, or new since the last run)", "unknown-customer"
+        ) from None
+    return {"customer": customer, **found}
