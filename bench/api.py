@@ -103,7 +103,8 @@ def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "retreasure", "serve", "--port", str(port)]
     # The access log stays on, as in production; its lines go nowhere.
     server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    # Generous: on a busy machine importing the CLI's dependencies alone has taken a minute.
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:

@@ -76,8 +76,8 @@ def create_key(lake: Lake, role: str, name: str = "") -> str:
 
 
 class _KnownKeys:
-    """The keys of each lake as of one version of ``ops.api_keys``: asked for that version on every request (a
-    look at the log's tail), read again only when it moved."""
+    """The keys of each lake as of one version of ``ops.api_keys``: whether a commit followed is asked on every
+    request (one stat on a local lake), and the table read again only when one did."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -85,10 +85,13 @@ class _KnownKeys:
 
     def get(self, lake: Lake) -> dict[str, dict[str, Any]] | None:
         """The keys when the kept ones are of the table's current version; None when they must be read again."""
-        version = lake.version(KEYS)
         with self._lock:
             kept = self._by_lake.get(lake.uri)
-        return kept[1] if kept is not None and version is not None and kept[0] == version else None
+        if kept is None:
+            return None
+        moved = lake.committed_since(KEYS, kept[0])
+        current = not moved if moved is not None else lake.version(KEYS) == kept[0]
+        return kept[1] if current else None
 
     def put(self, lake: Lake, version: int | None, keys: dict[str, dict[str, Any]]) -> None:
         if version is not None:

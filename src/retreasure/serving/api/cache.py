@@ -51,6 +51,8 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 CACHE_CONTROL = (b"cache-control", b"private, no-cache")
 VARY = (b"vary", b"Authorization, X-API-Key")
 _WALL_CLOCK = "__cache_seconds__"
+_UNSEEN = object()
+_PATHS_KEPT = 4096
 
 
 def wall_clock(seconds: float) -> Callable[[Endpoint], Endpoint]:
@@ -125,21 +127,24 @@ class ResponseStore:
 
 
 class VersionProbe:
-    """The current version of a table: asked of the lake each time on local disk (a few stats), at most every
-    ``interval`` seconds on remote storage (a listing round trip)."""
+    """Whether tables are still at the versions an answer was made from: on a local lake one stat per table on
+    every look (is its next commit file there?); on remote storage, where that is a listing round trip, a
+    table's version asked of the lake at most every ``interval`` seconds."""
 
     def __init__(self, lake: Lake, remote_interval: float) -> None:
         self.lake = lake
-        self.interval = 0.0 if lake.is_local else remote_interval
+        self.interval = remote_interval
         self._seen: dict[TableRef, tuple[float, int | None]] = {}
 
     def current(self, versions: Iterable[tuple[TableRef, int | None]]) -> bool:
         """Whether every table is still at the given version."""
-        return all(self.version(ref) == version for ref, version in versions)
+        for ref, version in versions:
+            moved = self.lake.committed_since(ref, version)
+            if moved or (moved is None and self._remote_version(ref) != version):
+                return False
+        return True
 
-    def version(self, ref: TableRef) -> int | None:
-        if not self.interval:
-            return self.lake.version(ref)
+    def _remote_version(self, ref: TableRef) -> int | None:
         now = time.monotonic()
         seen = self._seen.get(ref)
         if seen is None or now - seen[0] >= self.interval:
@@ -183,6 +188,7 @@ class ResponseCache:
         self.store = ResponseStore(max_bytes)
         self.probe = VersionProbe(lake, remote_probe_seconds)
         self._computing: dict[Key, asyncio.Event] = {}
+        self._by_path: dict[str, tuple[BaseRoute, str] | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -217,22 +223,30 @@ class ResponseCache:
 
     async def _route(self, scope: Scope) -> tuple[BaseRoute, Principal] | None:
         """The read route the request names and its authenticated caller, if the caller's role may read it."""
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                break
-        else:
-            return None
-        area = next((d.dependency.area for d in getattr(route, "dependencies", ()) if _is_require(d)), None)
+        found = self._by_path.get(scope["path"], _UNSEEN)
+        if found is _UNSEEN:
+            found = self._by_path[scope["path"]] = self._match(scope)
+            if len(self._by_path) > _PATHS_KEPT:  # paths carry names and SKUs: not kept without end
+                self._by_path.clear()
         key = presented_key(scope)
-        if area is None or key is None:
+        if found is None or key is None:
             return None
+        route, area = found
         principal = authenticate_kept(self.lake, key)
         if principal is None:  # the key table moved (or the key is not valid): read off the event loop
             principal = await anyio.to_thread.run_sync(authenticate, self.lake, key)
         if principal is None or not allowed(principal.role, area):
             return None  # the app answers (and refuses) as it does without the cache
         return route, principal
+
+    def _match(self, scope: Scope) -> tuple[BaseRoute, str] | None:
+        """The read route of a GET to the scope's path, and the area whose roles it admits."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                area = next((d.dependency.area for d in getattr(route, "dependencies", ()) if _is_require(d)), None)
+                return (route, area) if area is not None else None
+        return None
 
     @staticmethod
     def _cache_key(scope: Scope, principal: Principal) -> Key:
