@@ -40,8 +40,8 @@ lint: setup
 bench-ingest: setup
 	$(VENV)/bin/python -m bench.ingest
 
-bench-api: setup
-	$(VENV)/bin/python -m bench.api
+bench-api: setup  # BENCH_API_ARGS="--root /tmp/bench-api" keeps the built lake for the next run
+	$(VENV)/bin/python -m bench.api $(BENCH_API_ARGS)
 
 bench-pipeline: setup
 	$(VENV)/bin/python -m bench.pipeline

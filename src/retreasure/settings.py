@@ -102,6 +102,10 @@ class ServeSettings(BaseModel):
     dashboard_port: int = 8501
     page_size: int = 100  # default page of the API's cursor-paged lists
     max_page_size: int = 1000
+    # The API's kept answers (serving/api/cache.py): their bytes at most, and how often a lake on remote storage
+    # is asked for its tables' versions (a local lake is asked on every request).
+    cache_megabytes: int = 64
+    remote_probe_seconds: float = 0.25
 
 
 # -- storage (a lake on Azure storage) -------------------------------------------------------------------------

@@ -276,7 +276,7 @@ def test_generated_parameter_values_never_break_the_server_nor_come_back(server:
     not_built = route in NOT_BUILT_HERE and response.status_code == 503 and "not-built" in response.text
     assert response.status_code < 500 or not_built, response.text
     if response.status_code >= 400:
-        assert response.status_code in (400, 404, 422), response.text
+        assert response.status_code in (400, 404, 422) or not_built, response.text
         # The route's documented path, absent only when the path matched no route.
         unmatched = response.status_code == 404 and "instance" not in response.json()
         assert_problem(response, response.status_code, None if unmatched else route)

@@ -139,6 +139,15 @@ class Lake:
         except TableNotFoundError:
             return None
 
+    def committed_since(self, ref: TableRef, version: int | None) -> bool | None:
+        """Whether ``ref`` has a commit after ``version`` (None: the table did not exist), by one stat of the
+        commit file that would come next: True or False on a local lake, None where that takes a round trip
+        (ask ``version`` then). Cheap enough to ask on every request of whatever was read at ``version``."""
+        if not self.is_local:
+            return None
+        next_commit = _commit_name(version + 1 if version is not None else 0)
+        return os.path.exists(f"{self.uri.removeprefix('file://')}/{ref.layer}/{ref.name}/_delta_log/{next_commit}")
+
     def _snapshot(self, ref: TableRef) -> _Snapshot:
         if not self.is_local:
             # Opened once and brought up to date in place: one listing of the log's tail per look.

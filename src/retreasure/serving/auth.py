@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,12 +75,46 @@ def create_key(lake: Lake, role: str, name: str = "") -> str:
     return key
 
 
+class _KnownKeys:
+    """The keys of each lake as of one version of ``ops.api_keys``: whether a commit followed is asked on every
+    request (one stat on a local lake), and the table read again only when one did."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_lake: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
+
+    def get(self, lake: Lake) -> dict[str, dict[str, Any]] | None:
+        """The keys when the kept ones are of the table's current version; None when they must be read again."""
+        with self._lock:
+            kept = self._by_lake.get(lake.uri)
+        if kept is None:
+            return None
+        moved = lake.committed_since(KEYS, kept[0])
+        current = not moved if moved is not None else lake.version(KEYS) == kept[0]
+        return kept[1] if current else None
+
+    def put(self, lake: Lake, version: int | None, keys: dict[str, dict[str, Any]]) -> None:
+        if version is not None:
+            with self._lock:
+                self._by_lake[lake.uri] = (version, keys)
+
+
+_known = _KnownKeys()
+
+
 def _keys(lake: Lake) -> dict[str, dict[str, Any]]:
-    """Every key by id, as it stands: read through the read layer, whose copy of the table lasts until its next
-    commit. Every request authenticates; a revocation commits a new version, so it takes effect on the very next
-    request."""
+    """Every key by id, as it stands (not to be changed by the caller): read through the read layer when
+    ``ops.api_keys`` has a new version, else the keys kept for its version. Every request authenticates; a
+    revocation commits a new version, so it takes effect on the very next request."""
+    kept = _known.get(lake)
+    if kept is not None:
+        return kept
+    # The version before the read: if a commit lands during it, the next look reads again.
+    version = lake.version(KEYS)
     try:
-        stored = read.rows(lake, f"SELECT * FROM {KEYS}", [KEYS])
+        # Recorded apart: an answer computed by the same request does not depend on the keys.
+        with read.recording():
+            stored = read.rows(lake, f"SELECT * FROM {KEYS}", [KEYS])
     except read.NotBuilt:
         return {}
     rows: dict[str, dict[str, Any]] = {}
@@ -87,13 +122,25 @@ def _keys(lake: Lake) -> dict[str, dict[str, Any]]:
     for row in stored:
         seen = rows.setdefault(row["key_id"], row)
         seen["revoked_at"] = max((t for t in (seen["revoked_at"], row["revoked_at"]) if t), default=None)
+    _known.put(lake, version, rows)
     return rows
 
 
 def authenticate(lake: Lake, key: str) -> Principal | None:
     """The principal behind ``key``; None when it is unknown, malformed or revoked."""
+    return _check(_keys(lake), key)
+
+
+def authenticate_kept(lake: Lake, key: str) -> Principal | None:
+    """``authenticate`` without reading the lake: None also when the kept keys are not of the current version
+    (then ``authenticate`` must be asked, off the event loop)."""
+    kept = _known.get(lake)
+    return _check(kept, key) if kept is not None else None
+
+
+def _check(keys: dict[str, dict[str, Any]], key: str) -> Principal | None:
     key_id = key_id_of(key)
-    row = _keys(lake).get(key_id or "")
+    row = keys.get(key_id or "")
     # Compare the hashes in constant time even when the id is unknown, so timing tells nothing about ids.
     stored = row["key_hash"] if row else _hash("")
     if not hmac.compare_digest(stored, _hash(key)) or row is None or row["revoked_at"] is not None:

@@ -4,7 +4,11 @@ Each table a question names is held as an in-memory copy of one Delta version, a
 per lake, shared by every reader of the process. Before each read the versions of the tables it names are asked
 of the lake (``Lake.version``: a look at the log's tail); a table whose version moved is copied again, in place of
 its old copy, while reads already running finish on the old one. So a build's new commit is seen by the very next
-read, and nothing else is ever invalidated: there is no clock, and no other cache in serving.
+read, and nothing else is ever invalidated: there is no clock.
+
+Whoever keeps an answer computed from the lake (the API's response cache, ``serving.api.cache``) asks which
+tables, at which versions, went into it: ``recording()`` collects the versions of every table read inside it,
+on this thread or on the threads the work is handed to (the versions travel in a context variable).
 
 Opening a Delta table's files costs far more than the questions asked of it (see docs/benchmarks.md, API); the
 copies are what make a request or a dashboard rerun cheap. Queries get a cursor on the shared database, far
@@ -15,6 +19,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import duckdb
@@ -28,6 +35,36 @@ class NotBuilt(LookupError):
 
     def __init__(self, what: TableRef | str) -> None:
         super().__init__(f"{what} is not built yet: run `retreasure build` to produce it.")
+
+
+# What a table read twice at two versions within one recording is noted as: it matches no version, so an answer
+# computed across a commit is never taken for one of either version.
+MIXED = -1
+Versions = dict[TableRef, int | None]
+_recording: ContextVar[Versions | None] = ContextVar("recording", default=None)
+
+
+@contextmanager
+def recording() -> Iterator[Versions]:
+    """The versions of the tables read inside (None for a table that did not exist), filled in as they are read.
+
+    A version is the one seen before the table's copy was checked: the copy may be newer, never older, so an answer
+    kept under these versions is renewed no later than the next commit.
+    """
+    found: Versions = {}
+    token = _recording.set(found)
+    try:
+        yield found
+    finally:
+        _recording.reset(token)
+
+
+def _note(versions: Versions) -> None:
+    found = _recording.get()
+    if found is None:
+        return
+    for ref, version in versions.items():
+        found[ref] = version if found.get(ref, version) == version else MIXED
 
 
 class _Copies:
@@ -46,6 +83,7 @@ class _Copies:
                 self._versions[lake.uri] = {}
             known = self._versions[lake.uri]
             versions = {ref: lake.version(ref) for ref in refs}
+            _note(versions)
             stale = {ref: v for ref, v in versions.items() if ref not in known or known[ref] != v}
             if stale:
                 # Through DuckDB: delta-rs's own Arrow readers, called twice in a process, made the interpreter

@@ -1,24 +1,25 @@
 """The HTTP API: gold for fulfillment, marketing, finance and leadership, behind API keys with roles.
 
 ``create_app`` builds the FastAPI application over the configured lake; ``retreasure serve`` runs it with
-uvicorn. Routes are synchronous (DuckDB and delta-rs block), so FastAPI runs them on its thread pool; each
-query opens its own DuckDB connection over just the tables it reads.
+uvicorn. Routes are synchronous (DuckDB and delta-rs block), so FastAPI runs them on its thread pool, reading
+through the read layer's copies (``serving.read``). Their answers are kept per lake version by the response
+cache (``cache.py``), which answers a repeated request on the event loop; the middlewares are plain ASGI, as
+Starlette's ``BaseHTTPMiddleware`` costs a task group per request.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from retreasure.lake.store import Lake
 from retreasure.log import get_logger
 from retreasure.serving.api import problems
+from retreasure.serving.api.cache import ASGIApp, Message, Receive, ResponseCache, Scope, Send, presented_key
 from retreasure.serving.api.limits import RequestLimits
 from retreasure.serving.api.routes import finance, forecasts, fulfillment, kpis, marketing, products, realtime
-from retreasure.serving.api.security import presented_key
 from retreasure.serving.auth import key_id_of
 from retreasure.settings import Settings, get_settings
 
@@ -34,25 +35,42 @@ ROUTERS = (
 )
 
 
-async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """One log line per request, naming the key by its public id only (never the key)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    caller = getattr(request.state, "principal", None)
-    key = presented_key(request)
-    log.info(
-        "request",
-        extra={
-            "method": request.method,
-            # The route as documented, not the client's text: a path no route matched may hold anything.
-            "path": problems.route_path(request.scope) or "(no route)",
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - started) * 1000, 1),
-            "key_id": caller.key_id if caller else (key_id_of(key) if key else None),
-            "role": caller.role if caller else None,
-        },
-    )
-    return response
+class AccessLog:
+    """ASGI middleware: one log line per request, naming the key by its public id only (never the key)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless the app answers: an exception escaping it becomes a 500 outside
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            caller = scope.get("state", {}).get("principal")
+            key = presented_key(scope)
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    # The route as documented, not the client's text: a path no route matched may hold anything.
+                    "path": problems.route_path(scope) or "(no route)",
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "key_id": caller.key_id if caller else (key_id_of(key) if key else None),
+                    "role": caller.role if caller else None,
+                },
+            )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,9 +88,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.lake = Lake.from_settings(settings)
     problems.install(app)
-    # The limits first, inside the access log: a refused request is still logged.
+    # Innermost the cache, behind the limits, inside the access log: a refused or cached request is still logged.
+    app.add_middleware(
+        ResponseCache,
+        routes=[route for router in ROUTERS for route in router.routes],
+        lake=app.state.lake,
+        max_bytes=settings.serve.cache_megabytes * 1024 * 1024,
+        remote_probe_seconds=settings.serve.remote_probe_seconds,
+    )
     app.add_middleware(RequestLimits)
-    app.middleware("http")(_access_log)
+    app.add_middleware(AccessLog)
 
     @app.get("/health", tags=["health"], summary="Liveness: answers without a key")
     def health() -> dict[str, Any]:

@@ -7,8 +7,6 @@ every area but sees ship-to addresses as tokens like everyone else: clear PII go
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import Request
 
 from retreasure.serving.api.problems import Problem
@@ -62,15 +60,26 @@ def allowed(role: str, area: str) -> bool:
     return role == SUPERUSER or role in ACCESS[area]
 
 
-def require(area: str) -> Callable[[Request], Principal]:
-    """A dependency that lets through the roles of ``area`` (and admin); 403 for any other valid key."""
-    if area not in ACCESS:
-        raise ValueError(f"unknown area {area!r}")
+class Require:
+    """A dependency that lets through the roles of ``area`` (and admin); 403 for any other valid key.
 
-    def check(request: Request) -> Principal:
+    Its ``area`` tells the response cache (``cache.py``) which roles a route admits, so that a kept answer goes
+    only to a caller this check would let through."""
+
+    def __init__(self, area: str) -> None:
+        if area not in ACCESS:
+            raise ValueError(f"unknown area {area!r}")
+        self.area = area
+
+    def __call__(self, request: Request) -> Principal:
         caller = principal(request)
-        if not allowed(caller.role, area):
-            raise Problem(403, f"a {caller.role} key may not read {area}; roles allowed: {sorted(ACCESS[area])}")
+        if not allowed(caller.role, self.area):
+            raise Problem(
+                403, f"a {caller.role} key may not read {self.area}; roles allowed: {sorted(ACCESS[self.area])}"
+            )
         return caller
 
-    return check
+
+def require(area: str) -> Require:
+    """The dependency admitting the roles of ``area``."""
+    return Require(area)
