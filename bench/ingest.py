@@ -5,6 +5,7 @@ the full ingest (masking, hashing, Delta commits, ingest log) is measured agains
 1,000 records. Faults are off: this is the steady state. Results go to docs/benchmarks.md.
 
     make bench-ingest            # or: .venv/bin/python -m bench.ingest --scale 1 --days 365
+    .venv/bin/python -m bench.ingest --part targets   # issue 13's targets only (bench/ingest_targets.py)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from bench.ingest_targets import MARK as TARGETS_MARK
+from bench.ingest_targets import run_targets
 from retreasure.bronze.ingest import run_ingest
 from retreasure.connectors.base import FileSource, Window, load_sources
 from retreasure.lake import Lake
@@ -51,7 +54,19 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--part", choices=("targets", "sources", "all"), default="all", help="issue 13's targets, per source, or both"
+    )
+    parser.add_argument("--web-days", type=int, default=120, help="days of web files for the targets")
     args = parser.parse_args()
+    if args.part in ("targets", "all"):
+        with tempfile.TemporaryDirectory() as tmp:
+            section = run_targets(Path(tmp), args.web_days, args.scale, "bench-key", Fernet.generate_key().decode())
+        print("\n".join(section))
+        if not args.no_write:
+            write_section(TARGETS_MARK, section)
+    if args.part == "targets":
+        return
     config = SimConfig(seed=7, start=date(2025, 1, 1), days=args.days, scale=args.scale)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -7,32 +7,38 @@ import secrets
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from cryptography.fernet import Fernet
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from retreasure import log, terminal
-from retreasure.connectors.base import load_sources
 from retreasure.exitcodes import ExitCode
-from retreasure.lake import Lake
 from retreasure.records.instants import parse_instant
-from retreasure.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # each command imports the lake (DuckDB, Delta, Arrow) when it runs: `--help` stays fast
+    from retreasure.lake import Lake
+    from retreasure.settings import Settings
 
 app = typer.Typer(help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.", no_args_is_help=True)
 console = Console()
 
 
 def configured_settings() -> Settings:
+    from retreasure.settings import get_settings
+
     log.configure()
     return get_settings()
 
 
 def ensure_local_secrets(env_file: Path = Path(".env")) -> Settings:
     """First run on a laptop: create the PII keys in .env (mode 0600) so that nobody has to invent them."""
+    from cryptography.fernet import Fernet
+
+    from retreasure.settings import get_settings
+
     settings = configured_settings()
     if settings.pii_hmac_key.get_secret_value() and settings.pii_vault_key.get_secret_value():
         return settings
@@ -61,6 +67,8 @@ def ingest(
 
     Exits 0 when all landed (malformed records quarantined row by row are normal), 3 when a file was refused or
     quarantined whole, 1 when a source failed, 2 on a wrong command line (docs/runbook.md, "Exit codes")."""
+    from retreasure.connectors.base import load_sources
+    from retreasure.lake import Lake
     from retreasure.lake.ingest_log import exit_code
 
     settings = configured_settings()
@@ -100,6 +108,7 @@ def build_and_report(lake: Lake) -> list:
     Dagster UI's asset history see it), then say which checks failed."""
     from retreasure.engine.models import load_models
     from retreasure.pipeline.history import build_with_history, dagster_home
+    from retreasure.settings import get_settings
 
     models = load_models()
     with terminal.progress_bar(console) as bar:
@@ -169,6 +178,7 @@ def _stream_reporting() -> stream_cli.StreamReporting:
     batches' figures (lag, latency, sizes) in the history of the bronze assets it lands in."""
     from retreasure.pipeline.history import dagster_home
     from retreasure.pipeline.stream_history import StreamHistory
+    from retreasure.settings import get_settings
 
     return StreamHistory(dagster_home(get_settings().dagster_home))
 
@@ -221,4 +231,6 @@ def main(
     log.log_to_file(None if log_file == "-" else Path(log_file))
     # Each connector declares its settings section as it is imported: loaded before any command reads settings, a
     # source's secrets are masked from the first log line, whichever command runs and whether it uses the source.
+    from retreasure.connectors.base import load_sources
+
     load_sources()

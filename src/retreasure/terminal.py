@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from retreasure.lake import Lake
-from retreasure.lake.ingest_log import FAILED, INTERRUPTED, PARTIAL, SUCCESS, IngestRun, summarise_warnings
-from retreasure.settings import Settings
-
-STATUS_COLOURS = {SUCCESS: "green", PARTIAL: "yellow", FAILED: "red", INTERRUPTED: "red"}
+if TYPE_CHECKING:  # the lake (DuckDB, Delta, Arrow) is imported by the commands that use it, not at start-up
+    from retreasure.lake import Lake
+    from retreasure.lake.ingest_log import IngestRun
+    from retreasure.settings import Settings
 
 
 def progress_bar(console: Console) -> Progress:
@@ -62,6 +62,9 @@ def ingest(
 
 def print_ingest(console: Console, runs: list[IngestRun], interrupted: Iterable[IngestRun] = ()) -> None:
     """One row per bronze table; what needs a look (errors, refused files, warnings, retries) as lines below."""
+    from retreasure.lake.ingest_log import FAILED, INTERRUPTED, PARTIAL, SUCCESS, summarise_warnings
+
+    colours = {SUCCESS: "green", PARTIAL: "yellow", FAILED: "red", INTERRUPTED: "red"}
     table = Table(title="Ingest into bronze", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("table", overflow="fold")  # a long name wraps rather than losing its end
     table.add_column("status", no_wrap=True)
@@ -70,7 +73,7 @@ def print_ingest(console: Console, runs: list[IngestRun], interrupted: Iterable[
     for r in runs:
         table.add_row(
             r.bronze_table.removeprefix("bronze."),
-            f"[{STATUS_COLOURS.get(r.status, 'red')}]{r.status}[/]",
+            f"[{colours.get(r.status, 'red')}]{r.status}[/]",
             f"{r.records:,}",
             f"{r.new_records:,}",
             f"{r.malformed:,}",
@@ -86,9 +89,7 @@ def print_ingest(console: Console, runs: list[IngestRun], interrupted: Iterable[
         )
     for r in runs:
         if r.error:
-            console.print(
-                f"[{STATUS_COLOURS.get(r.status, 'red')}]{r.status}[/] {r.source}.{r.entity}: {shorten(r.error)}"
-            )
+            console.print(f"[{colours.get(r.status, 'red')}]{r.status}[/] {r.source}.{r.entity}: {shorten(r.error)}")
         for warning in summarise_warnings(r.warnings):
             console.print(f"[yellow]warning[/] {r.source}.{r.entity}: {warning}")
     for source, (retries, requests, cause) in retries_by_source(runs).items():

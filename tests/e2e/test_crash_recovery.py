@@ -23,9 +23,12 @@ from retreasure_sim.stage import Credentials, build, running_servers
 pytestmark = pytest.mark.e2e
 
 CONFIG = SimConfig(seed=5, start=date(2025, 2, 1), days=20, scale=0.4, faults=Faults.on())
-# What legitimately differs between two runs: when and in which batch a row landed, and the request URL
-# (its window end is the moment of the run).
-VOLATILE = ("ingested_at", "batch_id", "origin", "quarantined_at", "first_seen_at", "ciphertext", "run_id", "landed_at")
+# What legitimately differs between two runs: when and in which batch a row landed (or a landed file was
+# hashed), and the request URL (its window end is the moment of the run).
+VOLATILE = (
+    *("ingested_at", "batch_id", "origin", "quarantined_at", "first_seen_at", "ciphertext", "run_id", "landed_at"),
+    "hashed_at",
+)
 
 
 def env_for(settings: Settings, lake: Path) -> dict[str, str]:

@@ -11,6 +11,9 @@ do `import_module("...")` calls; docs/architecture.md draws the same table.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +215,49 @@ def test_the_layer_check_reports_upward_and_sibling_imports_with_file_line_and_l
     # The table's order is what is checked: with the top two rows swapped, the command line's arrow points up.
     swapped = upward_imports(package, (layers[1], layers[0], *layers[2:]))
     assert "shop/cli.py:1 imports shop.engine: top (cli) -> middle (engine), a layer above" in swapped
+
+
+# Libraries that take a noticeable part of a second to import, each needed by some commands only: the command line
+# must start (`retreasure --help`) without any of them. pyarrow.dataset brings pandas; the lake brings DuckDB,
+# Delta and Arrow; the engine SQLGlot; the pipeline Dagster; serving FastAPI, Uvicorn and Streamlit; ML the
+# forecasting and recommendation libraries; HTTP clients httpx.
+HEAVY_MODULES = (
+    "pandas",
+    "pyarrow",
+    "pyarrow.dataset",
+    "numpy",
+    "duckdb",
+    "deltalake",
+    "sqlglot",
+    "dagster",
+    "fastapi",
+    "uvicorn",
+    "streamlit",
+    "statsforecast",
+    "implicit",
+    "scipy",
+    "pyspark",
+    "confluent_kafka",
+    "httpx",
+    "pydantic_settings",
+    "retreasure.lake.store",
+    "retreasure.engine.models",
+)
+
+
+def heavy_loaded_by(module: str) -> set[str]:
+    """The heavy modules a fresh interpreter has loaded once it imported ``module``."""
+    listed = f"[m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]"
+    probe = f"import json, sys; import {module}; print(json.dumps({listed}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_command_line_loads_none_of_the_heavy_libraries() -> None:
+    """The command line (with the simulator's commands its entry points mount) starts without any of them."""
+    assert heavy_loaded_by("retreasure.cli") == set()
+
+
+def test_the_heavy_module_probe_sees_a_heavy_import() -> None:
+    """The probe would notice one: importing the lake does load DuckDB, Delta and Arrow."""
+    assert {"duckdb", "deltalake", "pyarrow", "retreasure.lake.store"} <= heavy_loaded_by("retreasure.lake.store")

@@ -19,13 +19,13 @@ from rich.table import Table
 
 from retreasure import terminal
 from retreasure.exitcodes import ExitCode
-from retreasure.lake import Lake
-from retreasure.settings import Settings
 from retreasure_sim.config import Faults, SimConfig
 from retreasure_sim.options import Scale, Seed, Start, WithFaults, sim_config
 from retreasure_sim.streaming.cli import stream
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the lake (DuckDB, Delta, Arrow) loads when a command runs: the platform's `--help` stays fast
+    from retreasure.lake import Lake
+    from retreasure.settings import Settings
     from retreasure.streaming.broker import Broker
 
 SIM_DIR = Path("sim-data")
@@ -124,6 +124,7 @@ def demo(
     """The whole local platform on a simulated business: simulate, serve, stream, ingest, and compare with the
     truth."""
     from retreasure.cli import ensure_local_secrets
+    from retreasure.lake import Lake
     from retreasure_sim.streaming import demo as live
 
     settings = ensure_local_secrets()

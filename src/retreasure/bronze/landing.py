@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from retreasure.bronze.batch import JsonBatchMasker
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity, RawRecord
+from retreasure.connectors.files import LongLine, json_line
 from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from retreasure.lake.store import Lake, TableRef
 from retreasure.records.instants import parse_instant
@@ -47,6 +51,11 @@ class LandingStats:
     bytes: int = 0
 
 
+# The columns of bronze that differ from row to row, buffered as lists: one Arrow array each at a flush costs a
+# fraction of building the table from a dict per row.
+ROW_COLUMNS = ("record_key", "record_updated_at", "raw", "record_hash", "error", "origin", "partition_date")
+
+
 @dataclass
 class BronzeWriter:
     """Buffers one entity's records and lands them in one Delta commit per flush."""
@@ -59,27 +68,61 @@ class BronzeWriter:
     ingested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: LandingStats = field(default_factory=LandingStats)
     max_record_bytes: int = 4 << 20  # the ingest run passes settings.ingest.max_record_bytes
-    _rows: list[dict[str, Any]] = field(default_factory=list)
+    max_line_bytes: int = 1 << 20  # the ingest run passes settings.ingest.max_line_bytes
+    _columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in ROW_COLUMNS})
+    _batch: JsonBatchMasker | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if JsonBatchMasker.serves(self.entity):
+            self._batch = JsonBatchMasker(self.masker, self.entity, self.max_line_bytes, self.max_record_bytes)
 
     @property
     def pending(self) -> int:
-        return len(self._rows)
+        return len(self._columns["raw"])
 
     def mark(self) -> tuple[int, LandingStats]:
         """Where the buffer stands: ``rollback`` to it forgets what was added since (a file refused midway)."""
-        return len(self._rows), replace(self.stats)
+        return self.pending, replace(self.stats)
 
     def rollback(self, mark: tuple[int, LandingStats]) -> None:
-        del self._rows[mark[0] :]
+        for values in self._columns.values():
+            del values[mark[0] :]
         self.stats = mark[1]
 
+    def add_lines(self, lines: Sequence[bytes | LongLine], origin: str, day: date | None) -> None:
+        """Add the records of lines of a JSON Lines file (``connectors.files.json_line_texts``), each as ``add``
+        adds the record ``FileSource.read`` makes of it: the same row, byte for byte, and the same vault entries.
+        Lines of the common shape (``bronze.batch``) are masked and serialised a batch at a time in C; the others
+        one by one, in their place."""
+        fast = self._batch.texts([None if isinstance(v, LongLine) else v for v in lines]) if self._batch else None
+        for row, line in enumerate(lines):
+            done = fast[row] if fast else None
+            if done is None:
+                payload, error = json_line(line, self.max_line_bytes)
+                self.add(RawRecord(payload, origin, error=error, partition_date=day))
+                continue
+            payload, text, tokens = done
+            if tokens:
+                self.masker.remember(tokens)
+            self._append(payload, text.decode(), None, None, None, origin, day)
+
     def add(self, record: RawRecord) -> None:
-        entity = self.entity
-        payload = record.payload
-        key = record.key
-        updated_at = record.updated_at
-        raw, too_big = masked_raw(self.masker, entity, payload, self.max_record_bytes)
+        raw, too_big = masked_raw(self.masker, self.entity, record.payload, self.max_record_bytes)
         error = first_reason(too_big, record.error) if too_big else record.error
+        self._append(record.payload, raw, error, record.key, record.updated_at, record.origin, record.partition_date)
+
+    def _append(
+        self,
+        payload: Any,
+        raw: str,
+        error: str | None,
+        key: str | None,
+        updated_at: datetime | None,
+        origin: str,
+        partition_date: date | None,
+    ) -> None:
+        """Buffer the row of a record whose bronze text is ``raw``, keyed and dated from its ``payload``."""
+        entity = self.entity
         if isinstance(payload, dict):
             if key is None:
                 key = record_key(payload, entity)
@@ -88,48 +131,56 @@ class BronzeWriter:
                 error = error or problem
         if key is None and error is None:
             error = f"no business key at '{entity.key}'"
-        day = updated_at.date() if updated_at else record.partition_date or UNDATED
+        day = updated_at.date() if updated_at else partition_date or UNDATED
         self.stats.records += 1
         self.stats.bytes += len(raw)
         self.stats.malformed += error is not None
-        self._rows.append(
-            {
-                "source": self.source,
-                "entity": entity.name,
-                "record_key": key,
-                "record_updated_at": updated_at,
-                "raw": raw,
-                "record_hash": hashlib.sha256(raw.encode()).hexdigest(),
-                "error": error,
-                "origin": record.origin,
-                "batch_id": self.batch_id,
-                "ingested_at": self.ingested_at,
-                "partition_date": day,
-            }
-        )
+        columns = self._columns
+        columns["record_key"].append(key)
+        columns["record_updated_at"].append(updated_at)
+        columns["raw"].append(raw)
+        columns["record_hash"].append(hashlib.sha256(raw.encode()).hexdigest())
+        columns["error"].append(error)
+        columns["origin"].append(origin)
+        columns["partition_date"].append(day)
 
     def flush(self) -> None:
-        if not self._rows:
+        if not self.pending:
             return
-        rows, self._rows = self._rows, []
-        table = pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA)
+        buffered, self._columns = self._columns, {name: [] for name in ROW_COLUMNS}
+        count = len(buffered["raw"])
+        constant = {"source": self.source, "entity": self.entity.name, "batch_id": self.batch_id}
+        constant |= {"ingested_at": self.ingested_at}
+        table = pa.table(
+            {
+                name: pa.array(buffered[name], kind)
+                if name in buffered
+                else pa.repeat(pa.scalar(constant[name], kind), count)
+                for name, kind in zip(BRONZE_SCHEMA.names, BRONZE_SCHEMA.types, strict=True)
+            },
+            schema=BRONZE_SCHEMA,
+        )
         self.stats.new_records += self.lake.insert_new(
             bronze_table(self.source, self.entity), table, ["record_hash"], partition_by="partition_date"
         )
-        bad = [row for row in rows if row["error"] is not None]
-        if bad:
-            quarantined = pa.Table.from_pylist(
-                [
+        bad = pc.is_valid(table.column("error"))
+        if pc.any(bad).as_py():
+            rows = table.filter(bad)
+            quarantined = (
+                pa.table(
                     {
-                        **{k: row[k] for k in ("source", "entity", "record_key", "raw", "record_hash", "origin")},
-                        "rule": "bronze.parseable",
-                        "reason": row["error"],
-                        "batch_id": self.batch_id,
-                        "quarantined_at": self.ingested_at,
+                        **{
+                            k: rows.column(k)
+                            for k in ("source", "entity", "record_key", "raw", "record_hash", "origin")
+                        },
+                        "rule": pa.repeat(pa.scalar("bronze.parseable"), rows.num_rows),
+                        "reason": rows.column("error"),
+                        "batch_id": rows.column("batch_id"),
+                        "quarantined_at": rows.column("ingested_at"),
                     }
-                    for row in bad
-                ],
-                schema=QUARANTINE_SCHEMA,
+                )
+                .select(QUARANTINE_SCHEMA.names)
+                .cast(QUARANTINE_SCHEMA)
             )
             self.stats.new_malformed += self.lake.insert_new(
                 quarantine_table(self.source, self.entity), quarantined, ["record_hash"]

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from math import ceil
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
 from retreasure.connectors.base import Entity, RawRecord, Source, Window
@@ -22,7 +21,9 @@ from retreasure.http.paging import offset_count
 from retreasure.records.pii import PiiSpec
 from retreasure.settings import SourceSettings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # responses are only annotated here; the client imports httpx when it is made
+    import httpx
+
     from retreasure.settings import Settings
 
 API = "/v3/application"

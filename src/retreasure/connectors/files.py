@@ -175,18 +175,31 @@ def load_json(text: str) -> Any:
 def json_lines(path: Path, max_line_bytes: int = 1 << 20) -> Iterator[tuple[Any, str | None]]:
     """(object, None) per good line of a JSON Lines file, or (line text, why it is malformed); streamed. A line
     over ``max_line_bytes`` is reported by its start, size and hash, never loaded whole."""
+    for line in json_line_texts(path, max_line_bytes):
+        yield json_line(line, max_line_bytes)
+
+
+def json_line_texts(path: Path, max_line_bytes: int = 1 << 20) -> Iterator[bytes | LongLine]:
+    """The lines of a JSON Lines file that hold a record, as bytes (a BOM and blank lines left out), a line over
+    ``max_line_bytes`` as a LongLine; streamed. ``json_line`` reads each as ``json_lines`` does."""
     with path.open("rb") as handle:
         first = True
         for line in raw_lines(handle, max_line_bytes):
             if isinstance(line, LongLine):
-                yield line.head, line.reason(max_line_bytes)
+                yield line
                 continue
             if first and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             first = False
-            if not line.strip():
-                continue
-            yield json_object(line, cut=not line.endswith(b"\n"))
+            if line.strip():
+                yield line
+
+
+def json_line(line: bytes | LongLine, max_line_bytes: int) -> tuple[Any, str | None]:
+    """(object, None) for a line of ``json_line_texts`` holding a JSON object, else (its text, why not)."""
+    if isinstance(line, LongLine):
+        return line.head, line.reason(max_line_bytes)
+    return json_object(line, cut=not line.endswith(b"\n"))
 
 
 def json_object(line: bytes, cut: bool = False) -> tuple[Any, str | None]:

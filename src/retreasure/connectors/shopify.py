@@ -14,9 +14,8 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
 from retreasure.connectors.base import Entity, RawRecord, Source, SourceError, Window
@@ -24,6 +23,9 @@ from retreasure.http.client import HttpClient
 from retreasure.http.paging import graphql_connection
 from retreasure.records.pii import PiiSpec
 from retreasure.settings import SourceSettings
+
+if TYPE_CHECKING:  # responses are only annotated here; the client imports httpx when it is made
+    import httpx
 
 MAX_PAGE = 250
 MAX_QUERY_COST = 1000  # Shopify's cap on one query's requested cost

@@ -19,8 +19,8 @@ from sqlglot import exp
 from retreasure.contracts.model import Contract
 from retreasure.engine.staging import expand_newest
 from retreasure.lake.store import LAYERS, TableRef
+from retreasure.models import MODELS_DIR
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # A model reads its incremental window through these two names; a full build sees all of time.
 ALL_TIME = (date(1970, 1, 1), date(9999, 12, 31))
 _WINDOW = re.compile(r"@(start_date|end_date)\b")

@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # loaded with the first client: every command loads the connectors, few make requests
+    import httpx
 
 from retreasure.log import get_logger
 from retreasure.redact import redact, register_secret
@@ -117,6 +118,8 @@ class HttpClient:
             if name.lower() in CREDENTIAL_HEADERS:
                 register_secret(value)
                 register_secret(value.split(" ", 1)[-1])
+        import httpx
+
         self._client = httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=timeout_s)
 
     def backoff(self, attempt: int) -> float:
@@ -124,6 +127,8 @@ class HttpClient:
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         attempt = 0
         while True:
             self.stats.waited_s += self.pacer.wait()

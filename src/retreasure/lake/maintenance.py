@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
+from retreasure.lake import RETENTION_HOURS
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
 
-RETENTION_HOURS = 7 * 24  # time travel kept for readers (and Delta's own default retention)
 TRIES = 3
 log = get_logger("lake")
 # What the stream appends to in micro-batches: the tables that gather small files.

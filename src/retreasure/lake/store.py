@@ -311,7 +311,10 @@ class Lake:
         """
         con = connection()
         key_list = ", ".join(keys)
-        con.register("incoming", data.append_column("__ord", pa.array(range(data.num_rows), pa.int64())))
+        # Only the keys go through DuckDB, and the rows kept are taken from ``data`` by position: sorting and
+        # copying whole rows (a bronze record's raw text) through the query cost more than the lookup itself.
+        incoming = data.select(list(keys)).append_column("__ord", pa.array(range(data.num_rows), pa.int64()))
+        con.register("incoming", incoming)
         sql = first_per_key("SELECT * FROM incoming", keys, "__ord")
         if self.exists(ref):
             # Only the touched partitions' files are opened: building a dataset over every file of a
@@ -322,11 +325,12 @@ class Lake:
                 partitions = [(partition_by, "in", touched)]
             con.register("existing", self.delta(ref).to_pyarrow_dataset(file_pruning_predicate=partitions))
             sql = f"SELECT f.* FROM ({sql}) f ANTI JOIN (SELECT {key_list} FROM existing) e USING ({key_list})"
-        new_rows = con.execute(f"SELECT * EXCLUDE (__ord) FROM ({sql}) ORDER BY __ord").fetch_arrow_table()
+        kept = con.execute(f"SELECT __ord FROM ({sql}) ORDER BY __ord").fetch_arrow_table().column("__ord")
         con.close()
-        if new_rows.num_rows:
-            self.append(ref, new_rows.cast(data.schema), [partition_by] if partition_by else None)
-        return new_rows.num_rows
+        if len(kept):
+            new_rows = data if len(kept) == data.num_rows else data.take(kept)
+            self.append(ref, new_rows, [partition_by] if partition_by else None)
+        return len(kept)
 
     # -- reads -----------------------------------------------------------------------------------
     def connect(

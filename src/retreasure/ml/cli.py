@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from retreasure.exitcodes import ExitCode
-from retreasure.lake import Lake
-from retreasure.settings import get_settings
 
 ml_app = typer.Typer(help="Machine learning on gold: demand forecasts and recommendations.", no_args_is_help=True)
 
@@ -27,6 +25,9 @@ def forecast(
     if model not in MODELS:
         typer.echo(f"unknown model {model!r}: one of {', '.join(MODELS)}", err=True)
         raise typer.Exit(ExitCode.USAGE)
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.settings import get_settings
+
     lake = Lake.from_settings(get_settings())
     try:
         write_features(lake)
@@ -50,7 +51,9 @@ def recommend(
 ) -> None:
     """Evaluate on the last weeks against popularity, train on all history, score every customer and listing;
     exit 3 (partial) when the run lost to popularity and the served recommendations were kept."""
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
     from retreasure.ml import reco_run
+    from retreasure.settings import get_settings
 
     lake = Lake.from_settings(get_settings())
     try:

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from retreasure.engine.models import MODELS_DIR, downstream, load_models
-from retreasure.lake.store import Lake, TableRef
+from retreasure.models import MODELS_DIR
 from retreasure.redact import redact
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine (SQLGlot) and the lake (DuckDB, Delta) load with the command that uses them
     import dagster as dg
+
+    from retreasure.lake.store import Lake, TableRef
 
 app = typer.Typer(help="Orchestration: the Dagster UI, full builds and backfills.", no_args_is_help=True)
 console = Console()
@@ -113,6 +114,8 @@ def build(
 
     # Both modes run in this process through the engine, which records the build in ops.builds with the run id
     # its ops.dq_results rows carry; each model run goes into its asset's history in the Dagster UI.
+    from retreasure.engine.models import load_models
+
     lake, models = _lake(), load_models(models_root)
     try:
         chosen = model_engine(engine_name, settings)
@@ -136,6 +139,7 @@ def build(
 
 
 def _lake() -> Lake:
+    from retreasure.lake.store import Lake
     from retreasure.settings import get_settings
 
     return Lake.from_settings(get_settings())
@@ -161,6 +165,7 @@ def backfill(
     unpartitioned models once: those they read from before the days, those that read them after."""
     import dagster as dg
 
+    from retreasure.engine.models import downstream, load_models
     from retreasure.pipeline.assets import asset_key
     from retreasure.pipeline.partitions import days, is_partitioned  # Dagster: imported only when needed
     from retreasure.pipeline.schedules import MODELS_JOB

@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 
 from retreasure.exitcodes import ExitCode
-from retreasure.lake.maintenance import RETENTION_HOURS, optimize_tables
-from retreasure.lake.store import Lake, TableRef
+from retreasure.lake import RETENTION_HOURS
 
 lake_app = typer.Typer(help="Looking after the lake's tables.", no_args_is_help=True)
 console = Console()
@@ -31,6 +30,8 @@ def optimize(
     """Compact each table's small files into few (safe while the stream appends; again, it does nothing), then
     list the files a vacuum would delete, or delete them with --vacuum. Exits 0, or 2 for an unknown table."""
     from retreasure import log
+    from retreasure.lake import Lake, TableRef  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.lake.maintenance import optimize_tables
     from retreasure.settings import get_settings
 
     log.configure()

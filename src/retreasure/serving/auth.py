@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from retreasure.lake.store import Lake, TableRef
 from retreasure.serving import read
+from retreasure.serving.roles import ROLES
 
-ROLES = ("leadership", "marketing", "operations", "finance", "admin")
 KEYS = TableRef("ops", "api_keys")
 KEY_PREFIX = "rt_"
 KEYS_SCHEMA = pa.schema(

@@ -7,15 +7,16 @@ import socket
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from retreasure.exitcodes import ExitCode
-from retreasure.streaming.broker import HOST, Broker, BrokerFailed, JavaNotFound, find_java
-from retreasure.streaming.jars import JarDownloadError, PinnedJar, ensure_jars, kafka_version, pinned_jars
+
+if TYPE_CHECKING:
+    from retreasure.streaming.jars import PinnedJar
 
 console = Console()
 LOOPBACK_NAMES = {"127.0.0.1", "localhost"}
@@ -41,6 +42,8 @@ def broker(
     missing or the broker does not start, 2 when the port is taken."""
     from retreasure import log
     from retreasure.settings import get_settings
+    from retreasure.streaming.broker import HOST, Broker, BrokerFailed, JavaNotFound, find_java  # this command only
+    from retreasure.streaming.jars import JarDownloadError
 
     log.configure()
     streaming = get_settings().streaming
@@ -87,6 +90,8 @@ def broker(
 
 def fetch_jars(console: Console, jars_root: Path) -> Path:
     """The pinned jars in place (their folder), with a bar over the bytes and a line when some were downloaded."""
+    from retreasure.streaming.jars import ensure_jars, kafka_version, pinned_jars
+
     jars = pinned_jars()
     total = sum(jar.size for jar in jars)
     columns = (TextColumn("{task.description}"), BarColumn(bar_width=24), DownloadColumn(), TransferSpeedColumn())
@@ -115,6 +120,8 @@ def _default_port(bootstrap_servers: str) -> int:
 
 
 def _port_free(port: int) -> bool:
+    from retreasure.streaming.broker import HOST
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the JVM binds: a port left in TIME_WAIT by a broker just stopped is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

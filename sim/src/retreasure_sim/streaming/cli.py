@@ -19,10 +19,10 @@ from retreasure import terminal
 from retreasure.exitcodes import ExitCode
 from retreasure_sim.config import StreamFaults
 from retreasure_sim.options import Scale, Seed, Start, WithFaults, sim_config
-from retreasure_sim.streaming.wire import WireTally, WireTopics
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the wire (and the simulator's renderers) load when the command runs
     from retreasure_sim.streaming.producer import ProduceReport
+    from retreasure_sim.streaming.wire import WireTally, WireTopics
 
 console = Console()
 FAULT_NAMES = {

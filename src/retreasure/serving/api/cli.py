@@ -5,16 +5,17 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from retreasure import log
-from retreasure.lake.store import Lake
-from retreasure.serving import auth
-from retreasure.settings import Settings, get_settings
+from retreasure.serving.roles import ROLES
+
+if TYPE_CHECKING:  # settings (pydantic) load when a command runs
+    from retreasure.settings import Settings
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 console = Console()
@@ -22,6 +23,8 @@ logger = log.get_logger("api")
 
 
 def _settings() -> Settings:
+    from retreasure.settings import get_settings
+
     log.configure()
     return get_settings()
 
@@ -71,7 +74,7 @@ def serve(
     uvicorn.Server(config).run()
 
 
-Role = Annotated[str, typer.Option(help=f"One of: {', '.join(auth.ROLES)}.")]
+Role = Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")]
 
 
 @keys_app.command("create")
@@ -80,9 +83,12 @@ def create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "",
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
-    if role not in auth.ROLES:
-        console.print(f"[red]Unknown role {role!r}: expected one of {', '.join(auth.ROLES)}.[/]")
+    if role not in ROLES:
+        console.print(f"[red]Unknown role {role!r}: expected one of {', '.join(ROLES)}.[/]")
         raise typer.Exit(2)
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.serving import auth
+
     key = auth.create_key(Lake.from_settings(_settings()), role, name)
     typer.echo(key)
     console.print(f"[yellow]Key id {auth.key_id_of(key)} ({role}). Store the key now: it cannot be shown again.[/]")
@@ -92,6 +98,9 @@ def create(
 def list_() -> None:
     """Every key's id, role, name and dates (never the key)."""
     table = Table("key_id", "role", "name", "created_at", "revoked_at")
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.serving import auth
+
     for row in auth.list_keys(Lake.from_settings(_settings())):
         table.add_row(row["key_id"], row["role"], row["name"], str(row["created_at"]), str(row["revoked_at"] or ""))
     console.print(table)
@@ -100,6 +109,9 @@ def list_() -> None:
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, as `keys list` shows it.")]) -> None:
     """Revoke a key: requests with it are refused from now on."""
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.serving import auth
+
     if not auth.revoke_key(Lake.from_settings(_settings()), key_id):
         console.print(f"[red]No active key with id {key_id!r}.[/]")
         raise typer.Exit(1)

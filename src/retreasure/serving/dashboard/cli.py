@@ -14,9 +14,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from retreasure.lake import Lake
-from retreasure.settings import get_settings
-
 APP = Path(__file__).with_name("app.py")
 console = Console()
 
@@ -53,6 +50,9 @@ def dashboard(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")] = None,
 ) -> None:
     """Start the dashboards (Streamlit) over the configured lake. Ctrl-C or SIGTERM stops them."""
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.settings import get_settings
+
     settings = get_settings()
     host = host or settings.serve.host
     port = port or settings.serve.dashboard_port

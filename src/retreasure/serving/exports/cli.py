@@ -10,8 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from retreasure import log
-from retreasure.lake import Lake
-from retreasure.settings import get_settings
 
 export_app = typer.Typer(help="Period files for accounting.", no_args_is_help=True)
 console = Console()
@@ -31,6 +29,9 @@ def finance(
     from retreasure.serving.exports.finance import export_finance
 
     log.configure()
+    from retreasure.lake import Lake  # DuckDB and Delta: loaded by the commands that use them
+    from retreasure.settings import get_settings
+
     lake = Lake.from_settings(get_settings())
     try:
         export = export_finance(lake, period, out, allow_open=allow_open)
