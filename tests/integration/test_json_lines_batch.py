@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from retreasure.bronze.landing import BronzeWriter, bronze_table, quarantine_table
+from retreasure.bronze.landing import LONE_SURROGATE, BronzeWriter, bronze_table, quarantine_table
 from retreasure.bronze.pii import VAULT, PiiMasker
 from retreasure.connectors.files import json_line_texts
 from retreasure.connectors.web import WebSource
@@ -56,6 +56,7 @@ def lines() -> list[bytes]:
         b'{"messageId": "E12", "note": "caf\xe9"}',
         b'{"messageId": "E13", "blob": "' + b"x" * 3000 + b'"}',  # over the line limit below
         b"[" * 500 + b"]" * 500,
+        b'{"messageId": "E15", "note": "\\ud800"}',  # a lone surrogate: valid JSON no UTF-8 text can hold
         b'{"messageId": "E14", "amo',  # the file's end, cut in transfer
     ]
     return texts
@@ -89,6 +90,7 @@ def rows(lake: Lake, ref: TableRef, order: str) -> list[dict[str, Any]]:
 AT = datetime(2025, 3, 5, tzinfo=UTC)
 FILE_DAY = datetime(2025, 3, 4).date()
 VAULT_KEY = Fernet.generate_key().decode()
+SURROGATE_RAW = '{"messageId":"E15","note":"?"}'  # kept, with the character no UTF-8 text holds replaced
 
 
 def test_a_file_lands_the_same_one_record_at_a_time_and_a_batch_of_lines_at_a_time(tmp_path: Path) -> None:
@@ -101,6 +103,7 @@ def test_a_file_lands_the_same_one_record_at_a_time_and_a_batch_of_lines_at_a_ti
     assert len(expected) == len(lines()) - 1 - 3  # but the blank line, and the repeats (same raw text, same hash)
     assert rows(batched, table, "record_hash") == expected
     assert sum(row["error"] is None for row in expected) == 9
+    assert [(row["raw"], row["error"]) for row in expected if "E15" in row["raw"]] == [(SURROGATE_RAW, LONE_SURROGATE)]
     assert any("pii:email:" in row["raw"] for row in expected) and not any("example" in r["raw"] for r in expected)
     quarantine = quarantine_table("web", WebSource.entities[0])
     assert rows(batched, quarantine, "record_hash") == rows(one_by_one, quarantine, "record_hash")

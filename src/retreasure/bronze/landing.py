@@ -123,6 +123,9 @@ class BronzeWriter:
     ) -> None:
         """Buffer the row of a record whose bronze text is ``raw``, keyed and dated from its ``payload``."""
         entity = self.entity
+        raw, encoded, unencodable = utf8_raw(raw)
+        if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
+            payload, error = raw, first_reason(unencodable, error)
         if isinstance(payload, dict):
             if key is None:
                 key = record_key(payload, entity)
@@ -139,7 +142,7 @@ class BronzeWriter:
         columns["record_key"].append(key)
         columns["record_updated_at"].append(updated_at)
         columns["raw"].append(raw)
-        columns["record_hash"].append(hashlib.sha256(raw.encode()).hexdigest())
+        columns["record_hash"].append(hashlib.sha256(encoded).hexdigest())
         columns["error"].append(error)
         columns["origin"].append(origin)
         columns["partition_date"].append(day)
@@ -190,6 +193,9 @@ class BronzeWriter:
         self.masker.flush_vault(self.lake, self.source)
 
 
+LONE_SURROGATE = "malformed: a lone surrogate escape in JSON"
+
+
 def masked_raw(masker: PiiMasker, entity: Entity, payload: Any, max_record_bytes: int) -> tuple[str, str | None]:
     """The text bronze keeps of a record, PII tokenised (compact JSON of an object or list, else the text), and
     the quarantine reason when it is over ``max_record_bytes`` (its text then cut to its start), else None."""
@@ -202,6 +208,16 @@ def masked_raw(masker: PiiMasker, entity: Entity, payload: Any, max_record_bytes
         # Only the kept start is masked: masking the whole would be the unbounded work the limit prevents.
         return masker.mask_text(text[:KEPT_CHARS]) + "...", too_big
     return masker.mask_text(text), None
+
+
+def utf8_raw(raw: str) -> tuple[str, bytes, str | None]:
+    """A record's bronze text, its UTF-8 bytes, and None; or, for a text holding a lone surrogate (a JSON
+    ``\\ud800`` escape: no UTF-8 text can hold it), the text with it replaced, its bytes and the reason."""
+    try:
+        return raw, raw.encode(), None
+    except UnicodeEncodeError:
+        encoded = raw.encode("utf-8", "replace")
+        return encoded.decode(), encoded, LONE_SURROGATE
 
 
 def _oversized(text: str, limit: int) -> str | None:

@@ -37,6 +37,7 @@ from retreasure.bronze.landing import (
     masked_raw,
     quarantine_table,
     record_key,
+    utf8_raw,
 )
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity, load_sources
@@ -237,12 +238,9 @@ class TopicLanding:
             text, too_big = masked_raw(self.masker, self.entity, payload, self.max_record_bytes)
             if too_big:
                 error = first_reason(too_big, error)
-            try:
-                encoded = text.encode()
-            except UnicodeEncodeError:  # a JSON \ud800 escape: no UTF-8 text can hold it
-                text = text.encode("utf-8", "replace").decode()
-                encoded, error = text.encode(), first_reason("malformed: a lone surrogate escape in JSON", error)
-                payload = text
+            text, encoded, unencodable = utf8_raw(text)
+            if unencodable:
+                payload, error = text, first_reason(unencodable, error)
             raws.append(encoded)
             hashes.append(hashlib.sha256(encoded).hexdigest())
             early.append(error)
