@@ -69,6 +69,11 @@ class ForecastParams:
     season_length: int = YEAR_WEEKS
     planned_uplift: float = 1.0
 
+    def weeks_needed(self) -> int:
+        """Whole weeks of history a backtest needs: every cutoff's horizon, the cutoffs' spread, and four weeks
+        before the first cutoff to fit on."""
+        return self.horizon + self.step * (self.windows - 1) + 4
+
 
 @dataclass
 class ForecastRun:
@@ -81,6 +86,15 @@ class ForecastRun:
     backtest: pa.Table
     sourcing: pa.Table
     metrics: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The run in one line: the model against the baseline, and whether it went live."""
+        m = self.metrics
+        return (
+            f"MASE {m['model_mase']:.3f} vs seasonal-naive {m['baseline_mase']:.3f}, "
+            f"WAPE {m['model_wape']:.1%} vs {m['baseline_wape']:.1%}, bias {m['model_bias']:+.1%}; "
+            f"{'promoted' if self.promoted else 'REJECTED'}: {self.reason}"
+        )
 
 
 def contract(ref: TableRef) -> Contract:
@@ -387,7 +401,7 @@ def run_forecast(lake: Lake, params: ForecastParams | None = None, run_id: str =
     try:
         frame = long_frame(features)
         history_weeks = int(frame.groupby("unique_id").size().min())
-        if history_weeks < params.horizon + params.step * (params.windows - 1) + 4:
+        if history_weeks < params.weeks_needed():
             raise ValueError(f"{history_weeks} whole weeks of sales are too few to backtest {params.horizon} ahead")
         checked, metrics = backtest(frame, params, run.run_id, params.model)
         model_season, baseline_season = _seasons(params, history_weeks)
