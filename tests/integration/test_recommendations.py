@@ -16,10 +16,10 @@ from retreasure.bronze.pii import PiiMasker
 from retreasure.lake import Lake
 from retreasure.ml import reco_data, reco_run, recommend
 from retreasure.ml.recommend import KINDS, Candidates, RecoParams
-from retreasure.ml.runs import runs
+from retreasure.ml.runs import ML_RUNS, runs
 from retreasure_sim.taste import tastes_of
 from tests.conftest import HMAC_KEY
-from tests.ml_fixtures import RecoLake
+from tests.ml_fixtures import RecoLake, assert_documented
 
 
 def _rows(lake: Lake, sql: str, *refs: object) -> list[dict[str, object]]:
@@ -187,6 +187,11 @@ def test_each_run_is_recorded_with_its_metrics_and_a_model_that_reproduces_what_
     assert how == "personal" and [sku for sku, _ in again] == [r["sku"] for r in served]
     popularity = pq.read_table(artefact / "popularity.parquet").to_pylist()
     assert popularity and {r["sku"]: r["weight"] for r in popularity} == pytest.approx(model.popularity, abs=1e-6)
+
+
+def test_the_tables_written_are_the_ones_documented(reco_lake: RecoLake) -> None:
+    written = [reco_run.EVAL, reco_run.RECOMMENDATIONS, reco_run.SIMILAR, reco_run.AFFINITY, ML_RUNS]
+    assert_documented(reco_lake.lake, written)
 
 
 def test_a_run_that_does_not_beat_popularity_is_recorded_but_not_published(reco_lake: RecoLake, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """One recommendation run: evaluate on a time split, train on everything, score every customer and listing, and
 publish to gold only when the model beat the popularity baseline.
 
-Tables (gold):
+Tables (gold), each written under its contract (``contracts/<name>.yml``: checks, column docs):
 
 - ``ml_reco_eval``: one row per run, method and customer group: recall@10, NDCG@10, coverage, the run's
   parameters and whether it was promoted. Appended: it is the runs' record.
@@ -33,6 +33,7 @@ from retreasure.lake.store import Lake, TableRef
 from retreasure.ml import reco_data, reco_eval, recommend
 from retreasure.ml.recommend import Candidates, RecoParams
 from retreasure.ml.runs import Run, Status, record_run
+from retreasure.ml.tables import write_checked
 
 TASK = "recommendations"
 MODEL = "hybrid_als"
@@ -89,11 +90,11 @@ def run(lake: Lake, params: RecoParams | None = None, as_of: datetime | None = N
         recommendations = _recommendations(model, data, candidates, run_id)
         similar = _similar(model, candidates, run_id)
         record.metrics = _metrics(scores, recommendations.num_rows, similar.num_rows)
-        lake.append(EVAL, _eval_table(run_id, as_of, cutoff, params, scores, promoted))
+        write_checked(lake, EVAL, _eval_table(run_id, as_of, cutoff, params, scores, promoted), run_id, "append")
         if promoted or force:
-            lake.overwrite(RECOMMENDATIONS, recommendations)
-            lake.overwrite(SIMILAR, similar)
-            lake.overwrite(AFFINITY, _affinity(model, data, run_id))
+            write_checked(lake, RECOMMENDATIONS, recommendations, run_id, "overwrite")
+            write_checked(lake, SIMILAR, similar, run_id, "overwrite")
+            write_checked(lake, AFFINITY, _affinity(model, data, run_id), run_id, "overwrite")
     except Exception as exc:
         record_run(lake, record, "failed", f"{type(exc).__name__}: {exc}")
         raise
