@@ -12,6 +12,7 @@ from datetime import date
 import pytest
 
 from retreasure.lake import Lake
+from retreasure.lake.store import TableRef
 from retreasure.ml import forecast as fc
 from retreasure.ml import reco_run
 from retreasure.settings import Settings
@@ -75,3 +76,16 @@ def reco_lake(tmp_path_factory: pytest.TempPathFactory) -> RecoLake:
     lake = Lake(root / "lake")
     assert [str(r.ref) for r in build(lake) if r.blocked] == []
     return RecoLake(truth, lake, settings, reco_run.run(lake))
+
+
+def assert_documented(lake: Lake, refs: list[TableRef]) -> None:
+    """Each table, as written, has exactly the columns its contract documents, in order, and a section of the
+    data dictionary: the dictionary cannot drift from what the runs write."""
+    from retreasure.engine.dictionary import render
+    from retreasure.ml.tables import contract
+
+    dictionary = render()
+    for ref in refs:
+        written = lake.query(f"SELECT * FROM {ref} LIMIT 0", [ref]).column_names
+        assert written == list(contract(ref).columns), ref
+        assert f"\n## {ref}\n" in dictionary, ref

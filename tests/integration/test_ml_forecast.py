@@ -17,6 +17,7 @@ from retreasure.serving import auth
 from retreasure.settings import Settings
 from tests.conftest import HMAC_KEY, VAULT_KEY
 from tests.integration.test_api import assert_problem, serving
+from tests.ml_fixtures import assert_documented
 
 DQ = TableRef("ops", "dq_results")
 KEPT_APART = ("run_id", "created_at")
@@ -66,6 +67,11 @@ def test_forecasts_beat_seasonal_naive_over_the_backtest(trained: tuple[Lake, fc
     assert recorded["status"] == "promoted" and recorded["run_id"] == result.run.run_id
     artefact = Path(str(recorded["artefact"]))
     assert {p.name for p in artefact.iterdir()} == {"params.json", "metrics.json", "model.pkl"}
+
+
+def test_the_tables_written_are_the_ones_documented(trained: tuple[Lake, fc.ForecastRun]) -> None:
+    lake, _ = trained
+    assert_documented(lake, [fc.FEATURES, fc.BACKTEST, fc.FORECAST, fc.SOURCING, ML_RUNS])
 
 
 def test_training_is_deterministic(year_lake: Lake, trained: tuple[Lake, fc.ForecastRun], tmp_path: Path) -> None:

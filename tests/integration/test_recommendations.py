@@ -3,17 +3,23 @@ than popularity on a time split, closer to the true taste than chance, never a s
 
 from __future__ import annotations
 
+import json
+import pickle
 import shutil
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import pytest
+
 from retreasure.bronze.pii import PiiMasker
 from retreasure.lake import Lake
-from retreasure.ml import reco_run
-from retreasure.ml.recommend import KINDS, RecoParams
+from retreasure.ml import reco_data, reco_run, recommend
+from retreasure.ml.recommend import KINDS, Candidates, RecoParams
+from retreasure.ml.runs import ML_RUNS, runs
 from retreasure_sim.taste import tastes_of
 from tests.conftest import HMAC_KEY
-from tests.ml_fixtures import RecoLake
+from tests.ml_fixtures import RecoLake, assert_documented
 
 
 def _rows(lake: Lake, sql: str, *refs: object) -> list[dict[str, object]]:
@@ -149,19 +155,71 @@ def test_training_is_deterministic_for_a_seed(reco_lake: RecoLake, tmp_path: Pat
         assert lake.query(sql, [ref]).equals(reco_lake.lake.query(sql, [ref])), ref
 
 
+def test_each_run_is_recorded_with_its_metrics_and_a_model_that_reproduces_what_is_served(
+    reco_lake: RecoLake,
+) -> None:
+    result, lake = reco_lake.result, reco_lake.lake
+    (recorded,) = runs(lake, reco_run.TASK)
+    assert (recorded["run_id"], recorded["status"], recorded["model"]) == (result.run_id, "promoted", reco_run.MODEL)
+    metrics = json.loads(str(recorded["metrics_json"]))
+    for score in result.scores:
+        assert metrics[f"{score.method}_{score.group}_recall_at_10"] == score.recall_at_10
+        assert metrics[f"{score.method}_{score.group}_ndcg_at_10"] == score.ndcg_at_10
+    assert metrics["recommendations"] == result.recommendations
+    params = json.loads(str(recorded["params_json"]))
+    assert params["top_n"] == RecoParams().top_n and params["als"]["seed"] == RecoParams().als.seed
+    artefact = Path(str(recorded["artefact"]))
+    assert artefact.parent.parent == Path(lake.uri) / "ops" / "ml_artefacts" and artefact.name == result.run_id
+    assert {p.name for p in artefact.iterdir()} == {"params.json", "metrics.json", "model.pkl", "popularity.parquet"}
+    # The kept model is the one that scored: it gives a served customer the list gold holds for them.
+    model = pickle.loads((artefact / "model.pkl").read_bytes())
+    served = _rows(
+        lake,
+        "SELECT customer_token, sku FROM gold.ml_recommendations WHERE method = 'personal' "
+        "AND customer_token = (SELECT min(customer_token) FROM gold.ml_recommendations WHERE method = 'personal') "
+        "ORDER BY rank",
+        reco_run.RECOMMENDATIONS,
+    )
+    data = reco_data.load(lake)
+    who = str(served[0]["customer_token"])
+    bought = recommend.purchased(data.interactions).get(who, ())
+    again, how = recommend.recommend(model, who, Candidates(model, data.for_sale(None)), len(served), bought)
+    assert how == "personal" and [sku for sku, _ in again] == [r["sku"] for r in served]
+    popularity = pq.read_table(artefact / "popularity.parquet").to_pylist()
+    assert popularity and {r["sku"]: r["weight"] for r in popularity} == pytest.approx(model.popularity, abs=1e-6)
+
+
+def test_the_tables_written_are_the_ones_documented(reco_lake: RecoLake) -> None:
+    written = [reco_run.EVAL, reco_run.RECOMMENDATIONS, reco_run.SIMILAR, reco_run.AFFINITY, ML_RUNS]
+    assert_documented(reco_lake.lake, written)
+
+
 def test_a_run_that_does_not_beat_popularity_is_recorded_but_not_published(reco_lake: RecoLake, tmp_path: Path) -> None:
     lake = Lake(shutil.copytree(reco_lake.lake.uri, tmp_path / "lake"))
-    before = {ref: lake.version(ref) for ref in (reco_run.RECOMMENDATIONS, reco_run.SIMILAR, reco_run.AFFINITY)}
+    served = (reco_run.RECOMMENDATIONS, reco_run.SIMILAR, reco_run.AFFINITY)
+    before = {ref: lake.version(ref) for ref in served}
+    rows_before = {ref: lake.query(f"SELECT * FROM {ref}", [ref]) for ref in served}
     # A model turned against each customer's taste (it prefers what they never look at) cannot beat popularity.
     contrary = RecoParams(behaviour_weight=0.0, kind_weights={kind: -1.0 for kind in KINDS})
     result = reco_run.run(lake, contrary)
     print([(s.method, s.group, round(s.recall_at_10, 4)) for s in result.scores])
     assert not result.promoted
     assert {ref: lake.version(ref) for ref in before} == before
+    assert all(lake.query(f"SELECT * FROM {ref}", [ref]).equals(rows_before[ref]) for ref in served)
     flagged = _rows(
         lake, f"SELECT DISTINCT promoted FROM gold.ml_reco_eval WHERE run_id = '{result.run_id}'", reco_run.EVAL
     )
     assert flagged == [{"promoted": False}]
+    # Flagged in the run record too, with what it scored and its artefact kept for a post-mortem.
+    latest, previous = runs(lake, reco_run.TASK)
+    assert (latest["run_id"], latest["status"]) == (result.run_id, "rejected")
+    assert "does not beat popularity" in str(latest["reason"]) and previous["status"] == "promoted"
+    hybrid, popular = result.score("hybrid"), result.score("popularity")
+    assert hybrid and popular and hybrid.recall_at_10 <= popular.recall_at_10
+    metrics = json.loads(str(latest["metrics_json"]))
+    assert metrics["hybrid_warm_recall_at_10"] == hybrid.recall_at_10
+    assert json.loads(str(latest["params_json"]))["kind_weights"] == contrary.kind_weights
+    assert (Path(str(latest["artefact"])) / "model.pkl").is_file()
 
 
 def test_the_weekly_dagster_asset_publishes_the_four_tables(reco_lake: RecoLake, tmp_path: Path) -> None:

@@ -158,7 +158,8 @@ def _run_demo(
     stack: ExitStack, settings: Settings, lake: Lake, config: SimConfig, broker: Broker | None, required: bool
 ) -> ExitCode:
     """Simulate (starting the broker meanwhile, when there is one), stream the web events through it, ingest the
-    other sources from the fake servers and the landing folder, build, and compare with the truth."""
+    other sources from the fake servers and the landing folder, build, compare with the truth, and train the
+    models against their baselines."""
     from retreasure.cli import build_and_report, print_kpis
     from retreasure.connectors.base import load_sources
     from retreasure.lake.ingest_log import exit_code
@@ -205,6 +206,7 @@ def _run_demo(
     _print_bronze_summary(lake, expected)
     built = build_and_report(lake)
     print_kpis(lake)
+    _print_ml_headline(lake)
     console.print(
         f"Next: query the lake with DuckDB ({lake.uri}: bronze.*, silver.*, gold.*, ops.ingest_log, ops.dq_results, "
         "ops.stream_batches, quarantine.*), read docs/kpis.md for what each figure means, run `retreasure ui` for "
@@ -212,6 +214,25 @@ def _run_demo(
         "(docs/api.md)."
     )
     return _demo_exit_code(exit_code(runs), built)
+
+
+def _print_ml_headline(lake: Lake) -> None:
+    """Train the demand forecast and the recommender on the built lake and print each against its baseline."""
+    import time
+
+    from retreasure.ml.forecast import ForecastParams
+    from retreasure.ml.headline import headline
+
+    started = time.perf_counter()
+    with terminal.progress_bar(console) as bar:
+        bar.add_task("Training the demand forecast and the recommender", total=None)
+        lines = headline(lake)
+    console.print(f"Machine learning against its baselines ({time.perf_counter() - started:.0f} s; ops.ml_runs):")
+    for line in lines:
+        console.print(f"  {line}", markup=False, highlight=False)
+    if lines[0].startswith("forecast: skipped"):
+        days = ForecastParams().weeks_needed() * 7 + 7  # whole Monday-to-Sunday weeks from any start day
+        console.print(f"  [dim](`retreasure demo --fresh --days {days}` simulates enough weeks to backtest)[/]")
 
 
 def _demo_exit_code(ingested: ExitCode, built: list) -> ExitCode:

@@ -35,12 +35,7 @@ def forecast(
     except ValueError as exc:
         typer.echo(f"forecast failed: {exc}", err=True)
         raise typer.Exit(ExitCode.FAILED) from None
-    m = result.metrics
-    typer.echo(
-        f"run {result.run.run_id}: MASE {m['model_mase']:.3f} vs seasonal-naive {m['baseline_mase']:.3f}, "
-        f"WAPE {m['model_wape']:.1%} vs {m['baseline_wape']:.1%}, bias {m['model_bias']:+.1%}; "
-        f"{'promoted' if result.promoted else 'REJECTED'}: {result.reason}"
-    )
+    typer.echo(f"run {result.run.run_id}: {result.summary()}")
     if not result.promoted:
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -61,16 +56,10 @@ def recommend(
     except ValueError as exc:
         typer.echo(f"recommendations failed: {exc}", err=True)
         raise typer.Exit(ExitCode.FAILED) from None
-    hybrid, popular = result.score("hybrid"), result.score("popularity")
-    judged = (
-        f"recall@10 {hybrid.recall_at_10:.4f} vs popularity {popular.recall_at_10:.4f} "
-        f"({hybrid.customers} returning customers)"
-        if hybrid and popular
-        else "no returning customer to judge on"
-    )
     published = result.promoted or force
     typer.echo(
-        f"run {result.run_id}: {judged}; {result.recommendations} recommendations, {result.similar} similar items; "
+        f"run {result.run_id}: {result.judged()}; {result.recommendations} recommendations, "
+        f"{result.similar} similar items; "
         f"{'published' if published else 'NOT published: popularity did better'}"
     )
     if not published:

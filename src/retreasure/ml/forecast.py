@@ -29,15 +29,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
-from retreasure.contracts.model import Contract
 from retreasure.lake.store import Lake, TableRef
 from retreasure.ml.runs import Run, record_run
-from retreasure.quality.checks import apply_row_rules, quarantine_of, record_results, run_table_checks
+from retreasure.ml.tables import write_checked
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +46,6 @@ FEATURES = TableRef("gold", "ml_demand_features")
 FORECAST = TableRef("gold", "ml_demand_forecast")
 BACKTEST = TableRef("gold", "ml_forecast_backtest")
 SOURCING = TableRef("gold", "ml_sourcing_plan")
-CONTRACTS_DIR = Path(__file__).parent / "contracts"
 LEVELS = (80, 95)
 TARGETS = ("units", "revenue")
 BASELINE = "SeasonalNaive"
@@ -69,6 +66,11 @@ class ForecastParams:
     season_length: int = YEAR_WEEKS
     planned_uplift: float = 1.0
 
+    def weeks_needed(self) -> int:
+        """Whole weeks of history a backtest needs: every cutoff's horizon, the cutoffs' spread, and four weeks
+        before the first cutoff to fit on."""
+        return self.horizon + self.step * (self.windows - 1) + 4
+
 
 @dataclass
 class ForecastRun:
@@ -82,10 +84,14 @@ class ForecastRun:
     sourcing: pa.Table
     metrics: dict[str, float] = field(default_factory=dict)
 
-
-def contract(ref: TableRef) -> Contract:
-    """The contract of a table this module writes: ``contracts/<name>.yml`` beside it, as SQL models have theirs."""
-    return Contract.load(CONTRACTS_DIR / f"{ref.name}.yml")
+    def summary(self) -> str:
+        """The run in one line: the model against the baseline, and whether it went live."""
+        m = self.metrics
+        return (
+            f"MASE {m['model_mase']:.3f} vs seasonal-naive {m['baseline_mase']:.3f}, "
+            f"WAPE {m['model_wape']:.1%} vs {m['baseline_wape']:.1%}, bias {m['model_bias']:+.1%}; "
+            f"{'promoted' if self.promoted else 'REJECTED'}: {self.reason}"
+        )
 
 
 # -- features --------------------------------------------------------------------------------------------------
@@ -353,26 +359,6 @@ def sourcing_plan(forecast: pa.Table) -> pa.Table:
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
-def write_checked(
-    lake: Lake, ref: TableRef, table: pa.Table, run_id: str, mode: Literal["overwrite", "append"]
-) -> None:
-    """Write a table under its contract, as the engine writes a model: rows breaking an error-level row rule to
-    quarantine with the reason, the rest written, then the table checks; every result in ``ops.dq_results``."""
-    rules = contract(ref)
-    kept, quarantined, results = apply_row_rules(table, rules, str(ref), run_id)
-    if quarantined.num_rows:
-        lake.append(quarantine_of(ref), quarantined)
-    if mode == "overwrite":
-        lake.overwrite(ref, kept)
-    else:
-        lake.append(ref, kept)
-    results += run_table_checks(lake, ref, rules, run_id)
-    record_results(lake, results)
-    failed = [f"{r.check_name}: {r.detail}" for r in results if r.blocking]
-    if failed:
-        raise ValueError(f"{ref} failed its checks: {'; '.join(failed)}")
-
-
 def write_features(lake: Lake, run_id: str = "features") -> pa.Table:
     features = weekly_series(lake)
     write_checked(lake, FEATURES, features, run_id, "overwrite")
@@ -387,7 +373,7 @@ def run_forecast(lake: Lake, params: ForecastParams | None = None, run_id: str =
     try:
         frame = long_frame(features)
         history_weeks = int(frame.groupby("unique_id").size().min())
-        if history_weeks < params.horizon + params.step * (params.windows - 1) + 4:
+        if history_weeks < params.weeks_needed():
             raise ValueError(f"{history_weeks} whole weeks of sales are too few to backtest {params.horizon} ahead")
         checked, metrics = backtest(frame, params, run.run_id, params.model)
         model_season, baseline_season = _seasons(params, history_weeks)

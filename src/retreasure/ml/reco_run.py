@@ -1,7 +1,7 @@
 """One recommendation run: evaluate on a time split, train on everything, score every customer and listing, and
 publish to gold only when the model beat the popularity baseline.
 
-Tables (gold):
+Tables (gold), each written under its contract (``contracts/<name>.yml``: checks, column docs):
 
 - ``ml_reco_eval``: one row per run, method and customer group: recall@10, NDCG@10, coverage, the run's
   parameters and whether it was promoted. Appended: it is the runs' record.
@@ -12,6 +12,12 @@ Tables (gold):
 
 The last three are replaced as a whole by a promoted run and left as they were by a run that did not beat the
 baseline on recall@10 for customers with history.
+
+Every run is also a row of ``ops.ml_runs`` (task ``recommendations``, as the forecast's runs are; ``ml/runs.py``):
+its parameters, its metrics (each method and group's recall@10, NDCG@10 and coverage), whether it was promoted,
+rejected or failed, and its artefact folder holding the trained model (``model.pkl``: every person's attribute
+affinity, the items' co-occurrence and popularity) and the popularity baseline's table (``popularity.parquet``).
+A run's id is its data moment and parameters: a rerun of the same is recognisably the same run.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ import pyarrow as pa
 from retreasure.lake.store import Lake, TableRef
 from retreasure.ml import reco_data, reco_eval, recommend
 from retreasure.ml.recommend import Candidates, RecoParams
+from retreasure.ml.runs import Run, Status, record_run
+from retreasure.ml.tables import write_checked
+
+TASK = "recommendations"
+MODEL = "hybrid_als"
 
 EVAL = TableRef("gold", "ml_reco_eval")
 RECOMMENDATIONS = TableRef("gold", "ml_recommendations")
@@ -47,6 +58,16 @@ class RunResult:
     def score(self, method: str, group: str = "warm") -> reco_eval.Score | None:
         return next((s for s in self.scores if s.method == method and s.group == group), None)
 
+    def judged(self) -> str:
+        """The evaluation in a phrase: recall@10 against the popularity baseline, for returning customers."""
+        hybrid, popular = self.score("hybrid"), self.score("popularity")
+        if hybrid is None or popular is None:
+            return "no returning customer to judge on"
+        return (
+            f"recall@10 {hybrid.recall_at_10:.4f} vs popularity {popular.recall_at_10:.4f} "
+            f"({hybrid.customers} returning customers)"
+        )
+
 
 def run(lake: Lake, params: RecoParams | None = None, as_of: datetime | None = None, force: bool = False) -> RunResult:
     """Evaluate, train, score and (when better than popularity, or ``force``d) publish; returns what the run found.
@@ -60,18 +81,52 @@ def run(lake: Lake, params: RecoParams | None = None, as_of: datetime | None = N
     as_of = as_of or newest
     cutoff = as_of - timedelta(days=HOLDOUT_DAYS)
     run_id = _run_id(params, as_of)
-    scores = reco_eval.evaluate(data, cutoff, as_of, params)
-    promoted = _beats_baseline(scores)
-    model = recommend.train(data, as_of + timedelta(microseconds=1), params)
-    candidates = Candidates(model, data.for_sale(None))
-    recommendations = _recommendations(model, data, candidates, run_id)
-    similar = _similar(model, candidates, run_id)
-    lake.append(EVAL, _eval_table(run_id, as_of, cutoff, params, scores, promoted))
-    if promoted or force:
-        lake.overwrite(RECOMMENDATIONS, recommendations)
-        lake.overwrite(SIMILAR, similar)
-        lake.overwrite(AFFINITY, _affinity(model, data, run_id))
-    return RunResult(run_id, as_of, cutoff, scores, promoted, recommendations.num_rows, similar.num_rows)
+    record = Run(TASK, MODEL, {**params.record(), "as_of": as_of, "cutoff": cutoff}, run_id)
+    try:
+        scores = reco_eval.evaluate(data, cutoff, as_of, params)
+        promoted = _beats_baseline(scores)
+        model = recommend.train(data, as_of + timedelta(microseconds=1), params)
+        candidates = Candidates(model, data.for_sale(None))
+        recommendations = _recommendations(model, data, candidates, run_id)
+        similar = _similar(model, candidates, run_id)
+        record.metrics = _metrics(scores, recommendations.num_rows, similar.num_rows)
+        write_checked(lake, EVAL, _eval_table(run_id, as_of, cutoff, params, scores, promoted), run_id, "append")
+        if promoted or force:
+            write_checked(lake, RECOMMENDATIONS, recommendations, run_id, "overwrite")
+            write_checked(lake, SIMILAR, similar, run_id, "overwrite")
+            write_checked(lake, AFFINITY, _affinity(model, data, run_id), run_id, "overwrite")
+    except Exception as exc:
+        record_run(lake, record, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    result = RunResult(run_id, as_of, cutoff, scores, promoted, recommendations.num_rows, similar.num_rows)
+    status, reason = _verdict(result, force)
+    record_run(lake, record, status, reason, model, {"popularity": _popularity(model)})
+    return result
+
+
+def _verdict(result: RunResult, force: bool) -> tuple[Status, str]:
+    """The run's status in ops.ml_runs (promoted: it replaced the serving tables) and why."""
+    if result.promoted:
+        return "promoted", f"{result.judged()}: beats popularity"
+    if force:
+        return "promoted", f"{result.judged()}: published by force, not on its evaluation"
+    return "rejected", f"{result.judged()}: does not beat popularity; the serving tables are kept"
+
+
+def _metrics(scores: list[reco_eval.Score], recommendations: int, similar: int) -> dict[str, float]:
+    """Each method and group's figures, flat (``hybrid_warm_recall_at_10``...), and what the run scored."""
+    metrics = {
+        f"{s.method}_{s.group}_{name}": float(getattr(s, name))
+        for s in scores
+        for name in ("customers", "recall_at_10", "ndcg_at_10", "coverage")
+    }
+    return {**metrics, "recommendations": float(recommendations), "similar_items": float(similar)}
+
+
+def _popularity(model: recommend.Model) -> pa.Table:
+    """The popularity baseline's table: each item's decayed interaction weight, most popular first."""
+    ranked = sorted(model.popularity.items(), key=lambda kv: (-kv[1], kv[0]))
+    return pa.table({"sku": [sku for sku, _ in ranked], "weight": [round(w, 6) for _, w in ranked]})
 
 
 def _run_id(params: RecoParams, as_of: datetime) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -97,14 +97,31 @@ class Model:
         self._rows = {p: n for n, p in enumerate(self.people)}
 
 
+def interaction_strength(
+    data: RecoData, known: Container[str], until: datetime, params: RecoParams
+) -> dict[tuple[str, str], float]:
+    """How strongly each person wanted each catalogue item before ``until``: views, carts and purchases weighted
+    by kind and halved every half-life back in time."""
+    strength: dict[tuple[str, str], float] = defaultdict(float)
+    for event in data.interactions:
+        if event.at < until and event.sku in known:
+            age_days = (until - event.at).total_seconds() / 86400
+            strength[(event.who, event.sku)] += EVENT_WEIGHTS[event.kind] * 0.5 ** (age_days / params.half_life_days)
+    return strength
+
+
+def item_popularity(strength: dict[tuple[str, str], float]) -> dict[str, float]:
+    """Each item's interaction weight over everyone: the popularity baseline's whole model."""
+    popularity: dict[str, float] = defaultdict(float)
+    for (_, sku), weight in strength.items():
+        popularity[sku] += weight
+    return dict(popularity)
+
+
 def train(data: RecoData, until: datetime, params: RecoParams) -> Model:
     """Fit the model on every interaction before ``until``."""
     attributes = Attributes(data.items, params.kind_weights)
-    seen = [i for i in data.interactions if i.at < until and i.sku in attributes.sku_row]
-    strength: dict[tuple[str, str], float] = defaultdict(float)
-    for event in seen:
-        age_days = (until - event.at).total_seconds() / 86400
-        strength[(event.who, event.sku)] += EVENT_WEIGHTS[event.kind] * 0.5 ** (age_days / params.half_life_days)
+    strength = interaction_strength(data, attributes.sku_row, until, params)
     people = sorted({who for who, _ in strength})
     rows = {p: n for n, p in enumerate(people)}
     profile = np.zeros((len(people), len(attributes.names)))
@@ -120,9 +137,6 @@ def train(data: RecoData, until: datetime, params: RecoParams) -> Model:
     history: dict[str, list[str]] = defaultdict(list)
     for (who, sku), _ in sorted(strength.items(), key=lambda kv: (-kv[1], kv[0])):
         history[who].append(sku)
-    popularity: dict[str, float] = defaultdict(float)
-    for (_, sku), weight in strength.items():
-        popularity[sku] += weight
     segments = _segments(people, affinity, data.customers)
     overall = affinity.mean(axis=0) if len(people) else np.zeros(len(attributes.names))
     return Model(
@@ -132,7 +146,7 @@ def train(data: RecoData, until: datetime, params: RecoParams) -> Model:
         affinity,
         dict(history),
         _co_occurrence(history),
-        dict(popularity),
+        item_popularity(strength),
         segments,
         overall,
         data.customers,

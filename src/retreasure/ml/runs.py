@@ -2,10 +2,11 @@
 whether it went live, and where its artefact lies.
 
 Runs are rows of ``ops.ml_runs`` (one Delta commit per run, so a crash leaves no half-run) and each run's
-artefact is a folder ``<lake>/ops/ml_artefacts/<task>/<run id>/`` holding ``params.json``, ``metrics.json`` and
-the fitted model (``model.pkl``). A run is ``promoted`` when its serving tables were replaced, ``rejected`` when
-its evaluation was worse than its baseline (the serving tables keep the last promoted run's output), ``failed``
-when it raised. Any task (forecasting, recommendations) records through ``record_run``.
+artefact is a folder ``<lake>/ops/ml_artefacts/<task>/<run id>/`` holding ``params.json``, ``metrics.json``,
+the fitted model (``model.pkl``) and any tables the task keeps with it (``<name>.parquet``). A run is
+``promoted`` when its serving tables were replaced, ``rejected`` when its evaluation was worse than its baseline
+(the serving tables keep the last promoted run's output), ``failed`` when it raised. Any task (forecasting,
+recommendations) records through ``record_run``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import json
 import pickle
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from retreasure.lake.store import Lake, TableRef
 
@@ -70,9 +73,16 @@ def artefact_dir(lake: Lake, task: str, run_id: str) -> Path | None:
     return Path(root) / "ops" / "ml_artefacts" / task / run_id
 
 
-def record_run(lake: Lake, run: Run, status: Status, reason: str = "", model_object: object = None) -> str:
-    """Write the run's artefact folder (when the lake is local) and its row of ``ops.ml_runs``; the artefact's
-    path, or "" when none was kept."""
+def record_run(
+    lake: Lake,
+    run: Run,
+    status: Status,
+    reason: str = "",
+    model_object: object = None,
+    tables: Mapping[str, pa.Table] | None = None,
+) -> str:
+    """Write the run's artefact folder (when the lake is local: its parameters, metrics, model and any ``tables``
+    as ``<name>.parquet``) and its row of ``ops.ml_runs``; the artefact's path, or "" when none was kept."""
     folder = artefact_dir(lake, run.task, run.run_id)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -80,6 +90,8 @@ def record_run(lake: Lake, run: Run, status: Status, reason: str = "", model_obj
         (folder / "metrics.json").write_text(json.dumps(run.metrics, indent=2, sort_keys=True))
         if model_object is not None:
             (folder / "model.pkl").write_bytes(pickle.dumps(model_object))
+        for name, table in (tables or {}).items():
+            pq.write_table(table, folder / f"{name}.parquet")
     row = {
         "run_id": run.run_id,
         "task": run.task,

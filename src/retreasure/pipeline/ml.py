@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from retreasure.ml import forecast as fc
+from retreasure.ml.tables import contract
 from retreasure.pipeline.assets import RESOURCE_KEY, asset_key
 from retreasure.pipeline.incidents import StepGuard
 from retreasure.pipeline.resources import RetreasureResource
@@ -34,7 +35,7 @@ def ml_assets(policy: dg.RetryPolicy) -> list[dg.AssetsDefinition]:
         group_name="ml",
         retry_policy=policy,
         required_resource_keys={RESOURCE_KEY},
-        description=fc.contract(fc.FEATURES).description,
+        description=contract(fc.FEATURES).description,
     )
     def demand_features(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         retreasure: RetreasureResource = getattr(context.resources, RESOURCE_KEY)
@@ -50,7 +51,7 @@ def ml_assets(policy: dg.RetryPolicy) -> list[dg.AssetsDefinition]:
                 deps=[FEATURES_KEY],
                 group_name="ml",
                 skippable=ref != fc.BACKTEST,
-                description=fc.contract(ref).description,
+                description=contract(ref).description,
             )
             for ref, key in OUTPUT_KEYS.items()
         ],
