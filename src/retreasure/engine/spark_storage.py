@@ -19,8 +19,8 @@ DEFAULT_EMULATOR_URL = "http://127.0.0.1:10000"  # delta-rs's default for an emu
 # Hadoop's names for the ways in (org.apache.hadoop.fs.azurebfs).
 FIXED_SAS_PROVIDER = "org.apache.hadoop.fs.azurebfs.sas.FixedSASTokenProvider"
 MSI_PROVIDER = "org.apache.hadoop.fs.azurebfs.oauth2.MsiTokenProvider"
-# Blob mode for an account without a hierarchical namespace (the emulator); the JDK's HTTP client, as the
-# default Apache client's connection pool warms up against a real endpoint's TLS only.
+# Blob mode for an account without a hierarchical namespace (the emulator), over plain HTTP, with the JDK's HTTP
+# client: the combination run against Azurite (docs/azure.md); others were not tried.
 _EMULATOR_CONF = {
     "fs.azure.account.hns.enabled": "false",
     "fs.azure.fns.account.service.type": "BLOB",
