@@ -24,9 +24,6 @@ pytestmark = pytest.mark.spark
 
 # Columns that say when or in which run a row was written, not what it holds.
 RUN_COLUMNS = {"run_id", "quarantined_at"}
-# Known, named differences (docs/architecture.md): DuckDB averages a DECIMAL in floating point, Spark exactly, so
-# a 30-day average on an exact half cent rounds one cent apart; the model needs an exact average to settle it.
-KNOWN_DIFFERENCES = {"gold.mart_inventory": {"avg_value_30d", "inventory_turnover_30d"}}
 # What delta-rs 1.x reads; Spark must not add a reader feature beyond these (deletion vectors, column mapping).
 READABLE_READER_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
 
@@ -70,9 +67,8 @@ def test_every_table_is_equal_row_for_row(lakes: tuple[Lake, Lake]) -> None:
     assert model_tables(spark) == model_tables(duck)
     differences = {}
     for ref in model_tables(duck):
-        skipped = RUN_COLUMNS | KNOWN_DIFFERENCES.get(str(ref), set())
-        columns = [c for c in duck.delta(ref).schema().to_arrow().names if c not in skipped]
-        spark_columns = [c for c in spark.delta(ref).schema().to_arrow().names if c not in skipped]
+        columns = [c for c in duck.delta(ref).schema().to_arrow().names if c not in RUN_COLUMNS]
+        spark_columns = [c for c in spark.delta(ref).schema().to_arrow().names if c not in RUN_COLUMNS]
         assert sorted(spark_columns) == sorted(columns), ref
         differences[str(ref)] = rows_apart(duck, spark, ref, columns)
     assert {ref: diff for ref, diff in differences.items() if diff} == {}

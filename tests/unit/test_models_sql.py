@@ -66,6 +66,27 @@ def test_to_base_is_exact_decimal_rounding(amount: str, rate: str, expected: str
     assert value == Decimal(expected) == (Decimal(amount) / Decimal(rate)).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
+# (numerator, denominator, scale): exact half cents and halves of the last decimal, both signs, a zero denominator.
+DIVIDE = [
+    ("0.03", "2", 2), ("-0.03", "2", 2), ("0.01", "2", 2), ("123456.78", "30", 2), ("1000.05", "10", 2),
+    ("1", "3", 4), ("2", "3", 4), ("0.0001", "2", 4), ("-7.5", "0.4", 4), ("5", "0", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("a", "b", "scale"), DIVIDE)
+def test_divide_is_exact_and_rounds_half_away_from_zero(a: str, b: str, scale: int) -> None:
+    """@divide is what both engines run for an exact average (gold.mart_inventory): no floating point in it."""
+    sql = f"SELECT @divide(a, b, {scale}) AS v FROM t"
+    model = Model(TableRef("gold", "probe"), None, sql, None)  # type: ignore[arg-type]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT CAST(? AS DECIMAL(18,4)) AS a, CAST(? AS DECIMAL(18,4)) AS b", [a, b])
+    value = con.execute(model.render()).fetchone()[0]
+    if Decimal(b) == 0:
+        assert value is None
+    else:
+        assert value == (Decimal(a) / Decimal(b)).quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
+
+
 def test_a_contract_that_cannot_work_is_refused(tmp_path) -> None:
     bad = tmp_path / "x.yml"
     bad.write_text("description: d\ngrain: g\nkeys: [k]\nwrite_mode: upsert\n")

@@ -7,6 +7,7 @@ files; nothing is listed by hand.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -24,14 +25,35 @@ from retreasure.models import MODELS_DIR
 # A model reads its incremental window through these two names; a full build sees all of time.
 ALL_TIME = (date(1970, 1, 1), date(9999, 12, 31))
 _WINDOW = re.compile(r"@(start_date|end_date)\b")
-# @to_base(amount, rate): an amount in a foreign currency, in EUR at ``rate`` units per EUR, rounded half away
-# from zero to the cent. In integer cents and micro-units, because DuckDB divides decimals in floating point
-# and a KPI that must equal the books to the cent cannot depend on binary rounding.
-_TO_BASE = re.compile(r"@to_base\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
-_TO_BASE_SQL = (
-    "(CAST(sign({a}) * ((abs(CAST(round({a} * 100) AS BIGINT)) * 2000000 + CAST(round({r} * 1000000) AS BIGINT))"
-    " // (2 * CAST(round({r} * 1000000) AS BIGINT))) AS DECIMAL(18, 0)) * CAST(0.01 AS DECIMAL(3, 2)))"
-)
+# Exact decimal arithmetic where DuckDB would divide in floating point (it divides decimals as DOUBLEs, and a figure
+# that must equal the books, or the other engine, to the cent cannot depend on binary rounding): in integers, rounded
+# half away from zero. @to_base(amount, rate): an amount in a foreign currency, in EUR at ``rate`` units per EUR, to
+# the cent (integer cents and micro-units). @divide(a, b, scale): a / b to ``scale`` decimals, NULL when b is 0;
+# exact for operands of up to 4 decimals (they are taken in ten-thousandths).
+_MACRO = re.compile(r"@(to_base|divide)\(\s*([^()]+?)\s*\)")
+
+
+def _to_base(a: str, r: str) -> str:
+    rate = f"CAST(round({r} * 1000000) AS BIGINT)"
+    cents = f"abs(CAST(round({a} * 100) AS BIGINT))"
+    quotient = f"sign({a}) * (({cents} * 2000000 + {rate}) // (2 * {rate}))"
+    return f"(CAST({quotient} AS DECIMAL(18, 0)) * CAST(0.01 AS DECIMAL(3, 2)))"
+
+
+def _divide(a: str, b: str, scale: str) -> str:
+    digits = int(scale)
+    top, bottom = f"CAST(round({a} * 10000) AS BIGINT)", f"nullif(CAST(round({b} * 10000) AS BIGINT), 0)"
+    quotient = (
+        f"sign({top}) * sign({bottom}) * ((abs({top}) * {2 * 10**digits} + abs({bottom})) // (2 * abs({bottom})))"
+    )
+    return f"(CAST({quotient} AS DECIMAL(18, 0)) * CAST({10**-digits:.{digits}f} AS DECIMAL({digits + 1}, {digits})))"
+
+
+_MACROS: dict[str, Callable[..., str]] = {"to_base": _to_base, "divide": _divide}
+
+
+def _expand_macro(match: re.Match[str]) -> str:
+    return _MACROS[match.group(1)](*(arg.strip() for arg in match.group(2).split(",")))
 
 
 @dataclass(frozen=True)
@@ -50,7 +72,7 @@ class Model:
         table's newest records (engine/staging.py), ``@start_date`` and ``@end_date`` DATE literals."""
         values = {"start_date": start, "end_date": end}
         sql = _WINDOW.sub(lambda m: f"DATE '{values[m.group(1)].isoformat()}'", expand_newest(self.sql))
-        return _TO_BASE.sub(lambda m: _TO_BASE_SQL.format(a=m.group(1), r=m.group(2)), sql)
+        return _MACRO.sub(_expand_macro, sql)
 
     def spark_sql(self) -> str:
         """The same model in Spark SQL, for the scale path."""

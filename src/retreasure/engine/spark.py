@@ -24,12 +24,14 @@ import pyarrow as pa
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.engine.runner import Computed
 from retreasure.engine.spark_dialect import SESSION_CONF, condition_to_spark, to_spark
+from retreasure.engine.spark_storage import hadoop_conf, spark_uri
 from retreasure.http import maven
 from retreasure.lake.bronze import BRONZE_SCHEMA
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
 from retreasure.quality.checks import failing_condition, rule_failures
+from retreasure.settings import StorageSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -55,14 +57,23 @@ class SparkEngine:
         shuffle_partitions: int = 2,
         jars_dir: Path = Path(".tools/spark"),
         conf: dict[str, str] | None = None,
+        storage: StorageSettings | None = None,
     ) -> None:
         self.master, self.driver_memory, self.shuffle_partitions = master, driver_memory, shuffle_partitions
         self.jars_dir, self.conf = jars_dir, dict(conf or {})
+        # How a lake on Azure storage is reached: the settings' storage section, as delta-rs is given it.
+        self.storage = storage or StorageSettings()
+        self._reached: set[str] = set()  # lakes whose storage the session has been told how to reach
 
     @classmethod
     def from_settings(cls, settings: Any) -> SparkEngine:
         spark = settings.spark
-        return cls(spark.master, spark.driver_memory, spark.shuffle_partitions, spark.jars_dir, spark.conf)
+        return cls(
+            spark.master, spark.driver_memory, spark.shuffle_partitions, spark.jars_dir, spark.conf, settings.storage
+        )
+
+    def __repr__(self) -> str:  # no storage credential in a repr
+        return f"SparkEngine(master={self.master!r}, shuffle_partitions={self.shuffle_partitions})"
 
     @property
     def session(self) -> SparkSession:
@@ -76,6 +87,7 @@ class SparkEngine:
             active = SparkSession.getActiveSession()
             if active is not None:
                 active.stop()
+        self._reached.clear()
 
     # -- compute ---------------------------------------------------------------------------------
     def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed:
@@ -117,6 +129,15 @@ class SparkEngine:
             kept = rows.join(F.broadcast(gone), ROW_ID, "left_anti")
         return Computed(kept.drop(ROW_ID), total - len(dropped), quarantined, checks)
 
+    def _uri(self, lake: Lake, ref: TableRef) -> str:
+        """Where Spark reads and writes ``ref``; the session learns the lake's storage credentials on first use
+        (set on the running session, as a test's or a cluster's session may have started before)."""
+        if lake.uri not in self._reached:
+            for key, value in hadoop_conf(lake.uri, self.storage).items():
+                self.session.conf.set(key, value)
+            self._reached.add(lake.uri)
+        return spark_uri(lake.table_uri(ref), self.storage)
+
     @staticmethod
     def _count(ref: TableRef, rows: DataFrame) -> int:
         try:
@@ -128,7 +149,7 @@ class SparkEngine:
         """A temporary view of the table at its current version; a bronze table never ingested reads as empty."""
         spark, view = self.session, f"{ref.layer}__{ref.name}"
         if lake.exists(ref):
-            spark.read.format("delta").load(lake.table_uri(ref)).createOrReplaceTempView(view)
+            spark.read.format("delta").load(self._uri(lake, ref)).createOrReplaceTempView(view)
         elif ref.layer == "bronze":
             spark.createDataFrame(pa.Table.from_pylist([], schema=BRONZE_SCHEMA)).createOrReplaceTempView(view)
         else:
@@ -146,7 +167,7 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         data: DataFrame = kept
-        contract, ref, uri = model.contract, model.ref, lake.table_uri(model.ref)
+        contract, ref, uri = model.contract, model.ref, self._uri(lake, model.ref)
         mode, part = contract.write_mode, contract.partition_by
         whole = (start, end) == ALL_TIME or not lake.exists(ref)
         if mode == "upsert":

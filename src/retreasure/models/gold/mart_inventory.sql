@@ -161,7 +161,7 @@ windowed AS (
         *,
         count(*) OVER w AS window_days,
         sum(cost_of_goods) OVER w AS cost_of_goods_30d,
-        avg(value_on_hand) OVER w AS avg_value_30d,
+        sum(value_on_hand) OVER w AS value_sum_30d,
         sum(unique_items_sold) OVER w AS unique_items_sold_30d
     FROM daily
     WINDOW w AS (PARTITION BY location_key ORDER BY day ROWS BETWEEN 29 PRECEDING AND CURRENT ROW)
@@ -179,8 +179,10 @@ SELECT
     units_restocked,
     cost_of_goods,
     CAST(cost_of_goods_30d AS DECIMAL(18, 2)) AS cost_of_goods_30d,
-    CAST(round(avg_value_30d, 2) AS DECIMAL(18, 2)) AS avg_value_30d,
-    CAST(round(cost_of_goods_30d / nullif(avg_value_30d, 0), 4) AS DECIMAL(12, 4)) AS inventory_turnover_30d,
+    -- Exact, in integers (the divide macro): an average of doubles rounds an exact half cent either way, by engine.
+    CAST(@divide(value_sum_30d, window_days, 2) AS DECIMAL(18, 2)) AS avg_value_30d,
+    -- cost / (value_sum / days), the unrounded average, as cost * days / value_sum.
+    CAST(@divide(cost_of_goods_30d * window_days, value_sum_30d, 4) AS DECIMAL(12, 4)) AS inventory_turnover_30d,
     CASE WHEN cost_of_goods_30d > 0 THEN
         CAST(round(value_on_hand * window_days / cost_of_goods_30d, 1) AS DECIMAL(12, 1))
     END AS days_on_hand,
