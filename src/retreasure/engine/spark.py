@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import threading
 from datetime import date
 from functools import reduce
@@ -80,13 +81,17 @@ class SparkEngine:
         return spark_session(self.master, self.driver_memory, self.shuffle_partitions, self.jars_dir, self.conf)
 
     def stop(self) -> None:
-        """Stop the process's session (a later use starts a new one)."""
+        """Stop the process's session and, for a local one, its JVM (a later use starts both again)."""
+        from pyspark import SparkContext
         from pyspark.sql import SparkSession
 
         with _SESSION_LOCK:
-            active = SparkSession.getActiveSession()
+            # The active session is per thread: the one a build started on a worker thread is the instantiated one.
+            active = SparkSession.getActiveSession() or SparkSession._instantiatedSession
             if active is not None:
                 active.stop()
+            if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):  # a cluster's JVM is the cluster's, not ours
+                _end_local_jvm(SparkContext)
         self._reached.clear()
 
     # -- compute ---------------------------------------------------------------------------------
@@ -242,6 +247,25 @@ def _empty_quarantine() -> pa.Table:
 
 
 _SESSION_LOCK = threading.Lock()
+
+
+def _end_local_jvm(context: Any) -> None:
+    """End the JVM pyspark started for a local session: pyspark keeps it until the Python process exits, and a
+    process that is killed leaves it running."""
+    gateway = context._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    context._gateway = context._jvm = None
+    if process is None:
+        return
+    process.stdin.close()  # the gateway server exits when its input ends
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _cluster_session(spark: type[SparkSession], conf: dict[str, str] | None) -> SparkSession:
