@@ -44,7 +44,7 @@ bench-api: setup
 	$(VENV)/bin/python -m bench.api
 
 bench-pipeline: setup
-	$(VENV)/bin/python -m bench.pipeline
+	$(VENV)/bin/python -m bench.pipeline --years $(or $(YEARS),1 2 3)
 
 bench-hostile: setup
 	$(VENV)/bin/python -m bench.hostile
