@@ -44,7 +44,7 @@ bench-api: setup  # BENCH_API_ARGS="--root /tmp/bench-api" keeps the built lake 
 	$(VENV)/bin/python -m bench.api $(BENCH_API_ARGS)
 
 bench-pipeline: setup
-	$(VENV)/bin/python -m bench.pipeline
+	$(VENV)/bin/python -m bench.pipeline --years $(or $(YEARS),1 2 3)
 
 bench-hostile: setup
 	$(VENV)/bin/python -m bench.hostile

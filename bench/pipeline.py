@@ -21,7 +21,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,6 +37,8 @@ from retreasure_sim.stage import Credentials, running_servers
 from retreasure_sim.stage import build as simulate
 
 MARK = "<!-- bench/pipeline -->"
+SIM_START = date(2025, 1, 1)
+END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 # When a bronze record changed; a file record has only its day, taken as that day's last second.
 CHANGED = "coalesce(record_updated_at, CAST(partition_date + INTERVAL 1 DAY AS TIMESTAMPTZ) - INTERVAL 1 SECOND)"
 
@@ -56,19 +59,27 @@ def prepare(cache: Path, config: SimConfig) -> None:
     print(f"simulated and ingested {sum(r.new_records for r in runs):,} records in {seconds:.0f}s", file=sys.stderr)
 
 
-def hold_back_last_hour(cache: Path, work: Path) -> datetime:
-    """Copy the cached bronze to ``work``, less its last hour (kept aside as Arrow files to land later)."""
+def hold_back_last_hour(cache: Path, work: Path, until: datetime = END_OF_TIME) -> datetime:
+    """Copy the cached bronze to ``work`` as it stood at ``until`` (what changed later left out), less its last
+    hour (kept aside as Arrow files to land later): the lake of ``until``'s history, an hour behind."""
     shutil.copytree(cache / "lake" / "bronze", work / "lake" / "bronze")
     lake = Lake(work / "lake")
     refs = lake.tables("bronze")
-    last = max(lake.query(f"SELECT max({CHANGED}) AS t FROM {r}", [r]).column("t")[0].as_py() for r in refs)
+    params = {"u": until}
+    last = max(
+        lake.query(f"SELECT max({CHANGED}) AS t FROM {r} WHERE {CHANGED} < $u", [r], params).column("t")[0].as_py()
+        for r in refs
+    )
     cutoff = last.replace(minute=0, second=0, microsecond=0)
     (work / "hour").mkdir()
     for ref in refs:
-        later = lake.query(f"SELECT * FROM {ref} WHERE {CHANGED} >= $c", [ref], {"c": cutoff})
+        window = {"c": cutoff, "u": until}
+        later = lake.query(f"SELECT * FROM {ref} WHERE {CHANGED} >= $c AND {CHANGED} < $u", [ref], window)
         if later.num_rows:
             with pa.ipc.new_file(work / "hour" / f"{ref.name}.arrow", later.schema) as sink:
                 sink.write_table(later)
+        after = lake.query(f"SELECT count(*) AS n FROM {ref} WHERE {CHANGED} >= $c", [ref], {"c": cutoff})
+        if after.column("n")[0].as_py():
             before = lake.query(f"SELECT * FROM {ref} WHERE {CHANGED} < $c", [ref], {"c": cutoff})
             lake.overwrite(ref, before, partition_by=["partition_date"])
     return cutoff
@@ -99,14 +110,15 @@ def duckdb_alone(lake: Lake) -> dict[str, float]:
     return seconds
 
 
-def phase(name: str, work: Path, cache: Path, config: SimConfig) -> dict[str, object]:
+def phase(name: str, work: Path, cache: Path, config: SimConfig, until: datetime) -> dict[str, object]:
     """One phase, timed, in this process (run alone in a child so that its peak memory is its own)."""
     lake = Lake(work / "lake")
     started = time.perf_counter()
     detail: dict[str, object] = {}
     if name == "prepare":
         prepare(cache, config)
-        detail["cutoff"] = hold_back_last_hour(cache, work).isoformat()
+    elif name == "hold":
+        detail["cutoff"] = hold_back_last_hour(cache, work, until).isoformat()
     elif name == "full":
         timings: dict[str, float] = {}
         last = [time.perf_counter()]
@@ -133,16 +145,14 @@ def phase(name: str, work: Path, cache: Path, config: SimConfig) -> dict[str, ob
     return {"phase": name, "seconds": seconds, "peak_mb": peak_mb, **detail}
 
 
-def run_phase(name: str, work: Path, args: argparse.Namespace, module: str = "bench.pipeline") -> dict[str, object]:
+def run_phase(
+    name: str, work: Path, args: argparse.Namespace, module: str = "bench.pipeline", years: int | None = None
+) -> dict[str, object]:
     """A phase in a child process (``module``'s), which starts small: its peak memory (getrusage) is the phase's
-    own."""
+    own. ``years``: the history the phase's lake holds (all the simulated days when None)."""
     argv = ["--phase", name, "--work", str(work), "--lake", str(args.lake), "--scale", str(args.scale)]
-    out = subprocess.run(
-        [sys.executable, "-m", module, *argv, "--days", str(args.days)],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    argv += ["--days", str(args.days)] + (["--history", str(years)] if years else [])
+    out = subprocess.run([sys.executable, "-m", module, *argv], check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -150,55 +160,107 @@ def slowest(models: dict[str, float], n: int = 5) -> str:
     return ", ".join(f"{m} {s:.1f}s" for m, s in sorted(models.items(), key=lambda kv: -kv[1])[:n])
 
 
+def history_end(years: int) -> datetime:
+    """Where a lake of ``years`` simulated years ends: that many years of 365 days after the simulation's start."""
+    return datetime.combine(SIM_START + timedelta(days=365 * years), dtime(), UTC)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument(
+        "--years",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="simulated years of history to build at (the first is the full build's DuckDB comparison)",
+    )
+    parser.add_argument("--days", type=int, help="days simulated (default: 365 per year of the largest --years)")
     parser.add_argument("--lake", type=Path, help="keep the ingested lake here and reuse it on later runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    parser.add_argument("--phase", choices=["prepare", "full", "duckdb", "incremental"], help=argparse.SUPPRESS)
+    phases = ["prepare", "hold", "full", "duckdb", "incremental"]
+    parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--history", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    config = SimConfig(seed=7, start=date(2025, 1, 1), days=args.days, scale=args.scale)
+    args.days = args.days or 365 * max(args.years)
+    config = SimConfig(seed=7, start=SIM_START, days=args.days, scale=args.scale)
     if args.phase:
-        print(json.dumps(phase(args.phase, args.work, args.lake, config), default=str))
+        until = history_end(args.history) if args.history else END_OF_TIME
+        print(json.dumps(phase(args.phase, args.work, args.lake, config, until), default=str))
         return
     command = "make bench-pipeline" if args.lake is None else ".venv/bin/python -m bench.pipeline --lake DIR"
+    command += f" --years {' '.join(map(str, args.years))}"
     with tempfile.TemporaryDirectory() as tmp:
         args.lake = args.lake or Path(tmp) / "cache"
-        work = Path(tmp) / "work"
-        cutoff = datetime.fromisoformat(str(run_phase("prepare", work, args)["cutoff"]))
-        results = {}
-        # The baseline writes DuckDB tables only: the engine's full build is in the lake the hour lands in.
-        for name in ("full", "duckdb", "incremental"):
-            results[name] = run_phase(name, work, args)
-            print(f"{name:12} {results[name]['seconds']:7.1f} s   peak {results[name]['peak_mb']:,.0f} MB")
-    full, alone, hourly = results["full"], results["duckdb"], results["incremental"]
-    rows = [
-        ("(a) full build, engine", f"{full['seconds']:.1f} s", f"{full['peak_mb']:,.0f} MB"),
-        ("(b) same SQL, DuckDB alone", f"{alone['seconds']:.1f} s", f"{alone['peak_mb']:,.0f} MB"),
-        ("(c) hourly incremental build", f"{hourly['seconds']:.1f} s", f"{hourly['peak_mb']:,.0f} MB"),
-    ]
-    lines = [
-        MARK,
-        f"### Pipeline, scale {args.scale:g} x {args.days} days ({datetime.now(UTC):%Y-%m-%d}, `{command}`)",
-        "",
-        "| phase | time | peak memory |",
-        "|---|---:|---:|",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
-        "",
-        f"- Engine / DuckDB alone (a)/(b): **{full['seconds'] / alone['seconds']:.2f}x**.",
-        f"- Hourly / full (c)/(a): **{hourly['seconds'] / full['seconds']:.3f}x** "
-        f"({hourly['landed']:,} bronze rows changed after {cutoff:%Y-%m-%d %H:%M} UTC; "
-        f"{hourly['runs']} model runs, mode {hourly['mode']}).",
-        f"- Slowest models in (a): {slowest(full['models'])}.",  # type: ignore[arg-type]
-        f"- Slowest models in (b): {slowest(alone['models'])}.",  # type: ignore[arg-type]
-        f"- Machine load (1, 5, 15 min) after the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
-        MARK,
-    ]
+        run_phase("prepare", Path(tmp) / "unused", args)
+        results: dict[int, dict[str, dict[str, object]]] = {}
+        for years in args.years:
+            work = Path(tmp) / f"work{years}"
+            results[years] = {"hold": run_phase("hold", work, args, years=years)}
+            # The baseline writes DuckDB tables only: the engine's full build is in the lake the hour lands in.
+            for name in ("full", "duckdb", "incremental") if years == args.years[0] else ("full", "incremental"):
+                results[years][name] = run_phase(name, work, args, years=years)
+                figures = results[years][name]
+                print(f"{years}y {name:12} {figures['seconds']:7.1f} s   peak {figures['peak_mb']:,.0f} MB")
+            shutil.rmtree(work)
+    lines = [MARK, *report(args, command, results), MARK]
     print("\n".join(lines))
     if not args.no_write:
         write_section(MARK, lines)
+
+
+def report(args: argparse.Namespace, command: str, results: dict[int, dict[str, dict[str, object]]]) -> list[str]:
+    """The run as markdown: figures, ratios and the issue's targets side by side."""
+    first = args.years[0]
+    full, alone, hourly = (results[first][p] for p in ("full", "duckdb", "incremental"))
+    speed, memory = full["seconds"] / alone["seconds"], full["peak_mb"] / alone["peak_mb"]  # type: ignore[operator]
+    share = hourly["seconds"] / full["seconds"]  # type: ignore[operator]
+    lines = [
+        f"### Pipeline, scale {args.scale:g}, {args.days} days simulated ({datetime.now(UTC):%Y-%m-%d}, `{command}`)",
+        "",
+        f"| phase ({first} year{'s' if first > 1 else ''} of history) | time | peak memory |",
+        "|---|---:|---:|",
+        f"| (a) full build, engine | {full['seconds']:.1f} s | {full['peak_mb']:,.0f} MB |",
+        f"| (b) same SQL, DuckDB alone | {alone['seconds']:.1f} s | {alone['peak_mb']:,.0f} MB |",
+        f"| (c) hourly incremental build | {hourly['seconds']:.1f} s | {hourly['peak_mb']:,.0f} MB |",
+        "",
+        "| target | measured | verdict |",
+        "|---|---:|---|",
+        f"| (a)/(b) time <= 1.30x | {speed:.2f}x | {verdict(speed <= 1.3)} |",
+        f"| (a) peak memory <= (b) + 10% | {memory:.2f}x | {verdict(memory <= 1.1)} |",
+        f"| (c)/(a) <= 0.05 | {share:.3f} | {verdict(share <= 0.05)} |",
+        "",
+        "| years of history | (a) full build | (c) hourly build | (c)/(a) | bronze rows in the hour | model runs |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for years, phases in results.items():
+        f, h = phases["full"], phases["incremental"]
+        lines.append(
+            f"| {years} | {f['seconds']:.1f} s | {h['seconds']:.1f} s | {h['seconds'] / f['seconds']:.3f} | "  # type: ignore[operator]
+            f"{h['landed']:,} | {h['runs']} |"
+        )
+    if len(results) > 1:
+        hours = [phases["incremental"]["seconds"] for phases in results.values()]
+        growth = max(hours) / min(hours)  # type: ignore[type-var, operator]
+        lines += [
+            "",
+            f"- Hourly build across {', '.join(map(str, results))} years: max/min **{growth:.2f}x** "
+            f"(target: flat, following the hour's rows, not the history).",
+        ]
+    lines += [
+        "- Cutoffs (the hour landed starts at): "
+        + ", ".join(f"{y}y {phases['hold']['cutoff']}" for y, phases in results.items())
+        + ".",
+        f"- Slowest models in (a): {slowest(full['models'])}.",  # type: ignore[arg-type]
+        f"- Slowest models in (b): {slowest(alone['models'])}.",  # type: ignore[arg-type]
+        f"- Machine load (1, 5, 15 min) after the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

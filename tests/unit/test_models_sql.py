@@ -216,3 +216,21 @@ def test_models_read_bronze_only_through_newest() -> None:
     for ref, model in MODELS.items():
         sql = re.sub(r"--[^\n]*", "", model.sql)
         assert len(re.findall(r"\bbronze\.", sql)) == sql.count("@newest("), f"{ref} reads bronze by hand"
+
+
+def test_inputs_come_from_the_parse_cache_per_version_of_the_sql(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from retreasure.engine import models
+
+    monkeypatch.setattr(models, "_INPUTS_CACHE", tmp_path)
+    sql = "WITH x AS (SELECT * FROM silver.orders) SELECT * FROM x JOIN bronze.pos_sales USING (k)"
+    expected = (TableRef("bronze", "pos_sales"), TableRef("silver", "orders"))
+    assert models._inputs.__wrapped__(sql) == expected  # parsed, then kept on disk
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    # A later process reads the answer back rather than parsing: a kept answer is what it returns.
+    (kept,) = tmp_path.glob("*.json")
+    kept.write_text(json.dumps(["gold.kept_answer"]))
+    assert models._inputs.__wrapped__(sql) == (TableRef("gold", "kept_answer"),)
+    # Another version of the SQL is parsed anew; an unreadable entry is parsed again, not trusted.
+    assert models._inputs.__wrapped__(sql + " -- edited") == expected
+    kept.write_text("{not json")
+    assert models._inputs.__wrapped__(sql) == expected

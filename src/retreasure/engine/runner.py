@@ -90,10 +90,24 @@ class DuckDBEngine:
         return Computed(kept, kept.num_rows, quarantined, row_checks)
 
     def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
+        return _write(lake, model, kept, start, end).partition_rows
+
+    def write_rows(self, lake: Lake, model: Model, kept: pa.Table, start: date, end: date) -> Written:
+        """As ``write``, with the rows the table holds now when the write replaced it whole (what its table checks
+        then read from memory instead of its files)."""
         return _write(lake, model, kept, start, end)
 
 
 DUCKDB = DuckDBEngine()
+
+
+@dataclass
+class Written:
+    """What a write did: {partition: its rows now} of the partitions written, and the table's rows when the write
+    replaced the whole table (None when it replaced some partitions only)."""
+
+    partition_rows: dict[date, int]
+    table: pa.Table | None = None
 
 
 def run_model(
@@ -127,12 +141,20 @@ def run_model(
             ["table_name", "rule", "row_json"],
         )
     run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
-    run.partition_rows = engine.write(lake, model, computed.kept, start, end)
+    if isinstance(engine, DuckDBEngine):
+        written_now = engine.write_rows(lake, model, computed.kept, start, end)
+    else:
+        written_now = Written(engine.write(lake, model, computed.kept, start, end))
+    run.partition_rows = written_now.partition_rows
     run.partitions = sorted(run.partition_rows)
     windowed = not run.whole and contract.partitioned
     written = sorted({*written_before, *run.partitions}) if windowed else None
     windows = [*windows_before, (start, end)] if windowed else None
-    checked = run_table_checks(lake, model.ref, contract, run_id, written, windows) if table_checks else []
+    checked = (
+        run_table_checks(lake, model.ref, contract, run_id, written, windows, rows=written_now.table)
+        if table_checks
+        else []
+    )
     run.checks = row_checks + checked
     if dq is None:
         record_results(lake, run.checks)
@@ -181,8 +203,8 @@ def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> dict[date, int]:
-    """Write the run's rows in the contract's mode; {partition: its rows now} of the partitions written."""
+def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> Written:
+    """Write the run's rows in the contract's mode."""
     contract, ref = model.contract, model.ref
     mode, part = contract.write_mode, contract.partition_by
     whole = (start, end) == ALL_TIME or not lake.exists(ref)
@@ -199,10 +221,11 @@ def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> 
         elif data.num_rows:
             days = ", ".join(f"'{d.isoformat()}'" for d in pc.unique(data.column(part)).to_pylist())
             lake.overwrite(ref, data, predicate=f"{part} IN ({days})")
+    table = data if mode == "full" or whole else None
     if not part or not data.num_rows:
-        return {}
+        return Written({}, table)
     counts = pc.value_counts(data.column(part)).to_pylist()
-    return {c["values"]: c["counts"] for c in counts}
+    return Written({c["values"]: c["counts"] for c in counts}, table)
 
 
 def _newest(
