@@ -221,3 +221,13 @@ def test_the_command_refuses_a_losing_model_with_exit_3_and_a_bad_option_with_2(
     assert [r["status"] for r in runs(lake, fc.TASK)][:2] == ["rejected", "promoted"]
     wrong = subprocess.run([*command, "--model", "Prophet"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert wrong.returncode == 2 and "unknown model" in wrong.stderr
+
+
+def test_the_shortest_history_a_backtest_accepts_fits_every_model(year_lake: Lake) -> None:
+    """A lake with just ``weeks_needed`` whole weeks (the demo's case) is backtested, not refused by the
+    library for too few points before the first cutoff."""
+    params = fc.ForecastParams()
+    frame = fc.long_frame(fc.weekly_series(year_lake))
+    last = frame.sort_values("ds").groupby("unique_id").tail(params.weeks_needed())
+    _, metrics = fc.backtest(last.reset_index(drop=True), params, "shortest", params.model)
+    assert metrics, "both the model and the baseline were scored"

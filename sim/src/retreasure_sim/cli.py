@@ -105,8 +105,9 @@ def fakes(
 def demo(
     seed: Seed = 7,
     start: Start = "2025-01-01",
-    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 60,
-    scale: Scale = 0.3,
+    # Nine months at a tenth of the business: the weeks a forecast's backtest needs, at the cost of two months.
+    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 270,
+    scale: Scale = 0.1,
     faults: WithFaults = True,
     fresh: Annotated[
         bool, typer.Option(help="Start from an empty lake, landing folder, simulation and demo broker.")

@@ -50,6 +50,9 @@ LEVELS = (80, 95)
 TARGETS = ("units", "revenue")
 BASELINE = "SeasonalNaive"
 YEAR_WEEKS = 52
+# ETS refuses a series of at most its parameters + 4 points (statsforecast: "tiny datasets"), and a damped trend
+# has five (level, trend, their smoothing, damping): ten weeks fit every model the automatic choice tries.
+MIN_FIT_WEEKS = 10
 ModelName = Literal["AutoETS", "AutoARIMA", "HistoricAverage"]
 MODELS: tuple[ModelName, ...] = ("AutoETS", "AutoARIMA", "HistoricAverage")
 
@@ -67,9 +70,9 @@ class ForecastParams:
     planned_uplift: float = 1.0
 
     def weeks_needed(self) -> int:
-        """Whole weeks of history a backtest needs: every cutoff's horizon, the cutoffs' spread, and four weeks
+        """Whole weeks of history a backtest needs: every cutoff's horizon, the cutoffs' spread, and enough weeks
         before the first cutoff to fit on."""
-        return self.horizon + self.step * (self.windows - 1) + 4
+        return self.horizon + self.step * (self.windows - 1) + MIN_FIT_WEEKS
 
 
 @dataclass

@@ -4,7 +4,7 @@ against the seasonal-naive baseline, and the recommendations' recall@10 against 
 Each line comes from a real run of the real model (recorded in ``ops.ml_runs``, promoted only when it beats its
 baseline), as ``retreasure ml forecast`` and ``retreasure ml recommend`` run it. A lake too young for a task
 says so in its line instead of failing: the forecast's backtest needs ``ForecastParams.weeks_needed()`` whole
-weeks of sales (29 with the defaults), which a two-month demo does not have.
+weeks of sales (35 with the defaults: the demo simulates nine months for it).
 """
 
 from __future__ import annotations
