@@ -136,8 +136,9 @@ def print_kpis(lake: Lake) -> None:
 def dictionary(out: Annotated[Path, typer.Option(help="Where to write it.")] = Path("docs/data-dictionary.md")) -> None:
     """Write the data dictionary from the model contracts."""
     from retreasure.engine.dictionary import render
+    from retreasure.ml.catalog import documented_tables
 
-    out.write_text(render())
+    out.write_text(render(documented_tables()))
     console.print(f"Wrote {out}")
 
 

@@ -101,9 +101,11 @@ def test_the_committed_data_dictionary_is_current() -> None:
     from pathlib import Path
 
     from retreasure.engine.dictionary import render
+    from retreasure.ml.catalog import documented_tables
 
     committed = Path(__file__).resolve().parents[2] / "docs" / "data-dictionary.md"
-    assert committed.read_text() == render(), "run `retreasure dictionary` and commit docs/data-dictionary.md"
+    written = render(documented_tables())
+    assert committed.read_text() == written, "run `retreasure dictionary` and commit docs/data-dictionary.md"
 
 
 # Records left out of silver on purpose, by name, in the model's SQL and its sources' predicate.

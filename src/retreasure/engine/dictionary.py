@@ -41,14 +41,15 @@ def _section(ref: object, c: Contract, inputs: Iterable[object]) -> str:
     return "\n".join(lines)
 
 
-def _ml_sections() -> list[str]:
-    from retreasure.ml.catalog import READS
-    from retreasure.ml.tables import contract
-
-    ordered: list[TableRef] = sorted(READS, key=str)
-    return [_section(ref, contract(ref), READS[ref]) for ref in ordered]
+# A table written outside the models (machine learning's): its name, contract and the tables it is made from.
+Documented = tuple[TableRef, Contract, Iterable[TableRef]]
 
 
-def render() -> str:
+def render(ml_tables: Iterable[Documented] = ()) -> str:
+    """The dictionary of the models and, after them, of ``ml_tables`` (``ml.catalog.documented_tables``: the
+    machine learning layer sits above this one, so its tables are handed in, not looked up)."""
     models = [_section(m.ref, m.contract, m.inputs) for m in load_models().values()]
-    return HEADER + "\n" + "\n\n".join(models) + "\n\n" + ML_HEADER + "\n" + "\n\n".join(_ml_sections()) + "\n"
+    text = HEADER + "\n" + "\n\n".join(models) + "\n"
+    if ml := [_section(*table) for table in ml_tables]:
+        text += "\n" + ML_HEADER + "\n" + "\n\n".join(ml) + "\n"
+    return text

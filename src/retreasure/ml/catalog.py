@@ -3,6 +3,7 @@ table's meaning and columns come from its contract, ``ml/contracts/<name>.yml``)
 
 from __future__ import annotations
 
+from retreasure.contracts.model import Contract
 from retreasure.lake.store import TableRef
 from retreasure.ml import forecast, reco_data, reco_run, runs
 
@@ -18,3 +19,10 @@ READS: dict[TableRef, tuple[TableRef, ...]] = {
     reco_run.AFFINITY: reco_data.INPUTS,
     runs.ML_RUNS: (),
 }
+
+
+def documented_tables() -> list[tuple[TableRef, Contract, tuple[TableRef, ...]]]:
+    """Each ML table with its contract and inputs, in name order: the data dictionary's ML section."""
+    from retreasure.ml.tables import contract
+
+    return [(ref, contract(ref), READS[ref]) for ref in sorted(READS, key=str)]
