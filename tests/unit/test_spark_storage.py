@@ -77,3 +77,8 @@ def test_an_az_lake_without_an_account_is_refused() -> None:
     storage = Settings(_env_file=None, lake_uri="az://lake/x", storage={"account_key": "k"}).storage  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="ACCOUNT_NAME"):
         hadoop_conf("az://lake/x", storage)
+
+
+def test_a_local_lake_is_reached_at_its_own_path() -> None:
+    storage = Settings(_env_file=None, lake_uri="/srv/lake").storage  # type: ignore[call-arg]
+    assert spark_uri("/srv/lake/bronze/ecb_fx_rates", storage) == "/srv/lake/bronze/ecb_fx_rates"

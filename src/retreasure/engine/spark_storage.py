@@ -71,7 +71,9 @@ def hadoop_conf(lake_uri: str, storage: StorageSettings) -> dict[str, str]:
 def spark_uri(uri: str, storage: StorageSettings) -> str:
     """The URI Spark reaches a table at: the lake's own, but ``abfs://`` for an emulated ``abfss://`` lake (plain
     HTTP), and an ``az://<container>/<path>`` lake (delta-rs's blob name) as ABFS names it."""
-    scheme, _, rest = uri.partition("://")
+    scheme, found, rest = uri.partition("://")
+    if not found:  # a local path
+        return uri
     if scheme == "az":
         container, _, path = rest.partition("/")
         account = storage.account_name or (EMULATOR_ACCOUNT if storage.use_emulator else None)
