@@ -20,7 +20,8 @@ from retreasure_sim.model import Truth
 from tests.conftest import FAULTY
 from tests.integration import test_reconciliation as reconciliation
 
-pytestmark = pytest.mark.spark
+# Building every model on both engines is the setup: ~8 minutes on a busy 2-core machine, near the default limit.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
 
 # Columns that say when or in which run a row was written, not what it holds.
 RUN_COLUMNS = {"run_id", "quarantined_at"}
