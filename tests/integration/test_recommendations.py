@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from retreasure.bronze.pii import PiiMasker
-from retreasure.lake import Lake
+from retreasure.lake import Lake, TableRef
 from retreasure.ml import reco_data, reco_run, recommend
 from retreasure.ml.recommend import KINDS, Candidates, RecoParams
 from retreasure.ml.runs import ML_RUNS, runs
@@ -236,6 +236,29 @@ def test_the_weekly_dagster_asset_publishes_the_four_tables(reco_lake: RecoLake,
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {f"{ref.layer}/{ref.name}" for ref in RECO_TABLES}
     assert lake.count(reco_run.EVAL) == runs_before + len(reco_lake.result.scores)
+
+
+def test_a_losing_weekly_run_opens_an_incident_and_publishes_only_its_evaluation(
+    reco_lake: RecoLake, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from retreasure.pipeline.ml_assets import reco_assets
+    from retreasure.pipeline.resources import RetreasureResource
+
+    lake = Lake(shutil.copytree(reco_lake.lake.uri, tmp_path / "lake"))
+    contrary = {"behaviour_weight": 0.0, "kind_weights": {kind: -1.0 for kind in KINDS}}
+    result = dg.materialize(
+        [reco_assets()],
+        resources={"retreasure": RetreasureResource(lake_uri=lake.uri)},
+        run_config={"ops": {"recommendations": {"config": contrary}}},
+    )
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {f"{reco_run.EVAL.layer}/{reco_run.EVAL.name}"}
+    incidents = _rows(lake, "SELECT asset, status, error FROM ops.incidents", TableRef("ops", "incidents"))
+    assert [(i["asset"], i["status"]) for i in incidents] == [(str(reco_run.RECOMMENDATIONS), "open")]
+    assert "does not beat popularity" in str(incidents[0]["error"])
 
 
 def test_the_command_publishes_a_run_that_beats_popularity_and_says_by_how_much(

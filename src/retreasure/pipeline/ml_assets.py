@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from retreasure.ml import reco_data, reco_run
+from retreasure.ml.recommend import RecoParams
 from retreasure.pipeline.assets import asset_key
 from retreasure.pipeline.incidents import StepGuard
 from retreasure.pipeline.resources import RetreasureResource
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
 RECO_JOB = "recommendations_weekly"
 RECO_INPUTS = reco_data.INPUTS
 RECO_TABLES = (reco_run.EVAL, reco_run.RECOMMENDATIONS, reco_run.SIMILAR, reco_run.AFFINITY)
+
+
+class RecoConfig(dg.Config):
+    """What a run may change from the defaults (an analyst trying weights from the launchpad)."""
+
+    behaviour_weight: float = RecoParams.behaviour_weight
+    kind_weights: dict[str, float] | None = None
 
 
 def reco_assets(policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
@@ -39,17 +47,23 @@ def reco_assets(policy: dg.RetryPolicy | None = None) -> dg.AssetsDefinition:
         description="Evaluate, train and score the recommender; publish when it beats popularity on recall@10.",
     )
     def recommendations(
-        context: dg.AssetExecutionContext, retreasure: RetreasureResource
+        context: dg.AssetExecutionContext, retreasure: RetreasureResource, config: RecoConfig
     ) -> Iterator[dg.MaterializeResult]:
-        with StepGuard(context, retreasure, "ml.recommendations") as guard:
-            result = reco_run.run(retreasure.lake())
-        guard.succeeded()
+        weights = {} if config.kind_weights is None else {"kind_weights": config.kind_weights}
+        params = RecoParams(behaviour_weight=config.behaviour_weight, **weights)
+        with StepGuard(context, retreasure, str(reco_run.RECOMMENDATIONS)) as guard:
+            result = reco_run.run(retreasure.lake(), params)
         metrics = {
             f"{s.method}_{s.group}_{name}": round(getattr(s, name), 4)
             for s in result.scores
             for name in ("recall_at_10", "ndcg_at_10", "coverage")
         }
         context.log.info(f"run {result.run_id}: promoted={result.promoted} {metrics}")
+        if result.promoted:
+            guard.succeeded()
+        else:
+            # Flagged like a losing forecast: an incident and its alert; the served tables stay the last promoted.
+            guard.blocked(f"recommendation run {result.run_id} not promoted: it does not beat popularity on recall@10")
         published = RECO_TABLES if result.promoted else (reco_run.EVAL,)
         for ref in published:
             yield dg.MaterializeResult(
