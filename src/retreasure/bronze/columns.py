@@ -55,34 +55,40 @@ def batch_rows(
 ) -> BatchRows:
     """The rows of ``values``: those ``JsonBatchMasker.texts`` did (``fast``) as it did them, the others decoded
     by ``decode`` and masked by the per-record functions, in their place."""
-    rows = BatchRows()
-    raws, hashes, early, objects = rows.raws, rows.hashes, rows.early, rows.objects
-    found_keys, found_times = rows.found_keys, rows.found_times
-    key_path, updated_at = entity.key, entity.updated_at
-    remember, sha256 = masker.remember, hashlib.sha256
-    for value, done in zip(values, fast, strict=True):
+    # Column by column in comprehensions: a loop appending to six lists per row was a third of the batch's time.
+    raws = [done[1] if done is not None else b"" for done in fast]
+    objects: list[dict[str, Any] | None] = [done[0] if done is not None else None for done in fast]
+    early: list[str | None] = [None] * len(raws)
+    remember = masker.remember
+    for row, done in enumerate(fast):
         if done is not None:
-            payload, raw, tokens = done
-            if tokens:
-                remember(tokens)
-            error = None
-        else:
-            payload, error = decode(value)
-            text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
-            if too_big:
-                error = first_reason(too_big, error)
-            text, raw, unencodable = utf8_raw(text)
-            if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
-                payload, error = text, first_reason(unencodable, error)
-            if not isinstance(payload, dict):
-                payload = None
-        raws.append(raw)
-        hashes.append(sha256(raw).hexdigest())
-        early.append(error)
-        objects.append(payload)
-        found_keys.append(dig(payload, key_path) if payload is not None else None)
-        found_times.append(dig(payload, updated_at) if updated_at and payload is not None else None)
-    return rows
+            if done[2]:
+                remember(done[2])
+            continue
+        payload, error = decode(values[row])
+        text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
+        if too_big:
+            error = first_reason(too_big, error)
+        text, raws[row], unencodable = utf8_raw(text)
+        if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
+            payload, error = text, first_reason(unencodable, error)
+        objects[row], early[row] = (payload if isinstance(payload, dict) else None), error
+    sha256 = hashlib.sha256
+    return BatchRows(
+        raws,
+        [sha256(raw).hexdigest() for raw in raws],
+        early,
+        objects,
+        _found(objects, entity.key),
+        _found(objects, entity.updated_at) if entity.updated_at else [None] * len(raws),
+    )
+
+
+def _found(objects: list[dict[str, Any] | None], path: str) -> list[Any]:
+    """The value at ``path`` of each object (None for a row without one), as ``dig`` finds it."""
+    if "." in path:
+        return [dig(payload, path) if payload is not None else None for payload in objects]
+    return [payload.get(path) if payload is not None else None for payload in objects]
 
 
 def bronze_columns(entity: Entity, rows: BatchRows) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
