@@ -18,8 +18,9 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from retreasure.bronze.landing import BronzeWriter, masked_raw
+from retreasure.bronze.landing import BronzeWriter
 from retreasure.bronze.pii import PiiMasker
+from retreasure.bronze.record import masked_raw
 from retreasure.connectors.base import RawRecord
 from retreasure.connectors.files import json_object
 from retreasure.lake import Lake

@@ -22,7 +22,13 @@ if TYPE_CHECKING:  # each command imports the lake (DuckDB, Delta, Arrow) when i
     from retreasure.lake import Lake
     from retreasure.settings import Settings
 
-app = typer.Typer(help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.", no_args_is_help=True)
+# Help in click's plain layout (rich_markup_mode=None): Typer's rich help imports and lays out with Rich's markdown
+# and traceback modules, most of the start of `retreasure --help`, for the same text.
+app = typer.Typer(
+    help="ReTreasure data platform: ingest, curate and serve a commerce lakehouse.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 console = Console()
 
 
@@ -219,6 +225,18 @@ def _mount_command_plugins() -> None:
 
 
 _mount_command_plugins()
+
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Every command group's help in the root's plain layout, the groups of plugins included: each Typer
+    instance has its own markup mode, and one rich group would bring the rich help back for its commands."""
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            group.typer_instance.rich_markup_mode = None
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
 
 
 @app.callback()

@@ -11,8 +11,9 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from retreasure.bronze.landing import LONE_SURROGATE, BronzeWriter, bronze_table, quarantine_table
+from retreasure.bronze.landing import BronzeWriter, bronze_table, quarantine_table
 from retreasure.bronze.pii import VAULT, PiiMasker
+from retreasure.bronze.record import LONE_SURROGATE
 from retreasure.connectors.files import json_line_texts
 from retreasure.connectors.web import WebSource
 from retreasure.lake import Lake, TableRef
@@ -45,6 +46,9 @@ def lines() -> list[bytes]:
         {key: value for key, value in EVENT.items() if key != "messageId"},  # no business key
         {**EVENT, "messageId": "", "context": {"ip": "  "}},  # an empty key, a blank PII value
         {**EVENT, "messageId": "E10", "context": {"ip": "pii:ip:0123"}},  # already a token
+        {**EVENT, "messageId": 10016},  # a number for a key
+        {**EVENT, "messageId": "E17", "timestamp": "2025-03-04T01:29:30.5+02:00"},  # an offset: the day before
+        {**EVENT, "messageId": "E18", "timestamp": "2025-02-30T08:29:30Z"},  # a day that does not exist
     ]
     texts = [json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() for r in records]
     texts += [json.dumps(r).encode() for r in records[:3]]  # json.dumps' default spacing: the same records again
@@ -102,7 +106,8 @@ def test_a_file_lands_the_same_one_record_at_a_time_and_a_batch_of_lines_at_a_ti
     expected = rows(one_by_one, table, "record_hash")
     assert len(expected) == len(lines()) - 1 - 3  # but the blank line, and the repeats (same raw text, same hash)
     assert rows(batched, table, "record_hash") == expected
-    assert sum(row["error"] is None for row in expected) == 9
+    assert sum(row["error"] is None for row in expected) == 11
+    assert {row["partition_date"] for row in expected} >= {FILE_DAY, FILE_DAY.replace(day=3)}
     assert [(row["raw"], row["error"]) for row in expected if "E15" in row["raw"]] == [(SURROGATE_RAW, LONE_SURROGATE)]
     assert any("pii:email:" in row["raw"] for row in expected) and not any("example" in r["raw"] for r in expected)
     quarantine = quarantine_table("web", WebSource.entities[0])

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retreasure.bronze.batch import JsonBatchMasker
-from retreasure.bronze.landing import masked_raw
 from retreasure.bronze.pii import PiiMasker
+from retreasure.bronze.record import masked_raw
 from retreasure.connectors.base import load_sources
 from retreasure.connectors.files import json_object
 from tests.conftest import HMAC_KEY

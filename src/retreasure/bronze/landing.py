@@ -10,7 +10,6 @@ reason, so no single input can make masking or landing cost more than the limit 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -20,14 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retreasure.bronze.batch import JsonBatchMasker
+from retreasure.bronze.columns import batch_rows, bronze_columns, constant
 from retreasure.bronze.pii import PiiMasker
+from retreasure.bronze.record import change_time, first_reason, masked_raw, record_key, utf8_raw
 from retreasure.connectors.base import Entity, RawRecord
 from retreasure.connectors.files import LongLine, json_line
 from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from retreasure.lake.store import Lake, TableRef
-from retreasure.records.instants import parse_instant
-from retreasure.records.paths import dig
-from retreasure.records.sizes import KEPT_CHARS, oversized
 
 # Records with no business date of their own land in one fixed partition, so that re-running on another day
 # finds (and skips) them again instead of landing them twice.
@@ -51,9 +49,10 @@ class LandingStats:
     bytes: int = 0
 
 
-# The columns of bronze that differ from row to row, buffered as lists: one Arrow array each at a flush costs a
-# fraction of building the table from a dict per row.
+# The columns of bronze that differ from row to row, buffered as lists for records added one by one (one Arrow
+# array each costs a fraction of building the table from a dict per row) and as Arrow chunks for batches of lines.
 ROW_COLUMNS = ("record_key", "record_updated_at", "raw", "record_hash", "error", "origin", "partition_date")
+ROW_SCHEMA = pa.schema([BRONZE_SCHEMA.field(name) for name in ROW_COLUMNS])
 
 
 @dataclass
@@ -70,6 +69,8 @@ class BronzeWriter:
     max_record_bytes: int = 4 << 20  # the ingest run passes settings.ingest.max_record_bytes
     max_line_bytes: int = 1 << 20  # the ingest run passes settings.ingest.max_line_bytes
     _columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in ROW_COLUMNS})
+    # Rows buffered before those in _columns, in order: a batch of lines lands as one chunk of columns.
+    _chunks: list[pa.Table] = field(default_factory=list)
     _batch: JsonBatchMasker | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -78,33 +79,48 @@ class BronzeWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._columns["raw"])
+        return sum(chunk.num_rows for chunk in self._chunks) + len(self._columns["raw"])
 
     def mark(self) -> tuple[int, LandingStats]:
         """Where the buffer stands: ``rollback`` to it forgets what was added since (a file refused midway)."""
         return self.pending, replace(self.stats)
 
     def rollback(self, mark: tuple[int, LandingStats]) -> None:
-        for values in self._columns.values():
-            del values[mark[0] :]
+        self._seal()
+        kept = pa.concat_tables(self._chunks).slice(0, mark[0]) if self._chunks else None
+        self._chunks = [kept] if kept is not None and kept.num_rows else []
         self.stats = mark[1]
 
     def add_lines(self, lines: Sequence[bytes | LongLine], origin: str, day: date | None) -> None:
         """Add the records of lines of a JSON Lines file (``connectors.files.json_line_texts``), each as ``add``
         adds the record ``FileSource.read`` makes of it: the same row, byte for byte, and the same vault entries.
-        Lines of the common shape (``bronze.batch``) are masked and serialised a batch at a time in C; the others
-        one by one, in their place."""
-        fast = self._batch.texts([None if isinstance(v, LongLine) else v for v in lines]) if self._batch else None
-        for row, line in enumerate(lines):
-            done = fast[row] if fast else None
-            if done is None:
-                payload, error = json_line(line, self.max_line_bytes)
-                self.add(RawRecord(payload, origin, error=error, partition_date=day))
-                continue
-            payload, text, tokens = done
-            if tokens:
-                self.masker.remember(tokens)
-            self._append(payload, text.decode(), None, None, None, origin, day)
+        Lines of the common shape (``bronze.batch``) are masked and serialised a batch at a time in C, the others
+        one by one in their place; keys, change times and reasons are found over the batch (``bronze.columns``)."""
+        if not lines:
+            return
+        values = [None if isinstance(line, LongLine) else line for line in lines]
+        fast = self._batch.texts(values) if self._batch else [None] * len(lines)
+        rows = batch_rows(self.masker, self.entity, lines, fast, self._read_line, self.max_record_bytes)
+        raw, hashes, keys, times, errors = bronze_columns(self.entity, rows)
+        count = len(lines)
+        days = pc.coalesce(pc.cast(times, pa.date32()), pa.scalar(day or UNDATED, pa.date32()))
+        chunk = dict(
+            record_key=keys,
+            record_updated_at=times,
+            raw=raw,
+            record_hash=hashes,
+            error=errors,
+            origin=constant(origin, count, pa.string()),
+            partition_date=days,
+        )
+        self._seal()
+        self._chunks.append(pa.table(chunk, schema=ROW_SCHEMA))
+        self.stats.records += count
+        self.stats.bytes += pc.sum(pc.utf8_length(raw)).as_py() or 0
+        self.stats.malformed += count - errors.null_count
+
+    def _read_line(self, line: bytes | LongLine) -> tuple[Any, str | None]:
+        return json_line(line, self.max_line_bytes)
 
     def add(self, record: RawRecord) -> None:
         raw, too_big = masked_raw(self.masker, self.entity, record.payload, self.max_record_bytes)
@@ -147,18 +163,24 @@ class BronzeWriter:
         columns["origin"].append(origin)
         columns["partition_date"].append(day)
 
+    def _seal(self) -> None:
+        """The rows buffered one by one become a chunk, so that what is added next comes after them."""
+        if self._columns["raw"]:
+            buffered, self._columns = self._columns, {name: [] for name in ROW_COLUMNS}
+            arrays = [pa.array(buffered[name], kind) for name, kind in zip(ROW_COLUMNS, ROW_SCHEMA.types, strict=True)]
+            self._chunks.append(pa.Table.from_arrays(arrays, schema=ROW_SCHEMA))
+
     def flush(self) -> None:
         if not self.pending:
             return
-        buffered, self._columns = self._columns, {name: [] for name in ROW_COLUMNS}
-        count = len(buffered["raw"])
-        constant = {"source": self.source, "entity": self.entity.name, "batch_id": self.batch_id}
-        constant |= {"ingested_at": self.ingested_at}
+        self._seal()
+        rows, self._chunks = pa.concat_tables(self._chunks), []
+        count = rows.num_rows
+        constant_values = {"source": self.source, "entity": self.entity.name, "batch_id": self.batch_id}
+        constant_values |= {"ingested_at": self.ingested_at}
         table = pa.table(
             {
-                name: pa.array(buffered[name], kind)
-                if name in buffered
-                else pa.repeat(pa.scalar(constant[name], kind), count)
+                name: rows.column(name) if name in ROW_COLUMNS else constant(constant_values[name], count, kind)
                 for name, kind in zip(BRONZE_SCHEMA.names, BRONZE_SCHEMA.types, strict=True)
             },
             schema=BRONZE_SCHEMA,
@@ -191,59 +213,3 @@ class BronzeWriter:
         # The vault is written after bronze: a crash in between leaves tokens whose clear values the re-run
         # (which sees the same records again) stores then.
         self.masker.flush_vault(self.lake, self.source)
-
-
-LONE_SURROGATE = "malformed: a lone surrogate escape in JSON"
-
-
-def masked_raw(masker: PiiMasker, entity: Entity, payload: Any, max_record_bytes: int) -> tuple[str, str | None]:
-    """The text bronze keeps of a record, PII tokenised (compact JSON of an object or list, else the text), and
-    the quarantine reason when it is over ``max_record_bytes`` (its text then cut to its start), else None."""
-    if isinstance(payload, dict | list):
-        raw = json.dumps(masker.mask(payload, entity.pii), separators=(",", ":"), ensure_ascii=False)
-        if too_big := _oversized(raw, max_record_bytes):
-            return raw[:KEPT_CHARS] + "...", too_big
-        return raw, None
-    if too_big := _oversized(text := str(payload), max_record_bytes):
-        # Only the kept start is masked: masking the whole would be the unbounded work the limit prevents.
-        return masker.mask_text(text[:KEPT_CHARS]) + "...", too_big
-    return masker.mask_text(text), None
-
-
-def utf8_raw(raw: str) -> tuple[str, bytes, str | None]:
-    """A record's bronze text, its UTF-8 bytes, and None; or, for a text holding a lone surrogate (a JSON
-    ``\\ud800`` escape: no UTF-8 text can hold it), the text with it replaced, its bytes and the reason."""
-    try:
-        return raw, raw.encode(), None
-    except UnicodeEncodeError:
-        encoded = raw.encode("utf-8", "replace")
-        return encoded.decode(), encoded, LONE_SURROGATE
-
-
-def _oversized(text: str, limit: int) -> str | None:
-    """The quarantine reason of a record's text over the limit, or None (a character is 1-4 bytes: most texts are
-    judged by their length without being encoded)."""
-    if len(text) <= limit // 4 or len(encoded := text.encode()) <= limit:
-        return None
-    return oversized("record", len(encoded), hashlib.sha256(encoded).hexdigest(), limit)
-
-
-def record_key(payload: dict[str, Any], entity: Entity) -> str | None:
-    """The business key at the entity's declared path, as text; None when missing or empty."""
-    found = dig(payload, entity.key)
-    return None if found is None or found == "" else str(found)
-
-
-def change_time(payload: dict[str, Any], entity: Entity) -> tuple[datetime | None, str | None]:
-    """The change time at the entity's declared path, or None and why (missing, or it does not parse)."""
-    assert entity.updated_at
-    try:
-        updated_at = parse_instant(dig(payload, entity.updated_at))
-    except (ValueError, OverflowError, OSError) as exc:
-        return None, f"change time at '{entity.updated_at}' does not parse: {exc}"
-    return updated_at, None if updated_at else f"no change time at '{entity.updated_at}'"
-
-
-def first_reason(reason: str, other: str | None) -> str:
-    """A record's reasons to be quarantined, ``reason`` first."""
-    return f"{reason}; {other}" if other else reason

@@ -29,28 +29,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retreasure.bronze.batch import JsonBatchMasker
-from retreasure.bronze.landing import (
-    UNDATED,
-    bronze_table,
-    change_time,
-    first_reason,
-    masked_raw,
-    quarantine_table,
-    record_key,
-    utf8_raw,
-)
+from retreasure.bronze.columns import batch_rows, bronze_columns, constant
+from retreasure.bronze.landing import UNDATED, bronze_table, quarantine_table
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity, load_sources
 from retreasure.connectors.files import KEPT_CHARS, json_object, oversized
 from retreasure.lake.bronze import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from retreasure.lake.store import Lake, TableRef
-from retreasure.records.paths import dig
 from retreasure.streaming import offsets
 from retreasure.streaming.dedup import SeenHashes, VaultTokens
 
-# The change-time shape Arrow parses exactly as ``parse_instant`` does (ISO 8601 with a zone, to the
-# microsecond); any other value goes through ``parse_instant`` itself.
-ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 QUARANTINE_RULE = "bronze.parseable"  # the file path's rule name for a record that cannot be keyed or dated
 
 
@@ -199,7 +187,7 @@ class TopicLanding:
         quarantined = pa.table(
             {
                 **{name: copied.column(name) for name in ("source", "entity", "record_key", "raw", "record_hash")},
-                "rule": _constant(QUARANTINE_RULE, copied.num_rows, pa.string()),
+                "rule": constant(QUARANTINE_RULE, copied.num_rows, pa.string()),
                 "reason": copied.column("error"),
                 "origin": copied.column("origin"),
                 "batch_id": copied.column("batch_id"),
@@ -213,45 +201,10 @@ class TopicLanding:
     def _rows(self, messages: Sequence[Message], batch_id: str) -> tuple[pa.Table, list[str]]:
         """The bronze rows of ``messages``, in order, and their record hashes."""
         count = len(messages)
-        raws: list[bytes] = []  # UTF-8
-        hashes: list[str] = []
-        early: list[str | None] = []  # reasons known before the key and time are looked at
-        objects: list[dict[str, Any] | None] = []  # payloads whose key and time the file path would read
-        found_keys: list[Any] = []  # the values at the declared paths, as parsed
-        found_times: list[Any] = []
-        key_path, updated_at = self.entity.key, self.entity.updated_at
-        fast = self._fast.texts([m.value for m in messages]) if self._fast else [None] * count
-        remember, sha256 = self.masker.remember, hashlib.sha256
-        for message, done in zip(messages, fast, strict=True):
-            if done is not None:
-                payload, raw, tokens = done
-                if tokens:
-                    remember(tokens)
-                raws.append(raw)
-                hashes.append(sha256(raw).hexdigest())
-                early.append(None)
-                objects.append(payload)
-                found_keys.append(dig(payload, key_path))
-                found_times.append(dig(payload, updated_at) if updated_at else None)
-                continue
-            payload, error = self._decode(message.value)
-            text, too_big = masked_raw(self.masker, self.entity, payload, self.max_record_bytes)
-            if too_big:
-                error = first_reason(too_big, error)
-            text, encoded, unencodable = utf8_raw(text)
-            if unencodable:
-                payload, error = text, first_reason(unencodable, error)
-            raws.append(encoded)
-            hashes.append(hashlib.sha256(encoded).hexdigest())
-            early.append(error)
-            objects.append(payload if isinstance(payload, dict) else None)
-            found_keys.append(dig(payload, key_path) if isinstance(payload, dict) else None)
-            found_times.append(dig(payload, updated_at) if updated_at and isinstance(payload, dict) else None)
-        raw_column = pa.array(raws, pa.string())
-        early_column = pa.array(early, pa.string())
-        keys, times, late = self._keys_and_times(found_keys, found_times, objects)
-        key_missing = pc.if_else(pc.is_null(keys), f"no business key at '{self.entity.key}'", None)
-        errors = pc.coalesce(early_column, late, key_missing)
+        values = [m.value for m in messages]
+        fast = self._fast.texts(values) if self._fast else [None] * count
+        rows = batch_rows(self.masker, self.entity, values, fast, self._decode, self.max_record_bytes)
+        raw_column, hash_column, keys, times, errors = bronze_columns(self.entity, rows)
         produced = pa.array([m.timestamp_ms for m in messages], pa.int64())
         produced_day = pc.cast(pc.cast(pc.multiply(produced, 1000), pa.timestamp("us", "UTC")), pa.date32())
         day = pc.coalesce(pc.cast(times, pa.date32()), produced_day, pa.scalar(UNDATED, pa.date32()))
@@ -262,21 +215,21 @@ class TopicLanding:
         )
         table = pa.table(
             {
-                "source": _constant(self.source, count, pa.string()),
-                "entity": _constant(self.entity.name, count, pa.string()),
+                "source": constant(self.source, count, pa.string()),
+                "entity": constant(self.entity.name, count, pa.string()),
                 "record_key": keys,
                 "record_updated_at": times,
                 "raw": raw_column,
-                "record_hash": pa.array(hashes, pa.string()),
+                "record_hash": hash_column,
                 "error": errors,
                 "origin": origin,
-                "batch_id": _constant(batch_id, count, pa.string()),
-                "ingested_at": _constant(datetime.now(UTC), count, pa.timestamp("us", "UTC")),
+                "batch_id": constant(batch_id, count, pa.string()),
+                "ingested_at": constant(datetime.now(UTC), count, pa.timestamp("us", "UTC")),
                 "partition_date": day,
             },
             schema=BRONZE_SCHEMA,
         )
-        return table, hashes
+        return table, rows.hashes
 
     def _decode(self, value: bytes | None) -> tuple[Any, str | None]:
         """A message's value as the JSON Lines reader reads a line: an object, or its text and the reason."""
@@ -289,58 +242,3 @@ class TopicLanding:
         # Read as a line of a file is, its terminator included, so that a parser's message (its line and column)
         # is the same whichever way the record came.
         return json_object(value if value.endswith(b"\n") else value + b"\n")
-
-    def _keys_and_times(
-        self, found_keys: list[Any], found_times: list[Any], objects: list[dict[str, Any] | None]
-    ) -> tuple[pa.Array, pa.Array, pa.Array]:
-        """Per row: the business key, the change time and the change time's problem, as the file path finds
-        them. Text keys and ISO 8601 times (nearly all) are checked and parsed as columns; any other value goes
-        through the file path's own functions, row by row."""
-        entity, count = self.entity, len(objects)
-        keys, odd_keys = _strings(found_keys)
-        keys = pc.if_else(pc.equal(keys, ""), None, keys)  # an empty key is no key
-        keys = _patch(keys, odd_keys, lambda row: record_key(objects[row], entity))  # type: ignore[arg-type]
-        stamp = pa.timestamp("us", "UTC")
-        if not entity.updated_at:
-            return keys, pa.nulls(count, stamp), pa.nulls(count, pa.string())
-        texts, odd_times = _strings(found_times)
-        iso = pc.fill_null(pc.match_substring_regex(texts, ISO_INSTANT), False)
-        try:
-            times = pc.cast(pc.if_else(iso, texts, None), stamp)
-        except pa.ArrowInvalid:  # a day that does not exist (02-30): every time of the batch by the file path's
-            times, iso = pa.nulls(count, stamp), pa.array(np.zeros(count, dtype=bool))
-        is_object = pa.array([payload is not None for payload in objects], pa.bool_())
-        absent = pc.and_(is_object, pa.array([value is None for value in found_times], pa.bool_()))
-        problems = pc.if_else(absent, f"no change time at '{entity.updated_at}'", None)
-        by_payload = pc.and_(is_object, pc.invert(pc.or_(iso, absent)))
-        rows = np.flatnonzero(pc.or_(by_payload, odd_times).to_numpy(zero_copy_only=False))
-        if len(rows):
-            parsed = [change_time(objects[row], entity) for row in rows]  # type: ignore[arg-type]
-            times = _replace(times, rows, [t for t, _ in parsed], stamp)
-            problems = _replace(problems, rows, [p for _, p in parsed], pa.string())
-        return keys, times, problems
-
-
-def _strings(values: list[Any]) -> tuple[pa.Array, pa.Array]:
-    """``values`` as a text column (None where a value is not text), and where a value was something else."""
-    try:
-        return pa.array(values, pa.string()), pa.array(np.zeros(len(values), dtype=bool))
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number, a boolean, an object: rare, and not text
-        other = [value is not None and not isinstance(value, str) for value in values]
-        texts = [value if isinstance(value, str) else None for value in values]
-        return pa.array(texts, pa.string()), pa.array(other, pa.bool_())
-
-
-def _patch(values: pa.Array, where: pa.Array, compute: Any) -> pa.Array:
-    rows = np.flatnonzero(where.to_numpy(zero_copy_only=False))
-    return _replace(values, rows, [compute(row) for row in rows], values.type) if len(rows) else values
-
-
-def _replace(values: pa.Array, rows: np.ndarray, new: list[Any], kind: pa.DataType) -> pa.Array:
-    mask = np.zeros(len(values), dtype=bool)
-    mask[rows] = True
-    return pc.replace_with_mask(values, pa.array(mask), pa.array(new, kind))
-
-
-def _constant(value: Any, count: int, kind: pa.DataType) -> pa.Array:
-    return pc.fill_null(pa.nulls(count, kind), pa.scalar(value, kind))
