@@ -240,10 +240,9 @@ def run_table_checks(
     targets = [TableRef(*c.to.split(".")[:2]) for c in contract.table_checks if isinstance(c, Relationship)]
     bronze = [TableRef(*s.ref) for s in contract.sources]
     quarantine = quarantine_of(ref)
-    # Raw bronze too: DuckDB's own reader reads its JSON text about three times faster than an Arrow dataset (the
-    # conservation SQL guards the JSON of records that failed to land).
+    # Raw bronze through Arrow datasets: DuckDB's own reader evaluates guarded JSON on malformed rows.
     from_files = [r for r in (ref, *targets, *bronze, quarantine) if rows is None or r != ref]
-    con = lake.connect(from_files, native={ref, *targets, *bronze, quarantine})
+    con = lake.connect(from_files, native={ref, *targets, quarantine})
     if rows is not None:
         con.register("__written_rows", rows)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
@@ -333,19 +332,18 @@ def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: W
         "SELECT unnest(CASE WHEN json_type(lineage) = 'ARRAY' THEN from_json(lineage, '[\"VARCHAR\"]') "
         f"ELSE [json_extract_string(lineage, '$')] END) AS k FROM ({' UNION ALL '.join(placed)})"
     )
-    # The source's predicate is judged in the same pass that reads the versions, so that the newest-version window
-    # carries a flag instead of every raw record; the CASE keeps its JSON away from records that failed to land
-    # (DuckDB's own Parquet reader would otherwise evaluate a pushed-down predicate on them).
     newest = [
         first_per_key(
-            f"SELECT record_key, CASE WHEN error IS NULL THEN coalesce(({source.records}), false) ELSE false END "
-            f"AS __claimed FROM {source.table} WHERE error IS NULL{f' AND ({days})' if days else ''}",
+            f"SELECT * FROM {source.table} WHERE error IS NULL{f' AND ({days})' if days else ''}",
             ["record_key"],
             STAGED[source.ref[1]].newest.value,
         )
         for source in sources
     ]
-    claimed = " UNION ALL ".join(f"SELECT record_key FROM ({rows}) WHERE __claimed" for rows in newest)
+    claimed = " UNION ALL ".join(
+        f"SELECT record_key FROM ({rows}) WHERE coalesce(({source.records}), false)"
+        for rows, source in zip(newest, sources, strict=True)
+    )
     return (
         f"WITH claimed AS MATERIALIZED (SELECT DISTINCT record_key FROM ({claimed})), "
         f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL) "
