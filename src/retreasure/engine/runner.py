@@ -232,6 +232,10 @@ def _newest(
     lake: Lake, ref: TableRef, data: pa.Table, keys: list[str], part: str, version: str, whole: bool
 ) -> pa.Table:
     """The rows of the partitions ``data`` touches, as they stand after it: newest version per key wins."""
+    if whole and _one_per_key(data, keys):
+        # Nothing to choose between: the rows in key order (NULLs last), as the dedupe below leaves them, without
+        # a window over every column of the whole table and a round trip through DuckDB.
+        return data.take(pc.sort_indices(data, [(k, "ascending") for k in keys]))
     con = connection()
     con.register("incoming", data)
     source = "SELECT *, 1 AS __new FROM incoming"
@@ -245,3 +249,8 @@ def _newest(
     newest = con.execute(f"{newest_rows} ORDER BY {', '.join(quoted)}").fetch_arrow_table()
     con.close()
     return newest.cast(data.schema)
+
+
+def _one_per_key(data: pa.Table, keys: list[str]) -> bool:
+    """True when no two rows share a key (NULL keys counted as one, as ``PARTITION BY`` groups them)."""
+    return data.select(keys).group_by(keys).aggregate([]).num_rows == data.num_rows

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -137,13 +137,27 @@ def rule_failures(
     now = datetime.now(UTC)
     own = con is None
     con = con or connection()
-    con.register("result", table.append_column("__row", pa.array(range(table.num_rows), pa.int64())))
+    judged = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    con.register("result", judged)
+    conditions = [failing_condition(rule) for rule in contract.row_rules]
+    # Every rule in one scan that reads only the columns the rules name, the failing rows' JSON made afterwards
+    # for them alone: a query per rule turning every column of every row into DuckDB's values cost a full build
+    # more than its Delta writes.
+    hits: list[tuple[Any, ...]] = []
+    if conditions:
+        flags = ", ".join(f"coalesce(({condition}), false)" for condition, _ in conditions)
+        failing_any = " OR ".join(f"coalesce(({condition}), false)" for condition, _ in conditions)
+        hits = con.execute(f"SELECT __row, {flags} FROM result WHERE {failing_any} ORDER BY __row").fetchall()
+    row_json: dict[int, str] = {}
+    if hits:
+        con.register("__failing", judged.take([hit[0] for hit in hits]))
+        row_json = dict(con.execute("SELECT __row, to_json(__failing) FROM __failing").fetchall())
+        con.unregister("__failing")
     dropped: set[int] = set()
     quarantined: list[dict[str, object]] = []
     results = []
-    for rule in contract.row_rules:
-        condition, reason = failing_condition(rule)
-        failing = con.execute(f"SELECT __row, to_json(result) AS row_json FROM result WHERE {condition}").fetchall()
+    for position, (rule, (_, reason)) in enumerate(zip(contract.row_rules, conditions, strict=True)):
+        failing = [hit[0] for hit in hits if hit[1 + position]]
         results.append(
             CheckResult(
                 run_id,
@@ -159,10 +173,10 @@ def rule_failures(
             )
         )
         if rule.severity == "error":
-            for row, row_json in failing:
+            for row in failing:
                 if row not in dropped:
                     dropped.add(row)
-                    record = json.loads(row_json)
+                    record = json.loads(row_json[row])
                     record.pop("__row", None)
                     quarantined.append(
                         {
