@@ -2,6 +2,9 @@
 -- what the campaign cost. A session belongs to its landing campaign (first touch) and to the day it started;
 -- its order's revenue is credited there, even when the order completes after midnight. Sessions that landed
 -- without a campaign are grouped as '(direct)'.
+-- An incremental build runs it for the changed days (lookback 1: a change to an order or an event one day after a
+-- session's day is that session's); a session's events and order come at or after its start, hence the reads
+-- from @start_date on.
 WITH visits AS (
     SELECT
         session_key,
@@ -16,6 +19,7 @@ WITH visits AS (
         converted,
         order_key
     FROM silver.sessions
+    WHERE session_date BETWEEN @start_date AND @end_date
 ),
 -- The events are tied back to their session the way silver.sessions cut them: same visitor, inside the
 -- session's first and last event (a visitor's sessions never overlap).
@@ -29,12 +33,13 @@ funnel AS (
     JOIN silver.web_events e
         ON coalesce(e.anonymous_id, 'user:' || e.user_id) = s.visitor_id
         AND e.event_ts BETWEEN s.started_ts AND s.ended_ts
+    WHERE e.event_date >= @start_date
     GROUP BY s.session_key
 ),
 order_revenue AS (
     SELECT order_key, sum(net_sales_base) AS revenue
     FROM gold.fct_order_lines
-    WHERE channel = 'shopify'
+    WHERE channel = 'shopify' AND order_date >= @start_date
     GROUP BY order_key
 ),
 web AS (
@@ -68,6 +73,7 @@ spend AS (
         sum(a.impressions) AS ad_impressions
     FROM silver.ad_spend a
     LEFT JOIN silver.fx_rates fx ON fx.rate_date = a.spend_date AND fx.currency = a.currency
+    WHERE a.spend_date BETWEEN @start_date AND @end_date
     GROUP BY a.spend_date, a.campaign_name
 ),
 joined AS (
