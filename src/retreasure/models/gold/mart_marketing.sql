@@ -39,7 +39,8 @@ funnel AS (
 order_revenue AS (
     SELECT order_key, sum(net_sales_base) AS revenue
     FROM gold.fct_order_lines
-    WHERE channel = 'shopify' AND order_date >= @start_date
+    -- A day early: the shop's clock and the collector's may disagree by seconds across midnight.
+    WHERE channel = 'shopify' AND order_date >= @start_date - INTERVAL 1 DAY
     GROUP BY order_key
 ),
 web AS (
