@@ -5,6 +5,8 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
+# The suite runs on this many workers; the broker's tests (marker kafka) time a live stream and run after, alone.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint broker bench-ingest bench-api bench-pipeline bench-hostile bench-stream bench-ml bench-engines clean
 
@@ -27,7 +29,8 @@ test: setup
 	scripts/install-azurite
 	$(VENV)/bin/ruff check src sim tests bench
 	$(VENV)/bin/ruff format --check src sim tests bench
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not kafka"; parallel=$$?; \
+	$(VENV)/bin/pytest -m kafka && exit $$parallel
 
 # A local Kafka broker for the streaming path (its jars are fetched into .tools/kafka on first use).
 broker: setup

@@ -42,6 +42,20 @@ os.environ.setdefault("RETREASURE_LOG_FILE", "-")
 # Builds report each model run to a Dagster instance: the tests' go to one throwaway folder, never the checkout's.
 os.environ.setdefault("RETREASURE_DAGSTER_HOME", tempfile.mkdtemp(prefix="retreasure-dagster-"))
 
+# `make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`): each module is one group, so its
+# module fixtures are built once; Spark's and Azurite's tests share one worker and so one JVM and one Azurite. The
+# broker's tests (marked kafka) time a live stream: they run after, on their own, where a busy CPU cannot starve them.
+SHARED_SERVICES = ("spark", "azure")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            shared = any(item.get_closest_marker(name) for name in SHARED_SERVICES)
+            item.add_marker(pytest.mark.xdist_group("+".join(SHARED_SERVICES) if shared else item.module.__name__))
+
+
 SMALL = SimConfig(seed=11, start=date(2025, 3, 1), days=21, scale=0.2)
 HMAC_KEY = "test-hmac-key-0123456789abcdef"
 VAULT_KEY = Fernet.generate_key().decode()

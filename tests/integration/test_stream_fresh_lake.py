@@ -56,7 +56,8 @@ def test_a_lake_with_only_the_streamed_tables_builds_what_they_feed(faulty_truth
     builds = MicroBuilds(lake, STREAMED, every_s=60)
     heard = Records()
     engine_log = logging.getLogger("retreasure.engine")
-    level, engine_log.level = engine_log.level, logging.INFO
+    level = engine_log.level
+    engine_log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the loggers' cached levels
     engine_log.addHandler(heard)
     try:
         done = []
