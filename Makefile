@@ -29,7 +29,7 @@ test: setup
 	scripts/install-azurite
 	$(VENV)/bin/ruff check src sim tests bench
 	$(VENV)/bin/ruff format --check src sim tests bench
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not kafka"; parallel=$$?; \
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadscope -m "not kafka"; parallel=$$?; \
 	$(VENV)/bin/pytest -m kafka && exit $$parallel
 
 # A local Kafka broker for the streaming path (its jars are fetched into .tools/kafka on first use).
