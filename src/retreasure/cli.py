@@ -250,4 +250,4 @@ def main(
     log.log_to_file(None if log_file == "-" else Path(log_file))
     # Nothing more: a source's secrets are masked as the settings load (each configured section's model is found
     # through the entry points its package publishes, settings.py), whichever command runs and whether it uses the
-    # source; importing every connector here made each command's `--help` pay for pydantic and the HTTP stack.
+    # source; importing every connector here made each command's `--help` pay for pydantic-settings and HTTP.

@@ -407,7 +407,7 @@ _awaiting_model: dict[str, dict[str, dict[str, Any]]] = {}  # name -> configured
 # Installed packages publish their sources' section models as entry points in this group (`shopify =
 # "retreasure.connectors.shopify:ShopifySettings"`, pyproject.toml): a configured section's model is found there as
 # the settings load, so its secrets are masked from the first log line without every command importing every
-# connector first (which made `retreasure <command> --help` pay for pydantic and the HTTP stack).
+# connector first (which made `retreasure <command> --help` pay for pydantic-settings and the HTTP stack).
 SOURCE_SETTINGS_GROUP = "retreasure.source_settings"
 
 
