@@ -248,8 +248,6 @@ def main(
 ) -> None:
     os.environ.setdefault("RETREASURE_LOG_LEVEL", log_level)
     log.log_to_file(None if log_file == "-" else Path(log_file))
-    # Each connector declares its settings section as it is imported: loaded before any command reads settings, a
-    # source's secrets are masked from the first log line, whichever command runs and whether it uses the source.
-    from retreasure.connectors.base import load_sources
-
-    load_sources()
+    # Nothing more: a source's secrets are masked as the settings load (each configured section's model is found
+    # through the entry points its package publishes, settings.py), whichever command runs and whether it uses the
+    # source; importing every connector here made each command's `--help` pay for pydantic-settings and HTTP.

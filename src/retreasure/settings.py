@@ -7,8 +7,8 @@ their clear value never reaches a log line or an error message.
 A source's settings are its connector's own: each connector declares its section's model beside it, and every
 section the platform does not declare here (``RETREASURE_SHOPIFY__ACCESS_TOKEN``, ``shopify={...}``) is kept as
 configured until the connector reads it through ``Settings.source``. Adding a source never edits this module.
-A section's secrets are masked in logs as soon as its connector's model is known (``declare_section``), whether
-the settings were read before or after.
+A section's secrets are masked in logs as soon as its connector's model is known (``declare_section``, or the
+model its package publishes as an entry point), whether the settings were read before or after.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from contextlib import suppress
 from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -403,6 +404,25 @@ class Settings(BaseSettings):
 _section_models: dict[str, type[BaseModel]] = {}
 _awaiting_model: dict[str, dict[str, dict[str, Any]]] = {}  # name -> configured sections by their JSON text
 
+# Installed packages publish their sources' section models as entry points in this group (`shopify =
+# "retreasure.connectors.shopify:ShopifySettings"`, pyproject.toml): a configured section's model is found there as
+# the settings load, so its secrets are masked from the first log line without every command importing every
+# connector first (which made `retreasure <command> --help` pay for pydantic-settings and the HTTP stack).
+SOURCE_SETTINGS_GROUP = "retreasure.source_settings"
+
+
+@lru_cache(maxsize=1)
+def _published_section_models() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=SOURCE_SETTINGS_GROUP)}
+
+
+def _section_model(name: str) -> type[BaseModel] | None:
+    """Source ``name``'s section model: declared by its connector, or published by its package (imported now)."""
+    if name not in _section_models and name in _published_section_models():
+        model = _published_section_models()[name].load()  # importing a connector declares its model itself
+        _section_models.setdefault(name, model)
+    return _section_models.get(name)
+
 
 def declare_section(name: str, model: type[BaseModel]) -> None:
     """Source ``name`` reads its settings section with ``model``: the secrets of every such section, configured
@@ -413,7 +433,7 @@ def declare_section(name: str, model: type[BaseModel]) -> None:
 
 
 def _mask_section(name: str, values: dict[str, Any]) -> None:
-    model = _section_models.get(name)
+    model = _section_model(name)
     if model is None:
         _awaiting_model.setdefault(name, {})[json.dumps(values, sort_keys=True, default=str)] = values
         return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -22,6 +25,7 @@ import pyarrow as pa
 import pytest
 import uvicorn
 
+from retreasure import log
 from retreasure.bronze.pii import normalise
 from retreasure.lake import Lake, TableRef
 from retreasure.ml import reco_run
@@ -115,9 +119,10 @@ def recommended_customer(lake: Lake) -> str:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
+def serving(settings: Settings, access_log: bool = True) -> Iterator[str]:
     """The API over ``settings`` on a real uvicorn server on loopback, in a thread; yields its URL."""
-    server = uvicorn.Server(server_config(create_app(settings), "127.0.0.1", free_port(), log_config=None))
+    app = create_app(settings, access_log=access_log)
+    server = uvicorn.Server(server_config(app, "127.0.0.1", free_port(), log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = clock.monotonic() + 30
@@ -427,6 +432,23 @@ def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api, tmp_
     logs = log.read_text()
     assert f'"key_id": "{auth.key_id_of(key)}"' in logs and '"status": 200' in logs
     assert key not in logs and key.split("_", 2)[2] not in logs
+
+
+@pytest.mark.parametrize("access_log", [True, False], ids=["access-log", "no-access-log"])
+def test_the_access_log_is_one_line_per_request_or_none_when_turned_off(tmp_path: Path, access_log: bool) -> None:
+    """`serve --no-access-log` really leaves the per-request line out (whatever the log level), failures aside."""
+    settings = Settings(_env_file=None, lake_uri=str(tmp_path / "lake"), pii_hmac_key=HMAC_KEY)  # type: ignore[call-arg]
+    stream = io.StringIO()
+    log.configure("INFO", stream)
+    try:
+        with serving(settings, access_log=access_log) as url:
+            assert httpx.get(url + "/health").status_code == 200
+            assert_problem(httpx.get(url + "/v1/kpis"), 401)
+    finally:
+        logging.getLogger("retreasure").handlers.clear()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    requests = [(line["path"], line["status"]) for line in lines if line["msg"] == "request"]
+    assert requests == ([("/health", 200), ("/v1/kpis", 401)] if access_log else [])
 
 
 def test_a_new_commit_is_seen_by_the_next_request(api: Api) -> None:

@@ -261,3 +261,35 @@ def test_importing_the_command_line_loads_none_of_the_heavy_libraries() -> None:
 def test_the_heavy_module_probe_sees_a_heavy_import() -> None:
     """The probe would notice one: importing the lake does load DuckDB, Delta and Arrow."""
     assert {"duckdb", "deltalake", "pyarrow", "retreasure.lake.store"} <= heavy_loaded_by("retreasure.lake.store")
+
+
+# Every command's and group's `--help`, in one interpreter: the root callback runs before each (click calls a
+# group's callback before its subcommand parses `--help`), so what it imports every command pays for.
+EVERY_HELP = """
+import json, sys
+import click, typer
+from retreasure.cli import app
+root = typer.main.get_command(app)
+paths = [[name] for name in root.commands]
+groups = {name: group for name, group in root.commands.items() if isinstance(group, click.Group)}
+paths += [[name, sub] for name, group in groups.items() for sub in group.commands]
+for path in paths:
+    try:
+        app([*path, "--help"], prog_name="retreasure")
+    except SystemExit as done:
+        assert done.code == 0, (path, done.code)
+print(len(paths))
+print(json.dumps(%s))
+"""
+
+
+def test_every_commands_help_loads_none_of_the_heavy_libraries() -> None:
+    """`retreasure <command> --help` starts as fast as `retreasure --help`: its root callback imports no connector,
+    settings model or lake, and no command's options need one to be described."""
+    listed = f"[m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]"
+    done = subprocess.run(
+        [sys.executable, "-c", EVERY_HELP % listed], capture_output=True, text=True, check=True, timeout=300
+    )
+    *_, count, loaded = done.stdout.strip().splitlines()
+    assert int(count) > 10, "the probe found too few commands to say anything"
+    assert set(json.loads(loaded)) == set()

@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import SecretStr
@@ -16,7 +20,7 @@ from retreasure.connectors.base import load_sources
 from retreasure.connectors.shopify import ShopifySettings
 from retreasure.http.client import HttpError
 from retreasure.redact import redact
-from retreasure.settings import Settings, SourceSettings, declare_section
+from retreasure.settings import SOURCE_SETTINGS_GROUP, Settings, SourceSettings, declare_section
 
 
 def test_env_and_dotenv_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,3 +110,49 @@ def test_a_sections_secrets_are_masked_once_settings_and_model_are_both_known(de
         declare_section(name, LoyaltySettings)
     assert redact(f"sent {token}") == "sent ***"
     assert redact("page 25 of 25") == "page 25 of 25", "only the section's secrets are masked, not its other values"
+
+
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def test_the_published_section_models_are_the_connectors_own() -> None:
+    """The entry points that let settings mask a section without importing its connector name, for every source
+    with a section of its own, the very model the connector reads it with."""
+    published = {entry.name: entry.load() for entry in entry_points(group=SOURCE_SETTINGS_GROUP)}
+    declared = {name: source.settings_model for name, source in load_sources().items()}
+    assert published == {name: model for name, model in declared.items() if model is not SourceSettings}
+    assert any(_is_secret(f.annotation) for model in published.values() for f in model.model_fields.values())
+
+
+# A fresh interpreter, as a command starts: nothing has imported the connectors or declared their sections.
+MASKED_ON_LOAD = """
+import json, sys
+from retreasure.redact import MASK, redact
+from retreasure.settings import Settings
+sections = json.loads(sys.argv[1])
+Settings(_env_file=None, **sections)
+values = [value for section in sections.values() for value in section.values()]
+print(json.dumps({value: redact(value) == MASK for value in values}))
+"""
+
+
+def test_a_sections_secrets_are_masked_as_the_settings_load_before_any_connector_is_imported() -> None:
+    """Every secret field every connector declares is masked once the settings are read, and no other value is,
+    with no `load_sources()` first: the root command no longer imports the connectors for that."""
+    sections: dict[str, dict[str, str]] = {}
+    secrets: set[str] = set()
+    for name, source in load_sources().items():
+        for field_name, field in source.settings_model.model_fields.items():
+            if _is_secret(field.annotation):
+                sections.setdefault(name, {})[field_name] = f"{name}-{field_name}-s3cret-value"
+                secrets.add(sections[name][field_name])
+            elif field.annotation is str:
+                sections.setdefault(name, {})[field_name] = f"{name}-{field_name}-plain-value"
+    assert secrets, "no connector declares a secret: the check would prove nothing"
+    done = subprocess.run(
+        [sys.executable, "-c", MASKED_ON_LOAD, json.dumps(sections)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    masked = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {value for value, hidden in masked.items() if hidden} == secrets
