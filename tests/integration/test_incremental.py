@@ -12,10 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from retreasure.engine.build import JOIN_DAYS, Build, build, build_incremental
+from retreasure.engine.build import JOIN_DAYS, Build, build_incremental
 from retreasure.engine.changes import BUILDS
 from retreasure.engine.models import Model, load_models
-from retreasure.engine.runner import ModelRun, run_model
 from retreasure.lake import Lake, TableRef
 from retreasure_sim.model import Truth
 from tests.conftest import FAULTY
@@ -89,11 +88,7 @@ def test_incremental_builds_equal_a_full_build_of_the_same_bronze(
 
 def _covered(build: Build, ref: TableRef) -> set[date]:
     """Every day the build's runs of ``ref`` covered, lookbacks included."""
-    return {day for r in build.runs if r.ref == ref for day in _days(r)}
-
-
-def _days(run: ModelRun) -> set[date]:
-    return {run.start + timedelta(days=i) for i in range((run.end - run.start).days + 1)} if not run.whole else set()
+    return {r.start + timedelta(days=i) for r in build.runs if r.ref == ref for i in range((r.end - r.start).days + 1)}
 
 
 def _expected_days(
@@ -101,18 +96,12 @@ def _expected_days(
 ) -> dict[TableRef, set[date]]:
     """What each model should have been run for, from the rows that landed and the partitions the runs wrote:
     bronze inputs give the days their new rows landed in; a partitioned input the partitions it wrote; an
-    unpartitioned input passes on the days of its own inputs; an input whose runs all came out as its table held
-    them passes nothing."""
+    unpartitioned input passes on the days of its own inputs."""
     sources: dict[TableRef, set[date]] = {ref: days for ref, days in held.items() if days}
     for ref, model in models.items():
         days = set().union(*(sources.get(i, set()) for i in model.inputs))
         runs = [r for r in build.runs if r.ref == ref]
-        assert all(r.changed is not None for r in runs), f"{ref}: an incremental run that did not compare"
-        assert all(set(r.changed or []) <= {*r.partitions, *_days(r)} for r in runs if model.contract.partitioned)
-        if runs and all(r.changed == [] for r in runs):
-            sources[ref] = set()
-        else:
-            sources[ref] = {p for r in runs for p in r.partitions} if model.contract.partitioned else days
+        sources[ref] = {p for r in runs for p in r.partitions} if model.contract.partitioned else days
     return sources
 
 
@@ -178,36 +167,3 @@ def test_a_blocking_check_stops_downstream_and_keeps_the_watermark(lake_copy: La
     assert first.mode == "full" and first.blocked and [str(r.ref) for r in first.runs] == ["silver.probe"]
     again = build_incremental(lake_copy, models)  # the failed build moved no watermark: in full again
     assert again.mode == "full" and [str(r.ref) for r in again.runs] == ["silver.probe"]
-
-
-def test_a_run_whose_rows_the_table_holds_writes_nothing(lake_copy: Lake, tmp_path: Path) -> None:
-    root = tmp_path / "models"
-    (root / "silver").mkdir(parents=True)
-    (root / "gold").mkdir()
-    daily = "SELECT partition_date AS day, count(*) AS records FROM bronze.pos_sales"
-    daily += " WHERE partition_date BETWEEN @start_date AND @end_date GROUP BY ALL"
-    (root / "silver" / "daily.sql").write_text(daily)
-    (root / "silver" / "daily.yml").write_text(
-        "description: d\ngrain: g\nkeys: [day]\nwrite_mode: overwrite_partitions\npartition_by: day\n"
-    )
-    (root / "gold" / "days.sql").write_text("SELECT count(*) AS days, sum(records) AS records FROM silver.daily")
-    (root / "gold" / "days.yml").write_text("description: d\ngrain: g\nkeys: [days]\nwrite_mode: full\n")
-    models = load_models(root)
-    daily_ref, days_ref = TableRef("silver", "daily"), TableRef("gold", "days")
-    assert not any(r.blocked for r in build(lake_copy, models=models))
-    before = lake_copy.dataset(daily_ref).to_table().sort_by("day")
-    first, gone, third = before.column("day").to_pylist()[:3]
-    versions = {ref: lake_copy.delta(ref).version() for ref in (daily_ref, days_ref)}
-
-    same = run_model(lake_copy, models[daily_ref], first, third, skip_unchanged=True)
-    assert same.changed == [] and same.partitions == []
-    whole = run_model(lake_copy, models[days_ref], skip_unchanged=True)
-    assert whole.changed == [] and whole.checks == []  # reads no bronze: its rows were checked when written
-    assert {ref: lake_copy.delta(ref).version() for ref in versions} == versions  # nothing written
-
-    # A partition that lost its rows is told apart from the ones around it that did not, and rewritten.
-    lake_copy.overwrite(daily_ref, before.slice(0, 0), predicate=f"day = '{gone.isoformat()}'")
-    mended = run_model(lake_copy, models[daily_ref], first, third, skip_unchanged=True)
-    assert mended.changed == [gone]
-    assert lake_copy.dataset(daily_ref).to_table().sort_by("day") == before
-    assert run_model(lake_copy, models[days_ref], skip_unchanged=True).changed == []

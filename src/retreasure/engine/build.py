@@ -193,19 +193,15 @@ def _incremental(
                 before_runs = [p for r in runs for p in r.partitions]
                 last = i == len(spans) - 1
                 windows = [(r.start, r.end) for r in runs]
-                runs.append(run_model(lake, model, s, e, result.run_id, last, before_runs, dq, windows, engine, True))
+                runs.append(run_model(lake, model, s, e, result.run_id, last, before_runs, dq, windows, engine))
                 result.runs.append(runs[-1])
                 if progress:
                     progress(runs[-1])
             if any(r.blocked for r in runs):
                 blocked |= downstream(models, {ref})
-            # Readers of a partitioned model recompute the partitions it wrote; an unpartitioned model passes the
-            # days of its inputs on (a new ECB rate for a day changes that day's rows downstream of fx_rates). A
-            # model whose runs all came out as the table held them passes nothing on: its readers read the same.
-            # (Only the partitions whose rows changed would do for the first, were it not for the second: a new
-            # SKU cost in product_costs changes order lines of any day, not of the inventory's days.)
-            passed_on = _written(runs) if partitioned else wanted
-            written = frozenset() if all(r.changed == [] for r in runs) else passed_on
+            # Readers of a partitioned model recompute the partitions it wrote; an unpartitioned model passes
+            # the days of its inputs on (a new ECB rate for a day changes that day's rows downstream of fx_rates).
+            written = _written(runs) if partitioned else wanted
             if written is None or written:
                 days[ref] = written
     return result

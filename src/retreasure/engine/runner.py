@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retreasure.engine.models import ALL_TIME, Model
-from retreasure.engine.unchanged import changes
 from retreasure.lake.bronze import BRONZE_SCHEMA
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
@@ -41,9 +40,6 @@ class ModelRun:
     partitions: list[date] = field(default_factory=list)  # the partitions written (partitioned tables)
     partition_rows: dict[date, int] = field(default_factory=dict)  # rows each written partition holds now
     checks: list[CheckResult] = field(default_factory=list)
-    # The partitions whose rows the run changed (``unchanged.WHOLE`` for an unpartitioned table); None when the run
-    # did not compare (every partition it wrote counts as changed). Empty: the table held these rows already.
-    changed: list[object] | None = None
 
     @property
     def whole(self) -> bool:
@@ -125,7 +121,6 @@ def run_model(
     dq: list[CheckResult] | None = None,
     windows_before: Sequence[tuple[date, date]] = (),
     engine: ModelEngine = DUCKDB,
-    skip_unchanged: bool = False,
 ) -> ModelRun:
     """Build ``model`` for the window [start, end] (all of time by default), its contract's lookback days
     before ``start`` included, and check it. ``table_checks=False`` applies the row rules only: for a run
@@ -133,9 +128,7 @@ def run_model(
     partitions of every window (``written_before``) and the bronze days they read (``windows_before``). A
     windowed run's table checks read the partitions it wrote, a whole run's the whole table. The results go
     to ``dq`` when given (a build writes them to ``ops.dq_results`` once, at its end), else straight to
-    ``ops.dq_results``. ``engine`` runs the SQL and writes the table; quarantine and checks are the same on all.
-    ``skip_unchanged`` (incremental builds, DuckDB): rows the table already holds for the window are not written
-    again, nor checked again when no earlier window of the run was written (see ``engine/unchanged.py``)."""
+    ``ops.dq_results``. ``engine`` runs the SQL and writes the table; quarantine and checks are the same on all."""
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
     start = widened(model, start, end)
@@ -148,17 +141,7 @@ def run_model(
             ["table_name", "rule", "row_json"],
         )
     run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
-    found = changes(lake, model, computed.kept, start, end) if skip_unchanged and engine is DUCKDB else None
-    if found is not None:
-        run.changed = sorted(found.partitions, key=str)
-    # A run that changes nothing writes nothing. Its table checks judged these very rows when they were written,
-    # unless an earlier window of the run wrote some, or it reads bronze (conservation counts the bronze records
-    # of the window, which may have grown).
-    unchanged = found is not None and found.none
-    recheck = bool(written_before) or any(ref.layer == "bronze" for ref in model.inputs)
-    if unchanged:
-        written_now = Written({})
-    elif isinstance(engine, DuckDBEngine):
+    if isinstance(engine, DuckDBEngine):
         written_now = engine.write_rows(lake, model, computed.kept, start, end)
     else:
         written_now = Written(engine.write(lake, model, computed.kept, start, end))
@@ -169,7 +152,7 @@ def run_model(
     windows = [*windows_before, (start, end)] if windowed else None
     checked = (
         run_table_checks(lake, model.ref, contract, run_id, written, windows, rows=written_now.table)
-        if table_checks and (recheck or not unchanged)
+        if table_checks
         else []
     )
     run.checks = row_checks + checked
