@@ -58,9 +58,13 @@ SHARED_SERVICE_MODULES = frozenset(
 )
 
 
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
+        module = _module(item.nodeid)
         if any(item.get_closest_marker(name) for name in SHARED_SERVICES) and module not in SHARED_SERVICE_MODULES:
             raise pytest.UsageError(f"{module} uses Spark or Azurite: list it in SHARED_SERVICE_MODULES")
 
@@ -70,7 +74,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class ModuleScopes(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
+            module = _module(nodeid)
             return "shared services" if module in SHARED_SERVICE_MODULES else module
 
     return ModuleScopes(config, log) if config.getvalue("dist") == "loadscope" else None
