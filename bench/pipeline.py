@@ -137,6 +137,11 @@ def phase(name: str, work: Path, cache: Path, config: SimConfig, until: datetime
         started = time.perf_counter()  # landing is the ingest's work, not the build's
         result = build_incremental(lake)
         detail |= {"landed": landed, "mode": result.mode, "runs": len(result.runs)}
+        # What each changed dimension reached of its partitioned readers: days, or "all" (all of time)
+        detail["dimension days"] = {
+            f"{reader} <- {dimension}": "all" if days is None else len(days)
+            for (reader, dimension), days in result.reached.items()
+        }
         detail["partitioned runs"] = Counter(
             f"{r.start}..{r.end}" for r in result.runs if not r.whole and r.ref.layer == "silver"
         ).most_common(3)
@@ -244,6 +249,7 @@ def report(args: argparse.Namespace, command: str, results: dict[int, dict[str, 
             f"| {years} | {f['seconds']:.1f} s | {h['seconds']:.1f} s | {h['seconds'] / f['seconds']:.3f} | "  # type: ignore[operator]
             f"{h['landed']:,} | {h['runs']} |"
         )
+        print(f"{years}y hourly: dimensions reached {h.get('dimension days')}", file=sys.stderr)
     if len(results) > 1:
         hours = [phases["incremental"]["seconds"] for phases in results.values()]
         growth = max(hours) / min(hours)  # type: ignore[type-var, operator]

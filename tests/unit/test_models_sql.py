@@ -12,7 +12,7 @@ import pytest
 import sqlglot
 
 from retreasure.contracts.model import Contract
-from retreasure.engine.models import Model, load_models
+from retreasure.engine.models import Model, load_models, tables_read
 from retreasure.engine.staging import expand_newest
 from retreasure.lake import TableRef
 
@@ -237,3 +237,35 @@ def test_inputs_come_from_the_parse_cache_per_version_of_the_sql(tmp_path, monke
     assert models._inputs.__wrapped__(sql + " -- edited") == expected
     kept.write_text("{not json")
     assert models._inputs.__wrapped__(sql) == expected
+
+
+def _columns_read(model: Model, ref: TableRef) -> set[str]:
+    """The columns of ``ref`` that the model's SQL names through the alias it gives the table."""
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(model.render(), read="duckdb")
+    aliases = {t.alias_or_name for t in tree.find_all(exp.Table) if (t.db, t.name) == (ref.layer, ref.name)}
+    assert not any(isinstance(c.this, exp.Star) and c.table in aliases for c in tree.find_all(exp.Column)), (
+        f"{model.ref} reads every column of {ref}"
+    )
+    return {c.name for c in tree.find_all(exp.Column) if c.table in aliases}
+
+
+def test_every_partitioned_model_says_what_a_changed_dimension_means_for_its_days() -> None:
+    # Without a rule an hourly build that changes the dimension rebuilds every day of the model: right, but the
+    # cost of a full build. A rule's columns must be every column the SQL reads of the input, or a change in one
+    # it leaves out would reach none of the days it feeds.
+    models = load_models()
+    for ref, model in models.items():
+        if not model.contract.partitioned:
+            continue
+        dimensions = {i for i in model.inputs if i in models and not models[i].contract.partitioned}
+        changing = {i for i in dimensions if models[i].inputs}  # one with no inputs changes only with its code
+        assert {str(i) for i in changing} <= set(model.contract.changed_inputs), ref
+        for name, rule in model.contract.changed_inputs.items():
+            dimension = TableRef(*name.split("."))
+            assert dimension in dimensions, f"{ref}: {name} is not an unpartitioned input"
+            assert set(rule.columns) <= set(models[dimension].contract.columns), f"{ref}: {name}"
+            assert _columns_read(model, dimension) <= set(rule.columns), f"{ref}: {name}"
+            read = set(tables_read(rule.days))
+            assert read <= set(model.inputs) - {dimension}, f"{ref}: {name}'s days read what the model does not"

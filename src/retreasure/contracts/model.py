@@ -92,6 +92,17 @@ class Conservation(_Check):
     sources: list[BronzeSource]
 
 
+class ChangedInput(BaseModel):
+    """How a rebuilt unpartitioned input (a dimension, rebuilt whole) reaches a partitioned model: which of its
+    columns the model reads (a change elsewhere in the row changes nothing here), and ``days``, SQL over
+    ``changed`` (the rows, in those columns, that the input's run added or removed) and the model's other inputs
+    naming the days of the model's window that read them (one column of days)."""
+
+    model_config = ConfigDict(extra="forbid")
+    columns: list[str]
+    days: str
+
+
 Check = Annotated[
     NotNull | AcceptedValues | Expression | Unique | Relationship | RowCount, Field(discriminator="check")
 ]
@@ -115,6 +126,9 @@ class Contract(BaseModel):
     checks: list[Check] = Field(default_factory=list)
     sources: list[BronzeSource] = Field(default_factory=list)  # bronze tables read, checked for conservation
     columns: dict[str, str] = Field(default_factory=dict)
+    # Per unpartitioned input (``layer.name``): the days a change of its rows touches. An unpartitioned input
+    # that changed and is not named here rebuilds every partition of this model.
+    changed_inputs: dict[str, ChangedInput] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Contract:
@@ -124,6 +138,11 @@ class Contract(BaseModel):
             raise ValueError("write_mode upsert needs version_column")
         if self.write_mode == "upsert" and not self.keys:
             raise ValueError(f"write_mode {self.write_mode} needs keys")
+        if self.changed_inputs and self.write_mode not in ("overwrite_partitions", "upsert"):
+            raise ValueError("changed_inputs: only a partitioned model rebuilds some days of itself")
+        for name in self.changed_inputs:
+            if name.count(".") != 1:
+                raise ValueError(f"changed_inputs: {name} is not a table (<layer>.<name>)")
         for source in self.sources:
             if not source.table.startswith("bronze.") or source.table.count(".") != 1:
                 raise ValueError(f"source {source.table} is not a bronze table (bronze.<name>)")

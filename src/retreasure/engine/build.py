@@ -23,6 +23,7 @@ from retreasure.engine.changes import (
     watermark,
 )
 from retreasure.engine.models import ALL_TIME, Model, downstream, load_models, relationship_targets
+from retreasure.engine.reach import Rebuilt, changed_days, rows_of, watched_columns
 from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, run_model
 from retreasure.lake.lock import build_lock
 from retreasure.lake.store import Lake, TableRef
@@ -42,6 +43,8 @@ class Build:
     mode: str
     runs: list[ModelRun] = field(default_factory=list)
     arrivals: dict[TableRef, Arrivals | None] = field(default_factory=dict)
+    # (reader, unpartitioned input): the days of the partitioned reader that the input's changed rows fed
+    reached: dict[tuple[TableRef, TableRef], Days] = field(default_factory=dict)
 
     @property
     def blocked(self) -> bool:
@@ -173,9 +176,10 @@ def _incremental(
             if changed is None or changed:
                 days[ref] = changed
     blocked: set[TableRef] = set()
+    rebuilt: dict[TableRef, Rebuilt] = {}  # the unpartitioned models this build ran, their rows before and after
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
-            touched = [days[i] for i in model.inputs if i in days]
+            touched = [_reach(lake, models, model, i, days, rebuilt, result) for i in model.inputs if i in days]
             if ref in blocked or not touched:
                 continue
             missing = _missing_inputs(lake, model, {r.ref for r in result.runs}) if partial_lake else []
@@ -184,10 +188,14 @@ def _incremental(
                 blocked |= downstream(models, {ref})
                 continue
             wanted: Days = None if any(t is None for t in touched) else frozenset().union(*touched)
+            if model.contract.partitioned and wanted is not None and not wanted:
+                continue  # only unpartitioned inputs ran, and no row this model reads changed
             if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
                 wanted = None  # its contract gained a column since it was built: every partition is rebuilt
             partitioned = model.contract.partitioned and wanted is not None
             spans = spans_of(wanted, model.contract.lookback_days) if partitioned and wanted else [ALL_TIME]
+            watched = [] if model.contract.partitioned else watched_columns(models, ref)
+            before = rows_of(lake, ref, watched) if watched else None
             runs: list[ModelRun] = []
             for i, (s, e) in enumerate(spans):
                 before_runs = [p for r in runs for p in r.partitions]
@@ -199,12 +207,35 @@ def _incremental(
                     progress(runs[-1])
             if any(r.blocked for r in runs):
                 blocked |= downstream(models, {ref})
-            # Readers of a partitioned model recompute the partitions it wrote; an unpartitioned model passes
-            # the days of its inputs on (a new ECB rate for a day changes that day's rows downstream of fx_rates).
+            if watched:
+                rebuilt[ref] = Rebuilt(before, rows_of(lake, ref, watched))
+            # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
+            # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
+            # changed feed (``_reach``); the days of its inputs stand here only for "it ran".
             written = _written(runs) if partitioned else wanted
-            if written is None or written:
+            if written is None or written or not partitioned:
                 days[ref] = written
     return result
+
+
+def _reach(
+    lake: Lake,
+    models: dict[TableRef, Model],
+    reader: Model,
+    ref: TableRef,
+    days: dict[TableRef, Days],
+    rebuilt: dict[TableRef, Rebuilt],
+    result: Build,
+) -> Days:
+    """The days of ``reader``'s window that the build's changes to its input ``ref`` touch: the new bronze
+    partitions or the partitions a partitioned model wrote; for an unpartitioned model, whose one row can feed
+    any day (a SKU's cost, every line that sold it), the days its changed rows feed by the reader's contract
+    (engine/reach.py), all of time when it has no rule."""
+    if not reader.contract.partitioned or ref not in models or models[ref].contract.partitioned:
+        return days[ref]
+    reached = changed_days(lake, reader, ref, rebuilt[ref]) if ref in rebuilt else None
+    result.reached[(reader.ref, ref)] = reached
+    return reached
 
 
 def lacks_contract_columns(lake: Lake, model: Model) -> bool:

@@ -84,6 +84,11 @@ class Model:
         return sqlglot.transpile(self.render(), read="duckdb", write="spark", pretty=True)[0]
 
 
+def tables_read(sql: str) -> tuple[TableRef, ...]:
+    """The lake tables a piece of SQL reads (a model's, or a contract's), parsed once per version of the text."""
+    return _inputs(sql)
+
+
 @cache
 def _inputs(sql: str) -> tuple[TableRef, ...]:
     """The lake tables ``sql`` reads: parsed once per version of the SQL, the answer kept on disk (a parse costs

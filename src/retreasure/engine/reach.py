@@ -1,0 +1,76 @@
+"""Which days of a partitioned model a rebuilt unpartitioned input changed.
+
+An unpartitioned model (product costs, fx rates, the product dimension) is rebuilt whole, and one of its rows can
+feed rows of any day of a date-partitioned reader: a SKU's new cost changes the cost of every line that ever sold
+it, not only of the days the cost landed on. The reader's contract names, per such input, the columns it reads
+and the days a changed row touches (``changed_inputs``); the input's rows in those columns are compared before and
+after its run, and the rows added or removed are ``changed``. An input the reader names no rule for rebuilds every
+day of the reader: right, whatever it costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pyarrow as pa
+
+from retreasure.engine.changes import Days
+from retreasure.engine.models import Model, tables_read
+from retreasure.lake.store import Lake, TableRef
+
+_BEFORE, _AFTER = "__changed_before", "__changed_after"
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """An unpartitioned model's rows, in the columns its readers read, before and after a build's run of it;
+    None when they could not be read (no table before, or one without a column read)."""
+
+    before: pa.Table | None
+    after: pa.Table | None
+
+
+def watched_columns(models: dict[TableRef, Model], ref: TableRef) -> list[str]:
+    """The columns of ``ref`` that some reader's contract says it reads (none: no reader names it)."""
+    rules = [m.contract.changed_inputs.get(str(ref)) for m in models.values()]
+    return sorted({column for rule in rules if rule is not None for column in rule.columns})
+
+
+def rows_of(lake: Lake, ref: TableRef, columns: list[str]) -> pa.Table | None:
+    """The table's distinct rows in ``columns``; None when it does not exist or lacks one of them."""
+    if not lake.exists(ref) or not set(columns) <= set(lake.delta(ref).schema().to_arrow().names):
+        return None
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    return lake.query(f"SELECT DISTINCT {quoted} FROM {ref}", [ref])
+
+
+def changed_days(lake: Lake, reader: Model, ref: TableRef, rebuilt: Rebuilt) -> Days:
+    """The days of ``reader``'s window that the rows ``ref``'s run changed feed: by the reader's rule; None (all
+    of time) without a rule or without the rows before and after."""
+    rule = reader.contract.changed_inputs.get(str(ref))
+    if rule is None or rebuilt.before is None or rebuilt.after is None:
+        return None
+    columns = ", ".join(f'"{c}"' for c in rule.columns)
+    con = lake.connect([i for i in tables_read(rule.days) if i != ref])
+    try:
+        con.register(_BEFORE, rebuilt.before.select(rule.columns))
+        con.register(_AFTER, rebuilt.after.select(rule.columns))
+        con.execute(
+            f"CREATE TEMP VIEW changed AS (SELECT {columns} FROM {_BEFORE} EXCEPT SELECT {columns} FROM {_AFTER}) "
+            f"UNION (SELECT {columns} FROM {_AFTER} EXCEPT SELECT {columns} FROM {_BEFORE})"
+        )
+        if not con.execute("SELECT count(*) FROM changed").fetchone()[0]:  # type: ignore[index]
+            return frozenset()
+        found = con.execute(f"SELECT DISTINCT * FROM ({rule.days})").fetchall()
+    finally:
+        con.close()
+    return frozenset(_day(row[0]) for row in found if row[0] is not None)
+
+
+def _day(value: object) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    raise ValueError(f"changed_inputs days give {value!r}, not a day")
