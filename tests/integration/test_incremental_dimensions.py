@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from retreasure.engine.build import JOIN_DAYS, build, build_incremental
 from retreasure.lake import Lake, TableRef
@@ -19,6 +20,7 @@ from retreasure_sim.model import Truth
 from tests.helpers import copy_lake, rows_without
 
 LEVELS = TableRef("bronze", "shopify_inventory_levels")
+COSTS = [TableRef("silver", "stg_shopify_inventory_levels"), TableRef("silver", "product_costs")]
 LINES = TableRef("gold", "fct_order_lines")
 PRODUCTS = TableRef("gold", "dim_product")
 RAISE = Decimal("7.50")
@@ -66,7 +68,12 @@ def _repriced(lake: Lake, sku: str) -> pa.Table:
     return pa.Table.from_pylist([record], schema=lake.dataset(LEVELS).schema)
 
 
-def test_a_changed_cost_reaches_every_day_that_sold_the_sku(gold_lake: tuple[Truth, Lake], tmp_path: Path) -> None:
+@pytest.mark.parametrize("costs_built_first", [False, True], ids=["hourly", "after-a-partial-build"])
+def test_a_changed_cost_reaches_every_day_that_sold_the_sku(
+    gold_lake: tuple[Truth, Lake], tmp_path: Path, costs_built_first: bool
+) -> None:
+    # after-a-partial-build: the costs are rebuilt alone first (`build --select`), so the incremental build finds
+    # them already new; what their readers were built from is what the last successful build left.
     hourly = copy_lake(gold_lake[1], tmp_path / "hourly")
     sku, last_sold = _oldest_sold_sku(hourly)
     old_cost = hourly.query(f"SELECT unit_cost FROM {PRODUCTS} WHERE sku = $sku", [PRODUCTS], {"sku": sku})
@@ -77,6 +84,8 @@ def test_a_changed_cost_reaches_every_day_that_sold_the_sku(gold_lake: tuple[Tru
     assert hourly.insert_new(LEVELS, change, ["record_hash"], partition_by="partition_date") == 1
     full = copy_lake(hourly, tmp_path / "full")
 
+    if costs_built_first:
+        build(hourly, select=COSTS)
     result = build_incremental(hourly)
     assert result.mode == "incremental" and not result.blocked
     assert not any(r.whole for r in result.runs if r.ref == LINES), "a cost change rebuilt every day of sales"

@@ -18,6 +18,7 @@ from retreasure.engine.changes import (
     Days,
     arrivals,
     downstream_watermark,
+    last_success,
     record_build,
     versions,
     watermark,
@@ -177,6 +178,7 @@ def _incremental(
                 days[ref] = changed
     blocked: set[TableRef] = set()
     rebuilt: dict[TableRef, Rebuilt] = {}  # the unpartitioned models this build ran, their rows before and after
+    settled = last_success(lake)
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
             touched = [_reach(lake, models, model, i, days, rebuilt, result) for i in model.inputs if i in days]
@@ -195,7 +197,7 @@ def _incremental(
             partitioned = model.contract.partitioned and wanted is not None
             spans = spans_of(wanted, model.contract.lookback_days) if partitioned and wanted else [ALL_TIME]
             watched = [] if model.contract.partitioned else watched_columns(models, ref)
-            before = rows_of(lake, ref, watched) if watched else None
+            before = rows_of(lake, ref, watched, settled) if watched and settled else None
             runs: list[ModelRun] = []
             for i, (s, e) in enumerate(spans):
                 before_runs = [p for r in runs for p in r.partitions]

@@ -96,6 +96,18 @@ def watermark(lake: Lake) -> dict[str, int] | None:
     return merged
 
 
+def last_success(lake: Lake) -> datetime | None:
+    """When the newest successful build that moved the watermark ended: every table it wrote was consistent with
+    the tables it read from then (a later failed, blocked or partial build may have rebuilt some without their
+    readers); None when there is none."""
+    if not lake.exists(BUILDS):
+        return None
+    moving = ", ".join(f"'{m}'" for m in MOVING_MODES)
+    sql = f"SELECT max(finished_at) AS t FROM {BUILDS} WHERE status = 'success' AND mode IN ({moving})"
+    value = lake.query(sql, [BUILDS]).column("t")[0].as_py()
+    return value if isinstance(value, datetime) else None
+
+
 def downstream_watermark(lake: Lake) -> dict[str, int]:
     """The bronze versions the successful ``downstream`` builds read, per table, newest first: where the stream's
     micro-builds stopped on a lake that has had no full build yet (empty when none)."""

@@ -3,9 +3,10 @@
 An unpartitioned model (product costs, fx rates, the product dimension) is rebuilt whole, and one of its rows can
 feed rows of any day of a date-partitioned reader: a SKU's new cost changes the cost of every line that ever sold
 it, not only of the days the cost landed on. The reader's contract names, per such input, the columns it reads
-and the days a changed row touches (``changed_inputs``); the input's rows in those columns are compared before and
-after its run, and the rows added or removed are ``changed``. An input the reader names no rule for rebuilds every
-day of the reader: right, whatever it costs.
+and the days a changed row touches (``changed_inputs``); the input's rows in those columns as the last successful
+build left them (what its readers were built from) are compared with its rows after this build's run, and the rows
+added or removed are ``changed``. An input the reader names no rule for rebuilds every day of the reader: right,
+whatever it costs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from retreasure.engine.changes import Days
 from retreasure.engine.models import Model, tables_read
@@ -24,8 +26,9 @@ _BEFORE, _AFTER = "__changed_before", "__changed_after"
 
 @dataclass(frozen=True)
 class Rebuilt:
-    """An unpartitioned model's rows, in the columns its readers read, before and after a build's run of it;
-    None when they could not be read (no table before, or one without a column read)."""
+    """An unpartitioned model's rows, in the columns its readers read, as the last successful build left them
+    (what its readers were built from: a failed build may have rewritten it since without them) and after this
+    build's run of it; None when they could not be read (no table then, or one without a column read)."""
 
     before: pa.Table | None
     after: pa.Table | None
@@ -37,12 +40,20 @@ def watched_columns(models: dict[TableRef, Model], ref: TableRef) -> list[str]:
     return sorted({column for rule in rules if rule is not None for column in rule.columns})
 
 
-def rows_of(lake: Lake, ref: TableRef, columns: list[str]) -> pa.Table | None:
-    """The table's distinct rows in ``columns``; None when it does not exist or lacks one of them."""
-    if not lake.exists(ref) or not set(columns) <= set(lake.delta(ref).schema().to_arrow().names):
+def rows_of(lake: Lake, ref: TableRef, columns: list[str], when: datetime | None = None) -> pa.Table | None:
+    """The table's distinct rows in ``columns``, now or as its newest commit at or before ``when`` stood; None
+    when it did not exist then or lacked one of them."""
+    if not lake.exists(ref):
         return None
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    return lake.query(f"SELECT DISTINCT {quoted} FROM {ref}", [ref])
+    try:
+        table = DeltaTable(lake.table_uri(ref), storage_options=lake.storage_options) if when else lake.delta(ref)
+        if when:
+            table.load_as_version(when)
+    except Exception:  # no commit that early (a table built since), or its log cleaned up
+        return None
+    if not set(columns) <= set(table.schema().to_arrow().names):
+        return None
+    return table.to_pyarrow_table(columns=columns).group_by(columns).aggregate([])
 
 
 def changed_days(lake: Lake, reader: Model, ref: TableRef, rebuilt: Rebuilt) -> Days:
