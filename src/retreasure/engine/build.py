@@ -181,8 +181,10 @@ def _incremental(
     settled = last_success(lake)
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
         for ref, model in models.items():
+            if ref in blocked:
+                continue
             touched = [_reach(lake, models, model, i, days, rebuilt, result) for i in model.inputs if i in days]
-            if ref in blocked or not touched:
+            if not touched:
                 continue
             missing = _missing_inputs(lake, model, {r.ref for r in result.runs}) if partial_lake else []
             if missing:
@@ -215,7 +217,7 @@ def _incremental(
             # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
             # changed feed (``_reach``); the days of its inputs stand here only for "it ran".
             written = _written(runs) if partitioned else wanted
-            if written is None or written or not partitioned:
+            if written is None or written or not model.contract.partitioned:
                 days[ref] = written
     return result
 
