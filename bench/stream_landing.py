@@ -3,6 +3,7 @@ BronzeWriter, on the same simulated clickstream messages, into fresh lakes. Base
 per-message work both share (parse, PII masking, hash); the rest is what each landing adds.
 
     .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000
+    .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000 --stages   # CPU a message, by stage
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import orjson
 from cryptography.fernet import Fernet
 
+from retreasure.bronze.batch import JsonBatchMasker
+from retreasure.bronze.columns import batch_rows, bronze_columns
 from retreasure.bronze.landing import BronzeWriter
 from retreasure.bronze.pii import PiiMasker
 from retreasure.bronze.record import masked_raw
@@ -76,9 +80,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=5_000, help="messages per micro-batch (and per flush)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the fastest counts (a shared machine)")
+    parser.add_argument("--stages", action="store_true", help="CPU time a message of each stage of the landing")
     args = parser.parse_args()
     lines = clickstream(args.events)
     vault_key = Fernet.generate_key().decode()
+    if args.stages:
+        stages(lines, vault_key, args.batch, args.repeat)
+        return
     entity = source_entity(TOPIC)[1]
 
     def parse_only() -> None:
@@ -112,6 +120,62 @@ def main() -> None:
         beyond = f"{added:6.1f} us/row beyond the shared work" if name.startswith(("Bronze", "stream")) else ""
         rate = len(lines) / seconds
         print(f"  {name:<26} {seconds:6.2f} s {rate:>9,.0f} rows/s {seconds / parse:5.1f}x parse  {beyond}")
+
+
+def stages(lines: list[bytes], vault_key: str, batch: int, repeat: int) -> None:
+    """CPU time a message (the thread's: what the landing costs whatever else the machine runs) of the stages of
+    ``TopicLanding.land``, each run by itself over the same batches, and of the whole landing; the rest of the
+    whole is what the stages leave out: offsets, dedup against the table, the vault's encryption, Delta commits."""
+    entity = source_entity(TOPIC)[1]
+    batches = [lines[start : start + batch] for start in range(0, len(lines), batch)]
+
+    def decode(value: bytes) -> tuple[object, str | None]:
+        return json_object(value + b"\n")
+
+    def texts() -> None:
+        masker = JsonBatchMasker(PiiMasker(HMAC_KEY, vault_key), entity, 1 << 20, 4 << 20)
+        for values in batches:
+            masker.texts(values)
+
+    def columns() -> None:
+        masker = PiiMasker(HMAC_KEY, vault_key)
+        fast = JsonBatchMasker(masker, entity, 1 << 20, 4 << 20)
+        for values in batches:
+            done = fast.texts(values)
+            started = time.thread_time()
+            bronze_columns(entity, batch_rows(masker, entity, values, done, decode, 4 << 20))
+            spent[0] += time.thread_time() - started
+
+    spent = [0.0]
+    figures = {
+        "orjson.loads alone": _cpu(lambda: [orjson.loads(line) for line in lines], repeat),
+        "parse, mask, serialise, screen (batch.texts)": _cpu(texts, repeat),
+    }
+    runs = []
+    for _ in range(repeat):
+        spent[0] = 0.0
+        columns()
+        runs.append(spent[0])
+    figures["hash, keys, times, reasons (bronze_columns)"] = min(runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        figures["whole landing (TopicLanding.land)"] = _cpu(
+            lambda: columnar(lines, Lake(Path(tmp) / str(time.monotonic_ns())), PiiMasker(HMAC_KEY, vault_key), batch),
+            repeat,
+        )
+    whole = figures["whole landing (TopicLanding.land)"]
+    figures["rest: offsets, dedup, vault, commits"] = whole - sum(figures[name] for name in list(figures)[1:3])
+    print(f"{len(lines):,} clickstream messages, batches of {batch:,}: CPU a message, fastest of {repeat}")
+    for name, seconds in figures.items():
+        print(f"  {name:<46} {seconds * 1e6 / len(lines):6.1f} us  {seconds / whole:6.1%}")
+
+
+def _cpu(step: Callable[[], object], repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.thread_time()
+        step()
+        runs.append(time.thread_time() - started)
+    return min(runs)
 
 
 def _timed(step: Callable[[], None]) -> float:

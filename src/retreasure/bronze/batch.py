@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retreasure.bronze.pii import CONTACT_SCREEN, PiiMasker, declared_only_masks
+from retreasure.bronze.pii import CONTACT_SCREEN, PiiMasker, declared_key_screen, declared_only_masks
 from retreasure.connectors.base import Entity
 from retreasure.records.pii import column_name
 
@@ -48,6 +48,8 @@ class JsonBatchMasker:
         self.spec = entity.pii
         self.max_line_bytes = max_line_bytes
         self.max_text_bytes = max_record_bytes // 4  # masked_raw judges shorter texts without encoding them
+        # The common shape's screen and, for this entity's paths, keys the exact-name walk would miss.
+        self.not_common = "|".join([NOT_COMMON, declared_key_screen(entity.pii)])
 
     @staticmethod
     def serves(entity: Entity) -> bool:
@@ -88,15 +90,15 @@ class JsonBatchMasker:
         candidates = [row for row, result in enumerate(results) if result is not None]
         if candidates:
             column = pa.array([results[row][1] for row in candidates], pa.string())  # type: ignore[index]
-            for row in np.asarray(candidates)[~_common_shape(column)]:
+            for row in np.asarray(candidates)[~_common_shape(column, self.not_common)]:
                 results[row] = None
         return results
 
 
-def _common_shape(texts: pa.Array) -> np.ndarray:
-    """Per compact JSON text (orjson's), True when ``json.dumps`` writes it the same and no undeclared string in
-    it may need the safety net."""
-    return ~pc.fill_null(pc.match_substring_regex(texts, NOT_COMMON), True).to_numpy(zero_copy_only=False)
+def _common_shape(texts: pa.Array, not_common: str) -> np.ndarray:
+    """Per compact JSON text (orjson's), True when ``json.dumps`` writes it the same, no undeclared string in
+    it may need the safety net, and no key needs the masker's normalised comparison (``not_common``)."""
+    return ~pc.fill_null(pc.match_substring_regex(texts, not_common), True).to_numpy(zero_copy_only=False)
 
 
 def _apart(path: str, other: str) -> bool:

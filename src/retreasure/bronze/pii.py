@@ -71,7 +71,6 @@ MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 7, 15
 NO_PHONE_KEPT, NO_PHONE_KEPT_CHARS = 100_000, 1024  # how many strings known to hold no phone, and how long
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 TOKENS_KEPT = 200_000  # tokens of clear values remembered (an HMAC each saved): customers' e-mails, visitors' IPs
-SHAPES_KEPT = 10_000  # distinct key sets of records' objects whose declared PII keys are known (_declared())
 
 # -- the safety net over a batch of texts ---------------------------------------------------------------------
 # A screen (RE2, as Arrow runs it over a whole batch) that every text in which mask_contacts() would change a
@@ -89,6 +88,51 @@ _GROUPED = "|".join(
     + [f"0[0-9]{{5,}}{_SEP}{{1,3}}[0-9]"]
 )
 CONTACT_SCREEN = rf"@|\+\(?[0-9](?:{_SEP}{{0,3}}[0-9]){{6}}|\( {{0,2}}[0-9]{{2,5}} {{0,2}}\)|{_UNGLUED}(?:{_GROUPED})"
+
+
+def declared_key_screen(spec: PiiSpec) -> str:
+    """A pattern (RE2) that a compact JSON text without backslash escapes matches when one of its keys is not a
+    name of ``spec``'s paths as written yet may be one as ``column_name`` compares names ("IP", " ip", "E-mail"):
+    such a record is masked by ``mask``, which compares that way. Flags more than it must (a non-ASCII key)."""
+    names = sorted({column_name(name) for name in _names(spec.tree)} - {""})
+    # In compact JSON without escapes a string followed by ":" is a key: '"' never occurs inside a string.
+    return "|".join([r'"[^"]*[^\x00-\x7f][^"]*":', *(_near_miss(name) for name in names)])
+
+
+def _names(tree: dict[str, Any]) -> Iterable[str]:
+    for name, sub in tree.items():
+        yield name
+        if isinstance(sub, dict):
+            yield from _names(sub)
+
+
+def _near_miss(name: str) -> str:
+    """Keys that ``column_name`` makes ``name`` and are not ``name`` itself (ASCII: other keys are flagged whole):
+    a separator before or after it, a capital letter, or another separator between its words."""
+    sep, loose_sep = r'[^"a-zA-Z0-9]', r'[^"a-zA-Z0-9]+'
+    words = name.split("_")
+
+    def body(capital: int = -1, odd_join: int = -1) -> str:
+        parts: list[str] = []
+        position = 0
+        for index, word in enumerate(words):
+            if index:
+                parts.append(rf'(?:[^"a-zA-Z0-9_]{sep}*|_{sep}+)' if index == odd_join else loose_sep)
+            for char in word:
+                if position == capital:
+                    parts.append(re2.escape(char.upper()))
+                elif char.isascii() and char.isalpha():
+                    parts.append(f"[{char.lower()}{char.upper()}]")
+                else:
+                    parts.append(re2.escape(char))
+                position += 1
+        return "".join(parts)
+
+    letters = [at for at, char in enumerate("".join(words)) if char.isascii() and char.isalpha()]
+    shapes = [rf'"{sep}+{body()}{sep}*":', rf'"{body()}{sep}+":']
+    shapes += [rf'"{sep}*{body(capital=at)}{sep}*":' for at in letters]
+    shapes += [rf'"{sep}*{body(odd_join=at)}{sep}*":' for at in range(1, len(words))]
+    return "|".join(shapes)
 
 
 def _glued(text: str, before: int, step: int) -> bool:
@@ -218,7 +262,6 @@ class PiiMasker:
         # Strings scanned for phone numbers and found to hold none: a user agent or an id repeats in message
         # after message. Only such strings are kept (one holding PII must reach the vault every time).
         self._no_phone: dict[str, None] = {}
-        self._shapes: dict[tuple[int, tuple[str, ...]], list[tuple[str, Any]]] = {}  # see _declared()
 
     def token(self, kind: str, value: str) -> str:
         known = self._tokens.get((kind, value))
@@ -255,41 +298,33 @@ class PiiMasker:
     def mask_declared(self, record: dict[str, Any], spec: PiiSpec) -> list[tuple[str, str, str]] | None:
         """Tokenise, in place, the values at ``spec``'s declared paths of ``record``, as ``mask`` does; returns
         the (token, kind, clear value) of each for ``remember``, or None (``record`` untouched) when a path
-        passes through a list: ``mask`` walks those. The safety net is not applied: ``CONTACT_SCREEN`` tells the
-        records that need it. For specs ``declared_only_masks`` accepts."""
-        found: list[tuple[str, str, str]] = []
-        changes: list[tuple[dict[str, Any], str, str]] = []
-        if not self._declared(record, spec.tree, found, changes):
+        passes through a list: ``mask`` walks those. The paths are followed by their exact names: a record with
+        a key only the normalised comparison would match needs ``mask``, and ``declared_key_screen`` finds
+        those. The safety net is not applied: ``CONTACT_SCREEN`` tells the records that need it. For specs
+        ``declared_only_masks`` accepts."""
+        changes: list[tuple[dict[str, Any], str, str, str, str]] = []
+        if not self._declared(record, spec.tree, changes):
             return None
-        for node, key, token in changes:
+        for node, key, token, _, _ in changes:
             node[key] = token
-        return found
+        return [(token, kind, value) for _, _, token, kind, value in changes]
 
     def _declared(
-        self,
-        node: dict[str, Any],
-        tree: dict[str, Any],
-        found: list[tuple[str, str, str]],
-        changes: list[tuple[dict[str, Any], str, str]],
+        self, node: dict[str, Any], tree: dict[str, Any], changes: list[tuple[dict[str, Any], str, str, str, str]]
     ) -> bool:
-        # Which keys of an object the paths name (exactly or by their normalised name) depends on its keys alone.
-        shape = (id(tree), tuple(node))
-        branches = self._shapes.get(shape)
-        if branches is None:
-            if len(self._shapes) >= SHAPES_KEPT:
-                self._shapes.clear()
-            branches = self._shapes[shape] = [(key, sub) for key in node if (sub := _subtree(tree, key)) is not None]
-        for key, sub in branches:
-            value = node[key]
-            if isinstance(sub, str):
-                if isinstance(value, str) and value.strip() and not value.startswith(TOKEN_PREFIX):
-                    token = self.token(sub, value)
-                    found.append((token, sub, value))
-                    changes.append((node, key, token))
-            elif isinstance(value, dict):
-                if not self._declared(value, sub, found, changes):
+        # The tree's few names looked up, not the record's many keys walked: this runs for every record of a batch.
+        for key, sub in tree.items():
+            value = node.get(key)
+            if value is None:
+                continue
+            if type(sub) is str:
+                if type(value) is str and value.strip() and not value.startswith(TOKEN_PREFIX):
+                    token = self._tokens.get((sub, value)) or self.token(sub, value)
+                    changes.append((node, key, token, sub, value))
+            elif type(value) is dict:
+                if not self._declared(value, sub, changes):
                     return False
-            elif isinstance(value, list):
+            elif type(value) is list:
                 return False
         return True
 
