@@ -71,6 +71,7 @@ class Result:
     rps: float
     p50: float
     p99: float
+    cpu_us: float  # the server's CPU seconds (user + system, every process of it) per request, in microseconds
 
     def ratios(self, base: Result) -> tuple[float, float]:
         """p99 over /health's, and /health's requests/s over this one's: both at most 2 meet the target."""
@@ -115,6 +116,28 @@ def serve(settings: Settings, port: int, access_log: bool = True) -> subprocess.
             time.sleep(0.2)
     server.kill()
     raise RuntimeError("the API did not start")
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server ``pid`` and its live worker processes.
+
+    Load on a shared machine sways latency far more than the CPU a request costs: this is the steadier figure."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in (pid, *_children(pid)):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
 
 
 def _ms(text: str) -> float:
@@ -194,8 +217,10 @@ def main() -> None:
                 first = httpx.get(url, headers=headers, timeout=120)
                 first_ms = (time.perf_counter() - started) * 1000
                 first.raise_for_status()
+                cpu_before = server_cpu_seconds(server.pid)
                 measured = drive(url, keys.get(role or ""), args.connections, args.seconds)
-                results.append(Result(path, role, first_ms, len(first.content) / 1024, *measured))
+                cpu_us = (server_cpu_seconds(server.pid) - cpu_before) / max(measured[0], 1) * 1e6
+                results.append(Result(path, role, first_ms, len(first.content) / 1024, *measured, cpu_us))
         finally:
             server.terminate()
             server.wait(10)
@@ -214,15 +239,16 @@ def main() -> None:
         f"{TARGET_OF_HEALTH:g}x of /health.",
         "",
         "| endpoint | role | first ms | body KB | requests | errors | requests/s | p50 ms | p99 ms | p99 / health "
-        "| health req/s / this | targets |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| health req/s / this | server CPU us/request | targets |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         p99_ratio, rps_ratio = r.ratios(base)
         verdict = "baseline" if r is base else ("met" if r.met(base) else "**not met**")
         table.append(
             f"| `{r.path}` | {r.role or '-'} | {r.first_ms:,.1f} | {r.kilobytes:,.1f} | {r.requests:,} | {r.errors} | "
-            f"{r.rps:,.0f} | {r.p50:,.2f} | {r.p99:,.2f} | {p99_ratio:.2f} | {rps_ratio:.2f} | {verdict} |"
+            f"{r.rps:,.0f} | {r.p50:,.2f} | {r.p99:,.2f} | {p99_ratio:.2f} | {rps_ratio:.2f} | {r.cpu_us:,.0f} | "
+            f"{verdict} |"
         )
     table.append(MARK)
     print("\n".join(table))
