@@ -95,7 +95,7 @@ def build_lake(root: Path, days: int, scale: float) -> Settings:
     return settings
 
 
-def serve(settings: Settings, port: int, access_log: bool = True) -> subprocess.Popen[bytes]:
+def serve(settings: Settings, port: int, access_log: bool = True, workers: int = 1) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "RETREASURE_LAKE_URI": settings.lake_uri,
@@ -103,6 +103,7 @@ def serve(settings: Settings, port: int, access_log: bool = True) -> subprocess.
         "RETREASURE_PII_VAULT_KEY": settings.pii_vault_key.get_secret_value(),
     }
     cmd = [sys.executable, "-m", "retreasure", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers)] if workers > 1 else []
     # The access log stays on, as in production (its lines go nowhere), unless a run measures what it costs.
     cmd += [] if access_log else ["--no-access-log"]
     server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--only", action="append", help="measure only endpoints containing this (repeatable)")
     parser.add_argument("--no-access-log", action="store_true", help="serve without the access log (its cost)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (`serve --workers`)")
     args = parser.parse_args()
     endpoints = [e for e in ENDPOINTS if e[0] == "/health" or not args.only or any(o in e[0] for o in args.only)]
     if shutil.which("wrk") is None:
@@ -206,7 +208,7 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = serve(settings, port, access_log=not args.no_access_log)
+        server = serve(settings, port, access_log=not args.no_access_log, workers=args.workers)
         load_before = load()
         results = []
         try:
@@ -217,6 +219,8 @@ def main() -> None:
                 first = httpx.get(url, headers=headers, timeout=120)
                 first_ms = (time.perf_counter() - started) * 1000
                 first.raise_for_status()
+                for _ in range(4 * (args.workers - 1)):  # new connections: likely every worker computes it now
+                    httpx.get(url, headers=headers, timeout=120).raise_for_status()
                 cpu_before = server_cpu_seconds(server.pid)
                 measured = drive(url, keys.get(role or ""), args.connections, args.seconds)
                 cpu_us = (server_cpu_seconds(server.pid) - cpu_before) / max(measured[0], 1) * 1e6
@@ -232,7 +236,8 @@ def main() -> None:
     table = [
         MARK,
         f"### API, {what}, wrk 1 thread x {args.connections} connections x {args.seconds:g} s per endpoint "
-        f"({date.today()}, `make bench-api`{', access log off' if args.no_access_log else ''})",
+        f"({date.today()}, `make bench-api`{', access log off' if args.no_access_log else ''}"
+        f"{f', {args.workers} workers' if args.workers > 1 else ''})",
         "",
         f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after} (2 cores, shared).",
         f"Targets: p99 < {TARGET_P99_MS:g} ms, >= {TARGET_RPS:g} requests/s, p99 and requests/s within "
