@@ -6,7 +6,8 @@ access log on, and drives each read endpoint with `wrk` (1 thread, 16 connection
 the client does not eat the server's CPU). /health is the baseline: the server and the framework, no lake. The
 first request to each endpoint is timed apart: it computes the answer from the lake; the rest are answered per
 lake version. Prints requests/s, p50 and p99 with their ratios to /health and the targets of issue 13 beside
-them; results go to docs/benchmarks.md with the machine's load.
+them, and the server's CPU per request (steadier than p99 on a shared machine); results go to docs/benchmarks.md
+with the machine's load. ``--workers N`` serves with N processes.
 
     make bench-api               # or: .venv/bin/python -m bench.api --root /tmp/bench-api --connections 16
 """
