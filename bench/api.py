@@ -6,7 +6,8 @@ access log on, and drives each read endpoint with `wrk` (1 thread, 16 connection
 the client does not eat the server's CPU). /health is the baseline: the server and the framework, no lake. The
 first request to each endpoint is timed apart: it computes the answer from the lake; the rest are answered per
 lake version. Prints requests/s, p50 and p99 with their ratios to /health and the targets of issue 13 beside
-them; results go to docs/benchmarks.md with the machine's load.
+them, and the server's CPU per request (steadier than p99 on a shared machine); results go to docs/benchmarks.md
+with the machine's load. ``--workers N`` serves with N processes.
 
     make bench-api               # or: .venv/bin/python -m bench.api --root /tmp/bench-api --connections 16
 """
@@ -71,6 +72,7 @@ class Result:
     rps: float
     p50: float
     p99: float
+    cpu_us: float  # the server's CPU seconds (user + system, every process of it) per request, in microseconds
 
     def ratios(self, base: Result) -> tuple[float, float]:
         """p99 over /health's, and /health's requests/s over this one's: both at most 2 meet the target."""
@@ -94,7 +96,7 @@ def build_lake(root: Path, days: int, scale: float) -> Settings:
     return settings
 
 
-def serve(settings: Settings, port: int, access_log: bool = True) -> subprocess.Popen[bytes]:
+def serve(settings: Settings, port: int, access_log: bool = True, workers: int = 1) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "RETREASURE_LAKE_URI": settings.lake_uri,
@@ -102,6 +104,7 @@ def serve(settings: Settings, port: int, access_log: bool = True) -> subprocess.
         "RETREASURE_PII_VAULT_KEY": settings.pii_vault_key.get_secret_value(),
     }
     cmd = [sys.executable, "-m", "retreasure", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers)] if workers > 1 else []
     # The access log stays on, as in production (its lines go nowhere), unless a run measures what it costs.
     cmd += [] if access_log else ["--no-access-log"]
     server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
@@ -115,6 +118,28 @@ def serve(settings: Settings, port: int, access_log: bool = True) -> subprocess.
             time.sleep(0.2)
     server.kill()
     raise RuntimeError("the API did not start")
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server ``pid`` and its live worker processes.
+
+    Load on a shared machine sways latency far more than the CPU a request costs: this is the steadier figure."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in (pid, *_children(pid)):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
 
 
 def _ms(text: str) -> float:
@@ -171,6 +196,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--only", action="append", help="measure only endpoints containing this (repeatable)")
     parser.add_argument("--no-access-log", action="store_true", help="serve without the access log (its cost)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (`serve --workers`)")
     args = parser.parse_args()
     endpoints = [e for e in ENDPOINTS if e[0] == "/health" or not args.only or any(o in e[0] for o in args.only)]
     if shutil.which("wrk") is None:
@@ -183,7 +209,7 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = serve(settings, port, access_log=not args.no_access_log)
+        server = serve(settings, port, access_log=not args.no_access_log, workers=args.workers)
         load_before = load()
         results = []
         try:
@@ -194,8 +220,12 @@ def main() -> None:
                 first = httpx.get(url, headers=headers, timeout=120)
                 first_ms = (time.perf_counter() - started) * 1000
                 first.raise_for_status()
+                for _ in range(4 * (args.workers - 1)):  # new connections: likely every worker computes it now
+                    httpx.get(url, headers=headers, timeout=120).raise_for_status()
+                cpu_before = server_cpu_seconds(server.pid)
                 measured = drive(url, keys.get(role or ""), args.connections, args.seconds)
-                results.append(Result(path, role, first_ms, len(first.content) / 1024, *measured))
+                cpu_us = (server_cpu_seconds(server.pid) - cpu_before) / max(measured[0], 1) * 1e6
+                results.append(Result(path, role, first_ms, len(first.content) / 1024, *measured, cpu_us))
         finally:
             server.terminate()
             server.wait(10)
@@ -207,22 +237,24 @@ def main() -> None:
     table = [
         MARK,
         f"### API, {what}, wrk 1 thread x {args.connections} connections x {args.seconds:g} s per endpoint "
-        f"({date.today()}, `make bench-api`{', access log off' if args.no_access_log else ''})",
+        f"({date.today()}, `make bench-api`{', access log off' if args.no_access_log else ''}"
+        f"{f', {args.workers} workers' if args.workers > 1 else ''})",
         "",
         f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after} (2 cores, shared).",
         f"Targets: p99 < {TARGET_P99_MS:g} ms, >= {TARGET_RPS:g} requests/s, p99 and requests/s within "
         f"{TARGET_OF_HEALTH:g}x of /health.",
         "",
         "| endpoint | role | first ms | body KB | requests | errors | requests/s | p50 ms | p99 ms | p99 / health "
-        "| health req/s / this | targets |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| health req/s / this | server CPU us/request | targets |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         p99_ratio, rps_ratio = r.ratios(base)
         verdict = "baseline" if r is base else ("met" if r.met(base) else "**not met**")
         table.append(
             f"| `{r.path}` | {r.role or '-'} | {r.first_ms:,.1f} | {r.kilobytes:,.1f} | {r.requests:,} | {r.errors} | "
-            f"{r.rps:,.0f} | {r.p50:,.2f} | {r.p99:,.2f} | {p99_ratio:.2f} | {rps_ratio:.2f} | {verdict} |"
+            f"{r.rps:,.0f} | {r.p50:,.2f} | {r.p99:,.2f} | {p99_ratio:.2f} | {rps_ratio:.2f} | {r.cpu_us:,.0f} | "
+            f"{verdict} |"
         )
     table.append(MARK)
     print("\n".join(table))

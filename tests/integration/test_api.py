@@ -144,12 +144,13 @@ def _callable(route: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 
 @contextmanager
-def serving_cli(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`retreasure serve` in a subprocess on a free loopback port, logging to ``log``; yields its URL."""
+def serving_cli(env: dict[str, str], log: Path, *options: str) -> Iterator[str]:
+    """`retreasure serve` (with ``options``) in a subprocess on a free loopback port, logging to ``log``; yields
+    its URL."""
     port = free_port()
     with log.open("w") as stderr:
         server = subprocess.Popen(
-            [sys.executable, "-m", "retreasure", "serve", "--port", str(port)], env=env, stderr=stderr
+            [sys.executable, "-m", "retreasure", "serve", "--port", str(port), *options], env=env, stderr=stderr
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -432,6 +433,25 @@ def test_serve_runs_on_loopback_and_logs_the_key_id_never_the_key(api: Api, tmp_
     logs = log.read_text()
     assert f'"key_id": "{auth.key_id_of(key)}"' in logs and '"status": 200' in logs
     assert key not in logs and key.split("_", 2)[2] not in logs
+
+
+def test_serve_with_two_workers_answers_alike_logs_and_sees_a_revocation_in_each(api: Api, tmp_path: Path) -> None:
+    """Each worker process keeps its own answers and keys: all must give the same answer, log it, and refuse a key
+    as soon as its revocation is committed. Every request opens a new connection, so both workers take some."""
+    env = {**os.environ, "RETREASURE_LAKE_URI": api.lake.uri, "RETREASURE_PII_HMAC_KEY": HMAC_KEY}
+    env["RETREASURE_PII_VAULT_KEY"] = VAULT_KEY
+    key = auth.create_key(api.lake, "finance", "two workers")
+    log = tmp_path / "serve.log"
+    with serving_cli(env, log, "--workers", "2") as url:
+        answers = [httpx.get(url + "/v1/kpis", headers={"X-API-Key": key}) for _ in range(12)]
+        assert all(a.status_code == 200 for a in answers), answers[0].text
+        assert len({(a.content, a.headers["etag"]) for a in answers}) == 1
+        assert auth.revoke_key(api.lake, auth.key_id_of(key) or "")
+        for _ in range(12):
+            assert_problem(httpx.get(url + "/v1/kpis", headers={"X-API-Key": key}), 401)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    served = [line for line in lines if line.get("msg") == "request" and line.get("path") == "/v1/kpis"]
+    assert sorted(line["status"] for line in served) == [200] * 12 + [401] * 12
 
 
 @pytest.mark.parametrize("access_log", [True, False], ids=["access-log", "no-access-log"])

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import socket
 from collections.abc import Iterator
@@ -109,15 +110,20 @@ def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
         # The server may answer and stop reading before the request is all sent.
         with contextlib.suppress(OSError):
             connection.sendall(request)
-        received = b""
-        while b"\r\n\r\n" not in received and (chunk := connection.recv(65536)):
-            received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
-        length = int(headers["content-length"])  # every answer of this API has one
-        while len(body) < length and (chunk := connection.recv(65536)):
-            body += chunk
+        return read_answer(connection)
+
+
+def read_answer(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One answer read off ``connection``: status, headers, body."""
+    received = b""
+    while b"\r\n\r\n" not in received and (chunk := connection.recv(65536)):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    length = int(headers["content-length"])  # every answer of this API has one
+    while len(body) < length and (chunk := connection.recv(65536)):
+        body += chunk
     return int(status_line.split(" ")[1]), headers, body[:length]
 
 
@@ -177,6 +183,24 @@ def test_headers_over_the_limit_are_a_431_problem(server: Server) -> None:
     # Smaller than the server's read buffer, the same head reaches the application and gets the same answer.
     response = server.get("/v1/kpis", {}, server.keys["admin"], headers={"X-Filler": "h" * (MAX_HEADERS + 1)})
     assert_problem(response, 431, None)
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [(b"GET /v1/kpis?store=", 414), (b"GET /v1/kpis HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: ", 431)],
+)
+def test_a_head_that_never_ends_is_refused_at_its_limit_not_buffered(server: Server, head: bytes, status: int) -> None:
+    # Sent a piece at a time and never finished, the head cannot reach the application: only the HTTP layer,
+    # counting what it reads, can refuse it (else this client sends its megabyte and waits for nothing).
+    address = httpx.URL(server.url)
+    with socket.create_connection((address.host, address.port or 80), timeout=30) as connection:
+        connection.sendall(head)
+        for _ in range(1024):  # at most 1 MB, far past every limit
+            if select.select([connection], [], [], 0.01)[0]:  # answered
+                break
+            connection.sendall(b"f" * 1024)
+        document = assert_raw_problem(read_answer(connection), status)
+    assert str(MAX_URL if status == 414 else MAX_HEADERS) in document["detail"]
 
 
 def test_a_body_over_the_limit_is_a_413_problem(server: Server) -> None:

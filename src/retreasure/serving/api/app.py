@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, access_log: bool = True) -> Fas
         app.add_middleware(AccessLog)
 
     @app.get("/health", tags=["health"], summary="Liveness: answers without a key")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # on the event loop: liveness does no blocking work to need a thread
         return {"status": "ok"}
 
     for router in ROUTERS:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import ipaddress
-import logging
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -49,11 +48,17 @@ def serve(
             help="Log one line per request (key id, never the key); off: about half the CPU of a kept answer."
         ),
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Server processes, each with its own copies and kept answers (one answers the first)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API on 127.0.0.1 (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from retreasure.serving.api.app import create_app
+    from retreasure.serving.api.process import ACCESS_LOG_ENV, serving_app
     from retreasure.serving.api.server import server_config
 
     settings = _settings()
@@ -64,19 +69,19 @@ def serve(
             console.print(f"[red]Refusing to bind {bind}: not a loopback address. Pass --host {bind} to mean it.[/]")
             raise typer.Exit(2)
         logger.warning("serving beyond loopback", extra={"host": bind})
-    if access_log:  # whatever the CLI's level (WARNING by default), a server keeps its access log
-        logging.getLogger("retreasure.api").setLevel(logging.INFO)
-    # uvicorn's own loggers write through the project's JSON handler; its access log is replaced by ours.
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers = logging.getLogger("retreasure").handlers
-        logging.getLogger(name).propagate = False
-    app = create_app(settings, access_log=access_log)
-    # Everything imported so far lives as long as the server: out of the collector's way, so that a full
-    # collection does not walk a million objects in the middle of a request (the tail of the latencies).
-    gc.collect()
-    gc.freeze()
-    config = server_config(app, bind, port or settings.serve.api_port, access_log=False, log_config=None)
-    uvicorn.Server(config).run()
+    options = {"access_log": False, "log_config": None}  # uvicorn's access log is replaced by ours
+    port = port or settings.serve.api_port
+    if workers == 1:
+        uvicorn.Server(server_config(serving_app(settings, access_log), bind, port, **options)).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    # Each worker builds its own app from the environment (settings, and this choice of access log).
+    os.environ[ACCESS_LOG_ENV] = "1" if access_log else "0"
+    config = server_config(
+        "retreasure.serving.api.process:worker_app", bind, port, factory=True, workers=workers, **options
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 Role = Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")]

@@ -36,19 +36,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def refused_head(buffered: bytes) -> tuple[int, str]:
-    """Status and detail for a request head the HTTP parser refused, judged from the bytes it held."""
-    line_end = buffered.find(b"\n")
-    request_line = buffered if line_end < 0 else buffered[:line_end]
-    parts = request_line.split(b" ")
-    target = parts[1] if len(parts) > 1 else request_line
-    if len(target) > MAX_TARGET_BYTES:
-        return 414, TARGET_TOO_LONG
-    if line_end >= 0 and b"\r\n\r\n" not in buffered and len(buffered) - line_end > MAX_HEADER_BYTES:
-        return 431, HEADERS_TOO_LARGE
-    return 400, MALFORMED
-
-
 def oversize(scope: Scope) -> tuple[int, str] | None:
     """Status and detail when a request that reached the application is over a limit; None when within."""
     query: bytes = scope.get("query_string", b"")
