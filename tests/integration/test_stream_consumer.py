@@ -252,15 +252,20 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing(tmp_path:
     name = f"t{uuid.uuid4().hex[:8]}"
     first_half = web_events(kafka_broker, name, clicks=1500, payments=200)
     env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-r")
-    # No idle stop: on a busy machine the broker's restart and the second half's production outlast any idle
-    # bound (20 s was, and the stream stopped before the second half). It is stopped once it has landed it all.
+    # No idle stop: the stream runs until it has landed both halves, then gets SIGTERM; should it never land the
+    # second half, the failure quotes its log (an idle stop only said that rows were missing).
     process = stream(tmp_path, env, "--max-seconds", str(2 * WAIT_S))  # stopped by the test, well before
     log_dir = tmp_path / "lake" / "bronze" / "web_clickstream" / "_delta_log"
     wait_for(lambda: len(list(log_dir.glob("*.json"))) >= 2)
     kafka_broker.restart()  # same ports, same data: the stream's client reconnects by itself
     second_half = web_events(kafka_broker, name, clicks=1000, payments=100, ids="-after-restart")
     lake = Lake(tmp_path / "lake")
-    wait_for(lambda: landed_to_the_end(lake, kafka_broker, name))
+    try:
+        wait_for(lambda: landed_to_the_end(lake, kafka_broker, name))
+    except AssertionError as waited:
+        process.kill()
+        _, log = process.communicate(timeout=60)
+        raise AssertionError(f"not all landed after the broker's restart; the stream's log:\n{log[-4000:]}") from waited
     process.send_signal(signal.SIGTERM)
     finish(process)
     expected = {table: first_half[table] | second_half[table] for table in first_half}
