@@ -252,9 +252,19 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing(tmp_path:
     name = f"t{uuid.uuid4().hex[:8]}"
     first_half = web_events(kafka_broker, name, clicks=1500, payments=200)
     env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-r")
-    # No idle stop: the stream runs until it has landed both halves, then gets SIGTERM; should it never land the
-    # second half, the failure quotes its log (an idle stop only said that rows were missing).
-    process = stream(tmp_path, env, "--max-seconds", str(2 * WAIT_S))  # stopped by the test, well before
+    # No idle stop: the stream runs until it has landed both halves, then gets SIGTERM. Its log goes to a file:
+    # while the broker is down its client logs a refused connection every 50 ms, which filled a pipe nobody read
+    # until the end and blocked the stream on its next log line, so that it never landed the second half.
+    log_file = tmp_path / "stream.log"
+    with log_file.open("w") as log_output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retreasure", "stream", "--max-seconds", str(2 * WAIT_S)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     log_dir = tmp_path / "lake" / "bronze" / "web_clickstream" / "_delta_log"
     wait_for(lambda: len(list(log_dir.glob("*.json"))) >= 2)
     kafka_broker.restart()  # same ports, same data: the stream's client reconnects by itself
@@ -264,9 +274,10 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing(tmp_path:
         wait_for(lambda: landed_to_the_end(lake, kafka_broker, name))
     except AssertionError as waited:
         process.kill()
-        _, log = process.communicate(timeout=60)
-        raise AssertionError(f"not all landed after the broker's restart; the stream's log:\n{log[-4000:]}") from waited
+        process.wait(60)
+        log = log_file.read_text()[-4000:]
+        raise AssertionError(f"not all landed after the broker's restart; the stream's log:\n{log}") from waited
     process.send_signal(signal.SIGTERM)
-    finish(process)
+    assert process.wait(240) == 0, log_file.read_text()[-3000:]
     expected = {table: first_half[table] | second_half[table] for table in first_half}
     assert_exactly_once(lake, expected)
