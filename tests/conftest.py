@@ -43,19 +43,29 @@ os.environ.setdefault("RETREASURE_LOG_FILE", "-")
 os.environ.setdefault("RETREASURE_DAGSTER_HOME", tempfile.mkdtemp(prefix="retreasure-dagster-"))
 
 # `make test` runs the suite on two workers (pytest-xdist, `--dist loadscope`): a module's tests share a worker, so
-# its module fixtures are built once, and the modules of Spark and Azurite share one, so one JVM and one Azurite
-# serve them all. The broker's tests (marked kafka) time a live stream: they run after, on their own, where a busy
-# CPU cannot starve them. (xdist's own `xdist_group` marks do nothing under pytest 9: it renames node ids.)
-SHARED_SERVICES = ("spark", "azure")
-SHARED_SERVICE_MODULES = frozenset(
-    {
-        "tests/e2e/test_azure_flow.py",
-        "tests/integration/test_azure_lake.py",
-        "tests/integration/test_spark_azure.py",
-        "tests/integration/test_spark_cluster_session.py",
-        "tests/integration/test_spark_parity.py",
-    }
-)
+# its module fixtures are built once. Modules that share something costly share a worker too: Spark's, so one JVM
+# serves them all, and those that read one session fixture that takes a minute to build (each worker builds its own).
+# The broker's tests (marked kafka) run beside them in a process of their own (see the Makefile). (xdist's own
+# `xdist_group` marks do nothing under pytest 9: it renames node ids.)
+SHARED_WORKER = {
+    "spark": frozenset(
+        {
+            "tests/integration/test_spark_azure.py",
+            "tests/integration/test_spark_cluster_session.py",
+            "tests/integration/test_spark_parity.py",
+        }
+    ),
+    "recommendations": frozenset(  # reco_lake
+        {"tests/integration/test_recommendations.py", "tests/integration/test_api_recommendations.py"}
+    ),
+    "forecast": frozenset(  # trained
+        {"tests/integration/test_ml_forecast.py", "tests/e2e/test_forecast_dashboard.py"}
+    ),
+}
+SHARED_BY_MODULE = {module: scope for scope, modules in SHARED_WORKER.items() for module in modules}
+# The longest units start first (Spark's is a third of the run): one begun last would be the run's tail, on one
+# worker while the other idles. The rest follow in xdist's order.
+LONGEST_FIRST = ("spark", "tests/e2e/test_crash_recovery.py", "tests/e2e/test_azure_flow.py", "recommendations")
 
 
 def _module(nodeid: str) -> str:
@@ -65,8 +75,8 @@ def _module(nodeid: str) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = _module(item.nodeid)
-        if any(item.get_closest_marker(name) for name in SHARED_SERVICES) and module not in SHARED_SERVICE_MODULES:
-            raise pytest.UsageError(f"{module} uses Spark or Azurite: list it in SHARED_SERVICE_MODULES")
+        if item.get_closest_marker("spark") and module not in SHARED_WORKER["spark"]:
+            raise pytest.UsageError(f"{module} uses Spark: list it in SHARED_WORKER['spark']")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -75,7 +85,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class ModuleScopes(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = _module(nodeid)
-            return "shared services" if module in SHARED_SERVICE_MODULES else module
+            return SHARED_BY_MODULE.get(module, module)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            for scope in reversed(LONGEST_FIRST):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
 
     return ModuleScopes(config, log) if config.getvalue("dist") == "loadscope" else None
 

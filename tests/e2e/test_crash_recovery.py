@@ -124,9 +124,12 @@ def test_kill_during_ingest_then_rerun_equals_one_clean_run(make_settings, tmp_p
         got, want = snapshot(crashed), snapshot(clean)
         assert got.keys() == want.keys()
         for table in want:
+            if got[table] == want[table]:  # both sorted by every column: equal lists, the same rows as often
+                continue
             extra = [r for r in got[table] if r not in want[table]]
             missing = [r for r in want[table] if r not in got[table]]
             assert (extra, missing) == ([], []), (table, _diff(extra, missing))
+            assert got[table] == want[table], (table, "the same rows, not as often")
         before = {str(r): clean.count(r) for r in clean.tables("bronze")}
         full_reread = [sys.executable, "-m", "retreasure", "ingest", "--since", "2024-01-01"]
         again = subprocess.run(full_reread, env=clean_env, cwd=tmp_path, capture_output=True, check=False)

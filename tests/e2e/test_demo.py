@@ -138,6 +138,7 @@ def test_without_java_the_demo_says_so_in_one_line_and_takes_the_web_events_from
 
 
 @pytest.mark.kafka
+@pytest.mark.timeout(1800)  # two demos and the file-path one it compares with: past 600 s on a busy machine
 def test_demo_streams_the_web_events_through_a_broker_with_the_same_kpis(
     tmp_path: Path, demo_without_java: Demo
 ) -> None:

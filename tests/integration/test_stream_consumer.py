@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from retreasure.lake import Lake, TableRef
 from retreasure.streaming import offsets
@@ -124,6 +125,36 @@ def finished(process: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+# Waits are on conditions, with deadlines a busy machine (the rest of the suite beside these tests) does not reach.
+WAIT_S = 240.0
+
+
+def wait_for(condition: Callable[[], bool], every_s: float = 0.05) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, "waited in vain"
+        time.sleep(every_s)
+
+
+def landed_to_the_end(lake: Lake, broker: Broker, name: str) -> bool:
+    """Whether both bronze tables hold the offset of the last message of each partition of their topic."""
+    for table, topic in ((CLICKSTREAM, f"{name}.clickstream"), (TRANSACTIONS, f"{name}.transactions")):
+        ends = broker_ends(broker, topic)
+        if not lake.exists(table) or offsets.stored_offsets(lake, table, topic, range(3)) != ends:
+            return False
+    return True
+
+
+def broker_ends(broker: Broker, topic: str) -> dict[int, int]:
+    """Each non-empty partition's last offset."""
+    consumer = Consumer(broker.client_config() | {"group.id": f"ends-{uuid.uuid4().hex}"})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(3)}
+    finally:
+        consumer.close()
+    return {p: end - 1 for p, end in ends.items() if end > 0}
+
+
 def assert_exactly_once(lake: Lake, expected: dict[TableRef, set[bytes]]) -> None:
     for table, values in expected.items():
         rows = lake.query(f"SELECT record_hash, origin, raw, error FROM {table}", [table]).to_pylist()
@@ -161,17 +192,20 @@ def test_kill_9_at_any_moment_then_a_restart_still_lands_each_message_once(
 ) -> None:
     name = f"t{uuid.uuid4().hex[:8]}"
     expected = web_events(kafka_broker, name, clicks=4000, payments=600)
-    env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-k")
     log_dir = tmp_path / "lake" / "bronze" / "web_clickstream" / "_delta_log"
-    for commits in (1, 4, 9):  # killed after this many commits to the clickstream table (and mid-batch)
-        process = stream(tmp_path, env, "--max-seconds", "180")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(log_dir.glob("*.json"))) < commits:
-            time.sleep(0.05)
+
+    def run_env(run: int) -> dict[str, str]:
+        # A group per run: a restart in the killed one's group would wait for its session to expire (45 s) before
+        # it got partitions, and what it resumes from is the tables' offsets, never a group's.
+        return stream_env(tmp_path, kafka_broker, name, group=f"{name}-k{run}")
+
+    for run, commits in enumerate((1, 4, 9)):  # killed after this many commits to the clickstream table
+        process = stream(tmp_path, run_env(run), "--max-seconds", "180")
+        wait_for(lambda: len(list(log_dir.glob("*.json"))) >= commits)  # noqa: B023 - waited for in this iteration
         os.kill(process.pid, signal.SIGKILL)
-        process.communicate(timeout=30)
-        assert process.returncode == -signal.SIGKILL
-    finish(stream(tmp_path, env, "--until-idle", "3", "--max-seconds", "180"))
+        process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL, "it had stopped on its own before the kill"
+    finish(stream(tmp_path, run_env(3), "--until-idle", "3", "--max-seconds", "180"))
     assert_exactly_once(Lake(tmp_path / "lake"), expected)
 
 
@@ -181,10 +215,10 @@ def test_sigterm_lands_what_is_buffered_and_stops(tmp_path: Path, kafka_broker: 
     env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-s")
     process = stream(tmp_path, env)
     lake = Lake(tmp_path / "lake")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (lake.exists(CLICKSTREAM) and lake.exists(TRANSACTIONS)):
-        time.sleep(0.1)
-    time.sleep(2)
+    # Stopped once it has taken every message (the tables hold each partition's last offset): however busy the
+    # machine, a SIGTERM then must still end it cleanly, with what it landed counted and nothing twice.
+    wait_for(lambda: landed_to_the_end(lake, kafka_broker, name))
+    assert process.poll() is None, "it had stopped on its own before the SIGTERM"
     process.send_signal(signal.SIGTERM)
     assert "Landed" in finish(process)
     assert_exactly_once(lake, expected)
@@ -196,12 +230,15 @@ def test_two_streams_of_one_group_share_the_partitions_and_land_each_message_onc
     name = f"t{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topics([f"{name}.clickstream", f"{name}.transactions"], partitions=3)
     env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-g")
-    first = stream(tmp_path, env, "--until-idle", "8", "--max-seconds", "180")
+    # The first waits long for more (30 s idle): however slow the second is to start on a busy machine, it is
+    # still there to give partitions up.
+    first = stream(tmp_path, env, "--until-idle", "30", "--max-seconds", "240")
     expected: dict[TableRef, set[bytes]] = {}
     producing = threading.Thread(target=lambda: expected.update(web_events(kafka_broker, name, 3000, 300, chunks=12)))
     producing.start()
-    time.sleep(4)  # the second joins while the first lands: partitions move between them (a rebalance)
-    second = stream(tmp_path, env, "--until-idle", "8", "--max-seconds", "180")
+    # The second joins once the first has landed a batch (it holds partitions): they move between them (a rebalance).
+    wait_for(lambda: Lake(tmp_path / "lake").exists(CLICKSTREAM))
+    second = stream(tmp_path, env, "--until-idle", "8", "--max-seconds", "240")
     producing.join()
     outputs = [finished(p) for p in (first, second)]
     landed = [int(re.search(r"Landed ([\d,]+) messages", out).group(1).replace(",", "")) for out, _ in outputs]
@@ -215,13 +252,32 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing(tmp_path:
     name = f"t{uuid.uuid4().hex[:8]}"
     first_half = web_events(kafka_broker, name, clicks=1500, payments=200)
     env = stream_env(tmp_path, kafka_broker, name, group=f"{name}-r")
-    process = stream(tmp_path, env, "--until-idle", "20", "--max-seconds", "240")
+    # No idle stop: the stream runs until it has landed both halves, then gets SIGTERM. Its log goes to a file:
+    # while the broker is down its client logs a refused connection every 50 ms, which filled a pipe nobody read
+    # until the end and blocked the stream on its next log line, so that it never landed the second half.
+    log_file = tmp_path / "stream.log"
+    with log_file.open("w") as log_output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retreasure", "stream", "--max-seconds", str(2 * WAIT_S)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     log_dir = tmp_path / "lake" / "bronze" / "web_clickstream" / "_delta_log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(log_dir.glob("*.json"))) < 2:
-        time.sleep(0.05)
+    wait_for(lambda: len(list(log_dir.glob("*.json"))) >= 2)
     kafka_broker.restart()  # same ports, same data: the stream's client reconnects by itself
     second_half = web_events(kafka_broker, name, clicks=1000, payments=100, ids="-after-restart")
-    finish(process)
+    lake = Lake(tmp_path / "lake")
+    try:
+        wait_for(lambda: landed_to_the_end(lake, kafka_broker, name))
+    except AssertionError as waited:
+        process.kill()
+        process.wait(60)
+        log = log_file.read_text()[-4000:]
+        raise AssertionError(f"not all landed after the broker's restart; the stream's log:\n{log}") from waited
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(240) == 0, log_file.read_text()[-3000:]
     expected = {table: first_half[table] | second_half[table] for table in first_half}
-    assert_exactly_once(Lake(tmp_path / "lake"), expected)
+    assert_exactly_once(lake, expected)
