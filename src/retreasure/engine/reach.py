@@ -11,7 +11,7 @@ whatever it costs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import pyarrow as pa
@@ -32,6 +32,8 @@ class Rebuilt:
 
     before: pa.Table | None
     after: pa.Table | None
+    # the days found per (columns, days query): readers sharing a rule (fx rates' five) compare once
+    reached: dict[tuple[tuple[str, ...], str], frozenset[date]] = field(default_factory=dict, compare=False)
 
 
 def watched_columns(models: dict[TableRef, Model], ref: TableRef) -> list[str]:
@@ -62,18 +64,26 @@ def changed_days(lake: Lake, reader: Model, ref: TableRef, rebuilt: Rebuilt) -> 
     rule = reader.contract.changed_inputs.get(str(ref))
     if rule is None or rebuilt.before is None or rebuilt.after is None:
         return None
-    columns = ", ".join(f'"{c}"' for c in rule.columns)
-    con = lake.connect([i for i in tables_read(rule.days) if i != ref])
+    key = (tuple(rule.columns), rule.days)
+    if key not in rebuilt.reached:
+        rebuilt.reached[key] = _changed_days(lake, ref, rule.columns, rule.days, rebuilt)
+    return rebuilt.reached[key]
+
+
+def _changed_days(lake: Lake, ref: TableRef, read: list[str], days: str, rebuilt: Rebuilt) -> frozenset[date]:
+    columns = ", ".join(f'"{c}"' for c in read)
+    assert rebuilt.before is not None and rebuilt.after is not None
+    con = lake.connect([i for i in tables_read(days) if i != ref])
     try:
-        con.register(_BEFORE, rebuilt.before.select(rule.columns))
-        con.register(_AFTER, rebuilt.after.select(rule.columns))
+        con.register(_BEFORE, rebuilt.before.select(read))
+        con.register(_AFTER, rebuilt.after.select(read))
         con.execute(
             f"CREATE TEMP VIEW changed AS (SELECT {columns} FROM {_BEFORE} EXCEPT SELECT {columns} FROM {_AFTER}) "
             f"UNION (SELECT {columns} FROM {_AFTER} EXCEPT SELECT {columns} FROM {_BEFORE})"
         )
         if not con.execute("SELECT count(*) FROM changed").fetchone()[0]:  # type: ignore[index]
             return frozenset()
-        found = con.execute(f"SELECT DISTINCT * FROM ({rule.days})").fetchall()
+        found = con.execute(f"SELECT DISTINCT * FROM ({days})").fetchall()
     finally:
         con.close()
     return frozenset(_day(row[0]) for row in found if row[0] is not None)
