@@ -332,17 +332,19 @@ def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: W
         "SELECT unnest(CASE WHEN json_type(lineage) = 'ARRAY' THEN from_json(lineage, '[\"VARCHAR\"]') "
         f"ELSE [json_extract_string(lineage, '$')] END) AS k FROM ({' UNION ALL '.join(placed)})"
     )
-    newest = [
-        first_per_key(
-            f"SELECT * FROM {source.table} WHERE error IS NULL{f' AND ({days})' if days else ''}",
-            ["record_key"],
-            STAGED[source.ref[1]].newest.value,
-        )
+    # Every version is judged by the source's predicate before the newest is chosen, so the window carries a flag
+    # where it carried each record's raw JSON (the check's peak memory over the year's web events; guarded as
+    # staging guards it: a malformed record's raw is not JSON).
+    judged = [
+        f"SELECT * EXCLUDE (raw), CASE WHEN error IS NULL THEN coalesce(({source.records}), false) END AS __claimed "
+        f"FROM {source.table} WHERE error IS NULL{f' AND ({days})' if days else ''}"
         for source in sources
     ]
     claimed = " UNION ALL ".join(
-        f"SELECT record_key FROM ({rows}) WHERE coalesce(({source.records}), false)"
-        for rows, source in zip(newest, sources, strict=True)
+        "SELECT record_key FROM ("
+        + first_per_key(f"SELECT * FROM ({rows})", ["record_key"], STAGED[source.ref[1]].newest.value)
+        + ") WHERE __claimed"
+        for rows, source in zip(judged, sources, strict=True)
     )
     return (
         f"WITH claimed AS MATERIALIZED (SELECT DISTINCT record_key FROM ({claimed})), "
