@@ -277,7 +277,7 @@ def run_table_checks(
                 )
                 detail = f"values of {check.column} missing from {check.to}"
             elif isinstance(check, Conservation):
-                sql = _conservation_sql(ref, check.sources, windows, lake.exists(quarantine))
+                sql = _conservation_sql(ref, check.sources, windows, lake.exists(quarantine), _types(con, ref))
                 refs += [TableRef(*s.ref) for s in check.sources if lake.exists(TableRef(*s.ref))]
                 detail = "bronze records neither in the table nor in its quarantine with a reason"
             else:
@@ -313,25 +313,33 @@ def quarantine_of(ref: TableRef) -> TableRef:
     return TableRef("quarantine", f"{ref.layer}_{ref.name}")
 
 
-def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: Windows, quarantined: bool) -> str:
+def _conservation_sql(
+    ref: TableRef, sources: Sequence[BronzeSource], windows: Windows, quarantined: bool, types: dict[str, str]
+) -> str:
     """(records checked, records missing) over every source: each newest bronze record (per record_key, without
     a landing error, newest as ``contracts/staged.py`` declares for its table) that the source's predicate takes,
     in the windows, must be named by the lineage column of a row of the table or of a row quarantined from it
-    with a reason."""
+    with a reason. ``types``: the table's column types, as DuckDB names them."""
     days = " OR ".join(f"partition_date BETWEEN {_literal(s)} AND {_literal(e)}" for s, e in windows or ())
     placed = []
     for column in sorted({s.lineage for s in sources}):
-        placed.append(f'SELECT to_json("{column}") AS lineage FROM {ref}')
+        # A lineage list (the records an aggregate row sums) counts each of its keys; a single key counts as itself.
+        # The table's own column is read as what it is, a key or a list of keys (through JSON, 218k web events' keys
+        # took 0.09 s of CPU against 0.04 s); a quarantined row's lineage is JSON.
+        if types.get(column) == "VARCHAR":
+            placed.append(f'SELECT "{column}" AS k FROM {ref}')
+        elif types.get(column) == "VARCHAR[]":
+            placed.append(f'SELECT unnest("{column}") AS k FROM {ref}')
+        else:
+            placed.append(_keys_of_json(f'SELECT to_json("{column}") AS lineage FROM {ref}'))
         if quarantined:
             placed.append(
-                f"SELECT json_extract(row_json, '$.{column}') AS lineage FROM {quarantine_of(ref)} "
-                f"WHERE table_name = '{ref}' AND coalesce(reason, '') <> '' AND coalesce(rule, '') <> ''"
+                _keys_of_json(
+                    f"SELECT json_extract(row_json, '$.{column}') AS lineage FROM {quarantine_of(ref)} "
+                    f"WHERE table_name = '{ref}' AND coalesce(reason, '') <> '' AND coalesce(rule, '') <> ''"
+                )
             )
-    # A lineage list (the records an aggregate row sums) counts each of its keys; a single key counts as itself.
-    keys = (
-        "SELECT unnest(CASE WHEN json_type(lineage) = 'ARRAY' THEN from_json(lineage, '[\"VARCHAR\"]') "
-        f"ELSE [json_extract_string(lineage, '$')] END) AS k FROM ({' UNION ALL '.join(placed)})"
-    )
+    keys = " UNION ALL ".join(placed)
     # Every version is judged by the source's predicate before the newest is chosen, so the window carries a flag
     # where it carried each record's raw JSON (the check's peak memory over the year's web events; guarded as
     # staging guards it: a malformed record's raw is not JSON).
@@ -351,6 +359,22 @@ def _conservation_sql(ref: TableRef, sources: Sequence[BronzeSource], windows: W
         f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL) "
         "SELECT count(*) AS checked, count(*) FILTER (WHERE p.k IS NULL) AS failed "
         "FROM claimed c LEFT JOIN placed p ON p.k = c.record_key"
+    )
+
+
+def _types(con: duckdb.DuckDBPyConnection, ref: TableRef) -> dict[str, str]:
+    """The column types of ``ref`` as DuckDB names them; none when it was not built (its checks then fail as such)."""
+    try:
+        return dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {ref})").fetchall())
+    except duckdb.CatalogException:
+        return {}
+
+
+def _keys_of_json(lineages: str) -> str:
+    """The record keys of ``lineages`` (a query of JSON ``lineage`` values: a key, or an array of keys) as ``k``."""
+    return (
+        "SELECT unnest(CASE WHEN json_type(lineage) = 'ARRAY' THEN from_json(lineage, '[\"VARCHAR\"]') "
+        f"ELSE [json_extract_string(lineage, '$')] END) AS k FROM ({lineages})"
     )
 
 
