@@ -11,7 +11,7 @@ Write modes:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -25,9 +25,21 @@ from retreasure.lake.bronze import BRONZE_SCHEMA
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
 from retreasure.log import get_logger
-from retreasure.quality.checks import CheckResult, apply_row_rules, quarantine_of, record_results, run_table_checks
+from retreasure.quality.checks import (
+    CheckResult,
+    RowJudge,
+    apply_row_rules,
+    quarantine_of,
+    record_results,
+    run_table_checks,
+)
 
 log = get_logger("engine")
+# A result up to this size is held whole: its row rules judge it at once and its table checks read it from memory.
+# A larger one (the year's web events) goes to its Delta write as it streams out of DuckDB, a batch at a time: held
+# whole, DuckDB's copy of the result and the Arrow table stood beside each other and beside the writer's buffers.
+HOLD_BYTES = 64 << 20
+BATCH_ROWS = 65_536
 
 
 @dataclass
@@ -75,10 +87,14 @@ class ModelEngine(Protocol):
         ...
 
 
+@dataclass(frozen=True)
 class DuckDBEngine:
-    """The local default: the SQL on DuckDB in process, the rows as Arrow, written by delta-rs."""
+    """The local default: the SQL on DuckDB in process, the rows as Arrow, written by delta-rs. A result up to
+    ``hold_bytes`` is held whole; a larger one streams to its write in batches of ``batch_rows``."""
 
     name = "duckdb"
+    hold_bytes: int = HOLD_BYTES
+    batch_rows: int = BATCH_ROWS
 
     def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed:
         con = _connect(lake, model)
@@ -92,10 +108,33 @@ class DuckDBEngine:
     def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
         return _write(lake, model, kept, start, end).partition_rows
 
-    def write_rows(self, lake: Lake, model: Model, kept: pa.Table, start: date, end: date) -> Written:
-        """As ``write``, with the rows the table holds now when the write replaced it whole (what its table checks
-        then read from memory instead of its files)."""
-        return _write(lake, model, kept, start, end)
+    def compute_and_write(
+        self, lake: Lake, model: Model, start: date, end: date, run_id: str
+    ) -> tuple[Computed, Written]:
+        """``compute`` then ``write`` in one pass: a result up to ``hold_bytes`` is held whole (its table checks
+        then read it from memory, ``Written.table``); a larger one is judged and written batch by batch as DuckDB
+        produces it, never whole in memory (its ``Computed.kept`` is None, its checks read the files written)."""
+        contract, name = model.contract, str(model.ref)
+        con = _connect(lake, model)
+        try:
+            reader = con.execute(_in_write_order(model, model.render(start, end))).fetch_record_batch(self.batch_rows)
+            held, whole = _read_up_to(reader, self.hold_bytes)
+            if whole:
+                # One batch: delta-rs writes a partition's rows from several batches in no set order.
+                result = pa.Table.from_batches(held, reader.schema).combine_chunks()
+                kept, quarantined, row_checks = apply_row_rules(result, contract, name, run_id, con)
+                return Computed(kept, kept.num_rows, quarantined, row_checks), _write(lake, model, kept, start, end)
+            judge = RowJudge(contract, name, run_id)
+            try:
+                written = _write(lake, model, judge.kept(_drained(held, reader)), start, end, reader.schema)
+            except RepeatedKeys:
+                # A key in two partitions: nothing was committed; its newest version is chosen across the whole
+                # result, held whole as a smaller result is.
+                computed = self.compute(lake, model, start, end, run_id)
+                return computed, _write(lake, model, computed.kept, start, end)
+            return Computed(None, judge.kept_rows, judge.quarantined, judge.results), written
+        finally:
+            con.close()
 
 
 DUCKDB = DuckDBEngine()
@@ -132,19 +171,18 @@ def run_model(
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
     start = widened(model, start, end)
-    computed = engine.compute(lake, model, start, end, run_id)
-    quarantined, row_checks = computed.quarantined, computed.row_checks
-    if quarantined.num_rows:
-        lake.insert_new(
-            quarantine_of(model.ref),
-            quarantined,
-            ["table_name", "rule", "row_json"],
-        )
-    run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
     if isinstance(engine, DuckDBEngine):
-        written_now = engine.write_rows(lake, model, computed.kept, start, end)
+        # The quarantine is known once the rows have streamed through their write, so it follows the write: a run
+        # stopped between the two fails its build, and the next writes both again (the quarantine insert is
+        # idempotent).
+        computed, written_now = engine.compute_and_write(lake, model, start, end, run_id)
+        _quarantine(lake, model, computed.quarantined)
     else:
+        computed = engine.compute(lake, model, start, end, run_id)
+        _quarantine(lake, model, computed.quarantined)
         written_now = Written(engine.write(lake, model, computed.kept, start, end))
+    quarantined, row_checks = computed.quarantined, computed.row_checks
+    run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
     run.partition_rows = written_now.partition_rows
     run.partitions = sorted(run.partition_rows)
     windowed = not run.whole and contract.partitioned
@@ -203,29 +241,145 @@ def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _write(lake: Lake, model: Model, data: pa.Table, start: date, end: date) -> Written:
-    """Write the run's rows in the contract's mode."""
+def _quarantine(lake: Lake, model: Model, quarantined: pa.Table) -> None:
+    if quarantined.num_rows:
+        lake.insert_new(quarantine_of(model.ref), quarantined, ["table_name", "rule", "row_json"])
+
+
+def _read_up_to(reader: pa.RecordBatchReader, limit: int) -> tuple[list[pa.RecordBatch], bool]:
+    """The batches ``reader`` yields until they pass ``limit`` bytes; True when that was all of them."""
+    held: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        held.append(batch)
+        size += batch.nbytes
+        if size > limit:
+            return held, False
+    return held, True
+
+
+def _drained(held: list[pa.RecordBatch], reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The batches held, then the rest of ``reader``: each held batch let go once passed on."""
+    held.reverse()
+    while held:
+        yield held.pop()
+    yield from reader
+
+
+def _write(
+    lake: Lake,
+    model: Model,
+    data: pa.Table | Iterable[pa.Table],
+    start: date,
+    end: date,
+    schema: pa.Schema | None = None,
+) -> Written:
+    """Write the run's rows in the contract's mode: ``data`` a table, or a stream of tables of ``schema`` that is
+    written as it comes (what the table holds now is then not kept: ``Written.table`` is None)."""
     contract, ref = model.contract, model.ref
     mode, part = contract.write_mode, contract.partition_by
     whole = (start, end) == ALL_TIME or not lake.exists(ref)
-    if mode == "full" or (mode == "overwrite_partitions" and whole):
-        lake.overwrite(ref, data, partition_by=[part] if part else None)
-    elif mode == "overwrite_partitions":
-        assert part is not None
-        lake.overwrite(ref, data, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")
-    else:
+    repeated: list[str] = []  # a streamed upsert's key found in two partitions
+    if mode == "upsert":
         assert part is not None and contract.version_column is not None
-        data = _newest(lake, ref, data, contract.keys, part, contract.version_column, whole)
-        if whole:
-            lake.overwrite(ref, data, partition_by=[part])
-        elif data.num_rows:
-            days = ", ".join(f"'{d.isoformat()}'" for d in pc.unique(data.column(part)).to_pylist())
-            lake.overwrite(ref, data, predicate=f"{part} IN ({days})")
-    table = data if mode == "full" or whole else None
-    if not part or not data.num_rows:
-        return Written({}, table)
-    counts = pc.value_counts(data.column(part)).to_pylist()
-    return Written({c["values"]: c["counts"] for c in counts}, table)
+        keys, version = contract.keys, contract.version_column
+        if not isinstance(data, pa.Table) and not whole:
+            # Merged with the partitions the rows touch, which only the whole set of rows names.
+            assert schema is not None
+            data = pa.Table.from_batches([b for t in data for b in t.to_batches()], schema)
+        if isinstance(data, pa.Table):
+            data = _newest(lake, ref, data, keys, part, version, whole)
+        else:
+            data = _newest_streamed(lake, ref, data, keys, part, version, repeated)
+    counts: dict[date, int] = {}
+    rows: pa.Table | pa.RecordBatchReader
+    if isinstance(data, pa.Table):
+        # One batch: delta-rs writes a partition's rows from several batches in no set order.
+        rows = data.combine_chunks()
+        _count_partitions(counts, rows, part)
+    else:
+        assert schema is not None
+        rows = pa.RecordBatchReader.from_batches(schema, _counted(counts, data, part))
+    try:
+        if mode == "full" or whole:
+            lake.overwrite(ref, rows, partition_by=[part] if part else None)
+        elif mode == "overwrite_partitions":
+            assert part is not None
+            lake.overwrite(ref, rows, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")
+        elif counts:
+            assert isinstance(rows, pa.Table)
+            days = ", ".join(f"'{d.isoformat()}'" for d in counts)
+            lake.overwrite(ref, rows, predicate=f"{part} IN ({days})")
+    except Exception as exc:
+        if repeated:
+            raise RepeatedKeys(str(ref)) from exc  # raised in the stream, it reaches here as delta-rs's error
+        raise
+    table = rows if isinstance(rows, pa.Table) and (mode == "full" or whole) else None
+    return Written(counts, table)
+
+
+class RepeatedKeys(Exception):
+    """A streamed upsert holds a key in two partitions: which version is newest needs the whole result."""
+
+
+def _newest_streamed(
+    lake: Lake, ref: TableRef, tables: Iterable[pa.Table], keys: list[str], part: str, version: str, repeated: list[str]
+) -> Iterator[pa.Table]:
+    """The rows of a whole upsert as they stream (by partition, then key; ``_in_write_order``), one row per key, each
+    table passed on holding whole partitions in one batch, which delta-rs writes in the order given. A key repeated
+    within a table is settled there; one found in two tables (two partitions) is noted in ``repeated`` and raised
+    as ``RepeatedKeys`` after the last rows, before the write can commit."""
+    seen: list[pa.Table] = []
+    for rows in _by_whole_keys(tables, [part]):
+        rows = _newest(lake, ref, rows, keys, part, version, True).combine_chunks()
+        seen.append(rows.select(keys))
+        yield rows
+    if seen and not _one_per_key(pa.concat_tables(seen), keys):
+        repeated.append(str(ref))
+        raise RepeatedKeys(str(ref))
+
+
+def _count_partitions(counts: dict[date, int], rows: pa.Table, part: str | None) -> None:
+    """Add the rows of each partition value in ``rows`` to ``counts``."""
+    if part and rows.num_rows:
+        for count in pc.value_counts(rows.column(part)).to_pylist():
+            counts[count["values"]] = counts.get(count["values"], 0) + count["counts"]
+
+
+def _counted(counts: dict[date, int], tables: Iterable[pa.Table], part: str | None) -> Iterator[pa.RecordBatch]:
+    for rows in tables:
+        _count_partitions(counts, rows, part)
+        yield from rows.to_batches()
+
+
+def _by_whole_keys(tables: Iterable[pa.Table], keys: list[str]) -> Iterator[pa.Table]:
+    """The rows of ``tables`` (in order of ``keys``, NULLs last) again, cut so that no key's rows span two tables:
+    the rows sharing a table's last key wait to lead the next."""
+    waiting: pa.Table | None = None
+    for rows in tables:
+        if waiting is not None:
+            rows = pa.concat_tables([waiting, rows])
+        if not rows.num_rows:
+            continue
+        settled = rows.num_rows - _rows_of_last_key(rows, keys)
+        waiting = rows.slice(settled)
+        if settled:
+            yield rows.slice(0, settled)
+    if waiting is not None and waiting.num_rows:
+        yield waiting
+
+
+def _rows_of_last_key(rows: pa.Table, keys: list[str]) -> int:
+    """How many rows share the last row's key (NULL equal to NULL, as ``PARTITION BY`` groups them): in key order,
+    they are the last rows."""
+    same: pa.ChunkedArray | None = None
+    for key in keys:
+        column = rows.column(key)
+        last = column[-1]
+        equal = pc.is_null(column) if not last.is_valid else pc.fill_null(pc.equal(column, last), False)
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None
+    return int(pc.sum(same).as_py() or 0)
 
 
 def _newest(
@@ -233,9 +387,9 @@ def _newest(
 ) -> pa.Table:
     """The rows of the partitions ``data`` touches, as they stand after it: newest version per key wins."""
     if whole and _one_per_key(data, keys):
-        # Nothing to choose between: the rows as they came, already in key order (``_in_write_order``), as the
-        # dedupe below leaves them, without a window over every column of the whole table, a round trip through
-        # DuckDB or a sorted second copy of the table.
+        # Nothing to choose between: the rows as they came, each partition's already in key order
+        # (``_in_write_order``) as the dedupe below leaves them, without a window over every column of the whole
+        # table, a round trip through DuckDB or a sorted second copy of the table.
         return data
     con = connection()
     con.register("incoming", data)
@@ -253,14 +407,16 @@ def _newest(
 
 
 def _in_write_order(model: Model, sql: str) -> str:
-    """``sql`` with an upsert's rows in key order (NULLs last), the order its write keeps them in: DuckDB sorts
-    while it produces the rows, where sorting them afterwards in Arrow held a second copy of the table (the
-    year's 967k web events) beside the first through the write and the checks."""
+    """``sql`` with an upsert's rows by partition, then in key order (NULLs last): each file holds its rows in key
+    order, and a stream of them can be cut between partitions (``_by_whole_keys``). DuckDB sorts while it produces
+    the rows, where sorting them afterwards in Arrow held a second copy of the table (the year's 967k web events)
+    beside the first through the write and the checks."""
     contract = model.contract
     if contract.write_mode != "upsert":
         return sql
-    keys = ", ".join(f'"{k}" ASC NULLS LAST' for k in contract.keys)
-    return f"SELECT * FROM (\n{sql}\n) ORDER BY {keys}"
+    assert contract.partition_by is not None
+    order = ", ".join(f'"{k}" ASC NULLS LAST' for k in dict.fromkeys([contract.partition_by, *contract.keys]))
+    return f"SELECT * FROM (\n{sql}\n) ORDER BY {order}"
 
 
 def _one_per_key(data: pa.Table, keys: list[str]) -> bool:

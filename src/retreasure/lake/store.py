@@ -263,11 +263,12 @@ class Lake:
     def overwrite(
         self,
         ref: TableRef,
-        data: pa.Table,
+        data: pa.Table | pa.RecordBatchReader,
         predicate: str | None = None,
         partition_by: Sequence[str] | None = None,
     ) -> None:
-        """Replace the rows matching ``predicate`` (a partition, say) with ``data``; the whole table without."""
+        """Replace the rows matching ``predicate`` (a partition, say) with ``data``; the whole table without. ``data``
+        may be a stream of batches, written as they come."""
         exists = self.exists(ref)
         write_deltalake(
             self._target(ref, exists),

@@ -6,7 +6,7 @@ and fail counts to ``ops.dq_results``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -127,6 +127,51 @@ def apply_row_rules(
         return table, quarantined, results
     keep = pa.array([i not in dropped for i in range(table.num_rows)])
     return table.filter(keep), quarantined, results
+
+
+class RowJudge:
+    """The row rules of a result judged batch by batch, for a result too large to hold whole (written as it streams
+    out of DuckDB): ``kept`` passes each batch's kept rows on; the quarantined rows and each rule's counts add up
+    across the batches to what ``apply_row_rules`` gives for the whole result."""
+
+    def __init__(self, contract: Contract, name: str, run_id: str) -> None:
+        self.contract, self.name, self.run_id = contract, name, run_id
+        self.kept_rows = 0
+        self._quarantined: list[pa.Table] = []
+        self._results: list[CheckResult] = []
+
+    def kept(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+        con = connection()  # the batches' own connection is busy streaming them
+        try:
+            for batch in batches:
+                kept, quarantined, results = apply_row_rules(
+                    pa.Table.from_batches([batch]), self.contract, self.name, self.run_id, con
+                )
+                self._add(quarantined, results)
+                self.kept_rows += kept.num_rows
+                yield kept
+        finally:
+            con.close()
+
+    def _add(self, quarantined: pa.Table, results: list[CheckResult]) -> None:
+        if quarantined.num_rows:
+            self._quarantined.append(quarantined)
+        if not self._results:
+            self._results = results
+            return
+        for total, batch in zip(self._results, results, strict=True):
+            total.checked += batch.checked
+            total.failed += batch.failed
+            total.passed = total.passed and batch.passed
+            total.detail = total.detail or batch.detail
+
+    @property
+    def quarantined(self) -> pa.Table:
+        return pa.concat_tables(self._quarantined) if self._quarantined else QUARANTINE_SCHEMA.empty_table()
+
+    @property
+    def results(self) -> list[CheckResult]:
+        return self._results
 
 
 def rule_failures(
