@@ -120,8 +120,7 @@ class DuckDBEngine:
             reader = con.execute(_in_write_order(model, model.render(start, end))).fetch_record_batch(self.batch_rows)
             held, whole = _read_up_to(reader, self.hold_bytes)
             if whole:
-                # One batch: delta-rs writes a partition's rows from several batches in no set order.
-                result = pa.Table.from_batches(held, reader.schema).combine_chunks()
+                result = pa.Table.from_batches(held, reader.schema)
                 kept, quarantined, row_checks = apply_row_rules(result, contract, name, run_id, con)
                 return Computed(kept, kept.num_rows, quarantined, row_checks), _write(lake, model, kept, start, end)
             judge = RowJudge(contract, name, run_id)
