@@ -25,7 +25,7 @@ from retreasure.engine.changes import (
 )
 from retreasure.engine.models import ALL_TIME, Model, downstream, load_models, relationship_targets
 from retreasure.engine.reach import Rebuilt, changed_days, rows_of, watched_columns
-from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, run_model
+from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, month_end, run_model
 from retreasure.lake.lock import build_lock
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
@@ -216,7 +216,7 @@ def _incremental(
             # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
             # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
             # changed feed (``_reach``); the days of its inputs stand here only for "it ran".
-            written = _written(runs) if partitioned else wanted
+            written = _written(runs, model.contract.partition_period) if partitioned else wanted
             if written is None or written or not model.contract.partitioned:
                 days[ref] = written
     return result
@@ -320,12 +320,16 @@ def spans_of(days: frozenset[date], lookback_days: int = 0) -> list[tuple[date, 
     return spans
 
 
-def _written(runs: list[ModelRun]) -> Days:
-    """The partitions the runs wrote, as days; None (all of time) when a partition value is not a day."""
+def _written(runs: list[ModelRun], period: str = "day") -> Days:
+    """The partitions the runs wrote, as days (a month's partition: every day of the month); None (all of time)
+    when a partition value is not a day."""
     written = {p for run in runs for p in run.partitions}
     if not all(isinstance(p, date) for p in written):
         return None
-    return frozenset(p.date() if isinstance(p, datetime) else p for p in written)
+    days = {p.date() if isinstance(p, datetime) else p for p in written}
+    if period == "month":
+        days = {first + timedelta(days=i) for first in days for i in range(month_end(first).day)}
+    return frozenset(days)
 
 
 def record(lake: Lake, result: Build, began: datetime, read: dict[str, int], status: str | None = None) -> None:
