@@ -197,7 +197,12 @@ def _incremental(
             if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
                 wanted = None  # its contract gained a column since it was built: every partition is rebuilt
             partitioned = model.contract.partitioned and wanted is not None
-            spans = spans_of(wanted, model.contract.lookback_days) if partitioned and wanted else [ALL_TIME]
+            contract = model.contract
+            spans = (
+                spans_of(wanted, contract.lookback_days, contract.partition_period)
+                if partitioned and wanted
+                else [ALL_TIME]
+            )
             watched = [] if model.contract.partitioned else watched_columns(models, ref)
             before = rows_of(lake, ref, watched, settled) if watched and settled else None
             runs: list[ModelRun] = []
@@ -307,10 +312,15 @@ def bronze_inputs(models: dict[TableRef, Model]) -> list[TableRef]:
     return sorted({i for model in models.values() for i in model.inputs if i.layer == "bronze"})
 
 
-def spans_of(days: frozenset[date], lookback_days: int = 0) -> list[tuple[date, date]]:
+def spans_of(days: frozenset[date], lookback_days: int = 0, period: str = "day") -> list[tuple[date, date]]:
     """The days as windows (first, last). Days less than a week apart (beyond the lookback) share a window:
     a run costs about a second whatever its size (connection, Delta commit, checks), more than recomputing a
-    few days in between; a late file for a day months ago still gets a window of its own."""
+    few days in between; a late file for a day months ago still gets a window of its own. A monthly model's
+    days count as their months (its runs recompute whole months): one window per run of months next to each
+    other, never two runs of the same month."""
+    if period == "month":
+        days = frozenset(day.replace(day=1) for day in days)
+        lookback_days += 31  # the first days of two months next to each other are at most 31 days apart
     spans: list[tuple[date, date]] = []
     for day in sorted(days):
         if spans and (day - spans[-1][1]) <= timedelta(days=lookback_days + JOIN_DAYS):
