@@ -34,6 +34,25 @@ def test_every_model_transpiles_to_spark(ref: TableRef) -> None:
     sqlglot.parse_one(spark, read="spark")  # and Spark's own grammar reads it back
 
 
+def test_a_monthly_model_runs_for_whole_months_and_the_month_after_that_reads_them() -> None:
+    from retreasure.engine.build import spans_of
+    from retreasure.engine.models import ALL_TIME
+    from retreasure.engine.runner import widened
+
+    finance, monthly = MODELS[TableRef("gold", "mart_finance")], MODELS[TableRef("gold", "mart_sales_monthly")]
+    assert widened(finance, date(2025, 3, 15), date(2025, 3, 20)) == (date(2025, 3, 1), date(2025, 3, 31))
+    assert widened(finance, date(2024, 2, 29), date(2024, 2, 29)) == (date(2024, 2, 1), date(2024, 2, 29))
+    # Growth against the month before: the month after the window is rewritten too, across a year's end.
+    assert widened(monthly, date(2025, 12, 31), date(2025, 12, 31)) == (date(2025, 12, 1), date(2026, 1, 31))
+    assert widened(monthly, date(2025, 1, 30), date(2025, 2, 2)) == (date(2025, 1, 1), date(2025, 3, 31))
+    assert widened(monthly, *ALL_TIME) == ALL_TIME
+    daily = MODELS[TableRef("gold", "mart_marketing")]  # a day's table: its lookback only
+    assert widened(daily, date(2025, 3, 15), date(2025, 3, 20)) == (date(2025, 3, 14), date(2025, 3, 20))
+    # Touched days of one month, or of months next to each other, are one run; months apart, one run each.
+    touched = frozenset({date(2025, 1, 5), date(2025, 2, 20), date(2025, 2, 27), date(2025, 4, 1), date(2025, 4, 30)})
+    assert spans_of(touched, 0, "month") == [(date(2025, 1, 1), date(2025, 2, 1)), (date(2025, 4, 1), date(2025, 4, 1))]
+
+
 # Read the day before their window as context, not as a lookback: sessions to tell whether a session began before
 # midnight, mart_marketing the orders its window's sessions completed (the shop's clock may be seconds behind).
 CONTEXT_BEFORE_WINDOW = {TableRef("silver", "sessions"), TableRef("gold", "mart_marketing")}

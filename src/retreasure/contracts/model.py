@@ -123,6 +123,12 @@ class Contract(BaseModel):
     partition_by: str | None = None
     version_column: str | None = None  # upsert: the newest value wins
     lookback_days: int = 0  # incremental runs re-read this many days before the window
+    # The span of one partition: ``month`` for a table partitioned by its months' first days (a monthly mart): a
+    # window of days is widened to the whole months it touches, which a run then recomputes and rewrites.
+    partition_period: Literal["day", "month"] = "day"
+    # Partitions after the window whose rows read the window's (a month's growth against the month before): a
+    # window's run recomputes and rewrites them too.
+    lookahead: int = 0
     checks: list[Check] = Field(default_factory=list)
     sources: list[BronzeSource] = Field(default_factory=list)  # bronze tables read, checked for conservation
     columns: dict[str, str] = Field(default_factory=dict)
@@ -138,6 +144,8 @@ class Contract(BaseModel):
             raise ValueError("write_mode upsert needs version_column")
         if self.write_mode == "upsert" and not self.keys:
             raise ValueError(f"write_mode {self.write_mode} needs keys")
+        if (self.partition_period != "day" or self.lookahead) and self.write_mode != "overwrite_partitions":
+            raise ValueError("partition_period and lookahead: only an overwrite_partitions model rewrites windows")
         if self.changed_inputs and self.write_mode not in ("overwrite_partitions", "upsert"):
             raise ValueError("changed_inputs: only a partitioned model rebuilds some days of itself")
         for name in self.changed_inputs:

@@ -25,7 +25,7 @@ from retreasure.engine.changes import (
 )
 from retreasure.engine.models import ALL_TIME, Model, downstream, load_models, relationship_targets
 from retreasure.engine.reach import Rebuilt, changed_days, rows_of, watched_columns
-from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, run_model
+from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, month_end, run_model
 from retreasure.lake.lock import build_lock
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
@@ -197,7 +197,12 @@ def _incremental(
             if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
                 wanted = None  # its contract gained a column since it was built: every partition is rebuilt
             partitioned = model.contract.partitioned and wanted is not None
-            spans = spans_of(wanted, model.contract.lookback_days) if partitioned and wanted else [ALL_TIME]
+            contract = model.contract
+            spans = (
+                spans_of(wanted, contract.lookback_days, contract.partition_period)
+                if partitioned and wanted
+                else [ALL_TIME]
+            )
             watched = [] if model.contract.partitioned else watched_columns(models, ref)
             before = rows_of(lake, ref, watched, settled) if watched and settled else None
             runs: list[ModelRun] = []
@@ -216,7 +221,7 @@ def _incremental(
             # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
             # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
             # changed feed (``_reach``); the days of its inputs stand here only for "it ran".
-            written = _written(runs) if partitioned else wanted
+            written = _written(runs, model.contract.partition_period) if partitioned else wanted
             if written is None or written or not model.contract.partitioned:
                 days[ref] = written
     return result
@@ -307,10 +312,15 @@ def bronze_inputs(models: dict[TableRef, Model]) -> list[TableRef]:
     return sorted({i for model in models.values() for i in model.inputs if i.layer == "bronze"})
 
 
-def spans_of(days: frozenset[date], lookback_days: int = 0) -> list[tuple[date, date]]:
+def spans_of(days: frozenset[date], lookback_days: int = 0, period: str = "day") -> list[tuple[date, date]]:
     """The days as windows (first, last). Days less than a week apart (beyond the lookback) share a window:
     a run costs about a second whatever its size (connection, Delta commit, checks), more than recomputing a
-    few days in between; a late file for a day months ago still gets a window of its own."""
+    few days in between; a late file for a day months ago still gets a window of its own. A monthly model's
+    days count as their months (its runs recompute whole months): one window per run of months next to each
+    other, never two runs of the same month."""
+    if period == "month":
+        days = frozenset(day.replace(day=1) for day in days)
+        lookback_days += 31  # the first days of two months next to each other are at most 31 days apart
     spans: list[tuple[date, date]] = []
     for day in sorted(days):
         if spans and (day - spans[-1][1]) <= timedelta(days=lookback_days + JOIN_DAYS):
@@ -320,12 +330,16 @@ def spans_of(days: frozenset[date], lookback_days: int = 0) -> list[tuple[date, 
     return spans
 
 
-def _written(runs: list[ModelRun]) -> Days:
-    """The partitions the runs wrote, as days; None (all of time) when a partition value is not a day."""
+def _written(runs: list[ModelRun], period: str = "day") -> Days:
+    """The partitions the runs wrote, as days (a month's partition: every day of the month); None (all of time)
+    when a partition value is not a day."""
     written = {p for run in runs for p in run.partitions}
     if not all(isinstance(p, date) for p in written):
         return None
-    return frozenset(p.date() if isinstance(p, datetime) else p for p in written)
+    days = {p.date() if isinstance(p, datetime) else p for p in written}
+    if period == "month":
+        days = {first + timedelta(days=i) for first in days for i in range(month_end(first).day)}
+    return frozenset(days)
 
 
 def record(lake: Lake, result: Build, began: datetime, read: dict[str, int], status: str | None = None) -> None:

@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 
 from retreasure.engine.changes import Days
 from retreasure.engine.models import Model, tables_read
-from retreasure.lake.store import Lake, TableRef
+from retreasure.lake.store import Lake, TableRef, connection
 
 _BEFORE, _AFTER = "__changed_before", "__changed_after"
 
@@ -32,8 +32,17 @@ class Rebuilt:
 
     before: pa.Table | None
     after: pa.Table | None
-    # the days found per (columns, days query): readers sharing a rule (fx rates' five) compare once
+    # The rows added or removed per set of columns read, and the days found per (columns, days query): the readers
+    # of a dimension share one comparison of its rows, and readers sharing a rule (fx rates' five) one answer.
+    changes: dict[tuple[str, ...], pa.Table] = field(default_factory=dict, compare=False)
     reached: dict[tuple[tuple[str, ...], str], frozenset[date]] = field(default_factory=dict, compare=False)
+
+    def changed(self, columns: tuple[str, ...]) -> pa.Table:
+        """The distinct rows, in ``columns``, that are in one of before and after only: compared once per build."""
+        if columns not in self.changes:
+            assert self.before is not None and self.after is not None
+            self.changes[columns] = _added_or_removed(self.before.select(columns), self.after.select(columns))
+        return self.changes[columns]
 
 
 def watched_columns(models: dict[TableRef, Model], ref: TableRef) -> list[str]:
@@ -66,23 +75,35 @@ def changed_days(lake: Lake, reader: Model, ref: TableRef, rebuilt: Rebuilt) -> 
         return None
     key = (tuple(rule.columns), rule.days)
     if key not in rebuilt.reached:
-        rebuilt.reached[key] = _changed_days(lake, ref, rule.columns, rule.days, rebuilt)
+        rebuilt.reached[key] = _changed_days(lake, ref, rule.days, rebuilt.changed(key[0]))
     return rebuilt.reached[key]
 
 
-def _changed_days(lake: Lake, ref: TableRef, read: list[str], days: str, rebuilt: Rebuilt) -> frozenset[date]:
-    columns = ", ".join(f'"{c}"' for c in read)
-    assert rebuilt.before is not None and rebuilt.after is not None
-    con = lake.connect([i for i in tables_read(days) if i != ref])
+def _added_or_removed(before: pa.Table, after: pa.Table) -> pa.Table:
+    """The distinct rows of ``before`` not in ``after`` and of ``after`` not in ``before`` (a changed row is both)."""
+    columns = ", ".join(f'"{c}"' for c in before.column_names)
+    con = connection()  # a cursor on the process's database: no view of any table needed
     try:
-        con.register(_BEFORE, rebuilt.before.select(read))
-        con.register(_AFTER, rebuilt.after.select(read))
-        con.execute(
-            f"CREATE TEMP VIEW changed AS (SELECT {columns} FROM {_BEFORE} EXCEPT SELECT {columns} FROM {_AFTER}) "
+        con.register(_BEFORE, before)
+        con.register(_AFTER, after)
+        return con.execute(
+            f"(SELECT {columns} FROM {_BEFORE} EXCEPT SELECT {columns} FROM {_AFTER}) "
             f"UNION (SELECT {columns} FROM {_AFTER} EXCEPT SELECT {columns} FROM {_BEFORE})"
-        )
-        if not con.execute("SELECT count(*) FROM changed").fetchone()[0]:  # type: ignore[index]
-            return frozenset()
+        ).fetch_arrow_table()
+    finally:
+        con.close()
+
+
+def _changed_days(lake: Lake, ref: TableRef, days: str, changed: pa.Table) -> frozenset[date]:
+    """The days ``days`` (SQL over ``changed`` and the reader's other inputs) names; none when no row changed, without
+    opening a table."""
+    if not changed.num_rows:
+        return frozenset()
+    read = [i for i in tables_read(days) if i != ref]
+    # Silver and gold by DuckDB's own Parquet reader, as models read them (engine/runner.py); bronze as datasets.
+    con = lake.connect(read, native={i for i in read if i.layer != "bronze"})
+    try:
+        con.register("changed", changed)
         found = con.execute(f"SELECT DISTINCT * FROM ({days})").fetchall()
     finally:
         con.close()

@@ -169,7 +169,7 @@ def run_model(
     ``ops.dq_results``. ``engine`` runs the SQL and writes the table; quarantine and checks are the same on all."""
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = model.contract
-    start = widened(model, start, end)
+    start, end = widened(model, start, end)
     if isinstance(engine, DuckDBEngine):
         # The quarantine is known once the rows have streamed through their write, so it follows the write: a run
         # stopped between the two fails its build, and the next writes both again (the quarantine insert is
@@ -209,13 +209,24 @@ def run_model(
     return run
 
 
-def widened(model: Model, start: date, end: date) -> date:
-    """The start of the window a model runs for: the contract's lookback before ``start``, so that late
-    changes to the days before are read (and, for partition overwrites, written) again. The one place the
-    lookback is applied: neither the SQL nor the orchestrator adds it. All of time stays all of time."""
+def widened(model: Model, start: date, end: date) -> tuple[date, date]:
+    """The window a model runs for: the contract's lookback before ``start``, so that late changes to the days
+    before are read (and, for partition overwrites, written) again; for a monthly table, the whole months the days
+    fall in and its ``lookahead`` months after (rows there that read the window's). The one place the window is
+    widened: neither the SQL nor the orchestrator does it. All of time stays all of time."""
     if (start, end) == ALL_TIME:
-        return start
-    return start - timedelta(days=model.contract.lookback_days)
+        return start, end
+    contract = model.contract
+    start = start - timedelta(days=contract.lookback_days)
+    if contract.partition_period == "month":
+        return start.replace(day=1), month_end(end, contract.lookahead)
+    return start, end + timedelta(days=contract.lookahead)
+
+
+def month_end(day: date, later: int = 0) -> date:
+    """The last day of ``day``'s month, or of the month ``later`` months after it."""
+    first = date(day.year + (day.month - 1 + later + 1) // 12, (day.month - 1 + later + 1) % 12 + 1, 1)
+    return first - timedelta(days=1)
 
 
 def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:

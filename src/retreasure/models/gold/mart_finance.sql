@@ -3,6 +3,7 @@
 -- positive effect means the euro strengthened after the sale, so the month closed worth less in EUR.
 -- Cost of goods is booked in the order's month and reversed in the refund's month for returned goods (every
 -- return is restocked), so gross margin = net revenue - cost of goods matches revenue and refunds month by month.
+-- A window is whole months (the engine widens it to them): each month is computed from all of its days.
 WITH lines AS (
     SELECT
         CAST(date_trunc('month', order_date) AS DATE) AS month,
@@ -15,6 +16,7 @@ WITH lines AS (
         discount_base,
         cost_of_goods
     FROM gold.fct_order_lines
+    WHERE order_date BETWEEN @start_date AND @end_date
 ),
 -- The closing rate is the one on the month's last day; for a month still open (or past the last published
 -- rate) it is the latest rate known, the same carry-forward a weekend gets.
@@ -52,11 +54,15 @@ refunds AS (
         CAST(date_trunc('month', r.refund_date) AS DATE) AS month,
         r.channel,
         sum(r.amount_base) AS refunds,
-        -- The returned units' cost comes back into stock. A refund that names no line (Etsy, when two lines of
-        -- the receipt are worth the same) cannot say which goods came back, so it reverses no cost.
-        coalesce(sum(l.unit_cost * r.quantity), 0) AS cost_returned
+        -- The returned units' cost comes back into stock, at the SKU's cost (the line's, fct_order_lines' unit_cost),
+        -- read from product_costs so that a new cost reaches the refunds' months by the contract's rule. A refund
+        -- that names no line (Etsy, when two lines of the receipt are worth the same) cannot say which goods came
+        -- back, so it reverses no cost.
+        coalesce(sum(pc.unit_cost * r.quantity), 0) AS cost_returned
     FROM gold.fct_refunds r
     LEFT JOIN gold.fct_order_lines l ON l.line_key = r.line_key
+    LEFT JOIN silver.product_costs pc ON pc.sku = l.sku
+    WHERE r.refund_date BETWEEN @start_date AND @end_date
     GROUP BY ALL
 ),
 joined AS (

@@ -1,4 +1,5 @@
--- Sales by month and channel in EUR, with growth against the previous month: the trend leadership reads.
+-- Sales by month and channel in EUR, with growth against the previous month: the trend leadership reads. A window
+-- is whole months (the engine widens it to them, and to the month after, whose growth reads the window's last).
 WITH months AS (
     SELECT
         CAST(date_trunc('month', day) AS DATE) AS month,
@@ -11,6 +12,8 @@ WITH months AS (
         sum(net_revenue) AS net_revenue,
         sum(shipping) AS shipping
     FROM gold.mart_sales_daily
+    -- The month before the window too: its net revenue is the first month's base.
+    WHERE day BETWEEN CAST(@start_date AS DATE) - INTERVAL 1 MONTH AND @end_date
     GROUP BY ALL
 ),
 compared AS (
@@ -20,6 +23,7 @@ compared AS (
         p.net_revenue AS net_revenue_prev_month
     FROM months m
     LEFT JOIN months p ON p.channel = m.channel AND p.month = m.month - INTERVAL 1 MONTH
+    WHERE m.month >= @start_date
 )
 SELECT
     month,
