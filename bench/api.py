@@ -193,7 +193,8 @@ def saturate(url: str, key: str | None, connections: int, seconds: float) -> Loa
 def hold(url: str, key: str | None, connections: int, rate: float, seconds: float) -> Load:
     """hey on ``url`` at ``rate`` requests/s in all, spread over ``connections`` (each at most rate / connections
     a second: one that falls behind does not catch up, so a slow server shows as fewer requests/s). Every request's
-    time comes back as CSV, so the percentiles are exact ones, not read off a histogram."""
+    time comes back as CSV, so the percentiles are exact ones, not read off a histogram. A request that failed on
+    the socket has no row there: it shows as fewer requests/s than asked, not as an error."""
     cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(connections), "-q", f"{rate / connections:g}"]
     # One core for the client, and no gzip (Go's default), to serve the bytes wrk gets.
     cmd += ["-cpus", "1", "-disable-compression", "-o", "csv"]

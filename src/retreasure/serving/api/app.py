@@ -87,8 +87,8 @@ class AccessLog:
 def create_app(settings: Settings | None = None, access_log: bool = True) -> FastAPI:
     """The API over ``settings``' lake (the environment's settings by default), with or without its access log.
 
-    The access log costs ~20 us of CPU a request (its line is a ``log.SafeRecord``: no whole-line redaction); a
-    kept answer is ~20-30 us without it, in process, and ~200 us with the HTTP server around it. A server that can
+    The access log is still ~40% of the server's CPU for a kept answer (~80 of ~200 us, measured with the HTTP
+    server around it; its line is a ``log.SafeRecord``, without the whole-line redaction pass). A server that can
     do without one line per request leaves it out (`serve --no-access-log`); its failures are still logged
     (problems.py)."""
     settings = settings or get_settings()
