@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from retreasure import log
 from retreasure.bronze.pii import normalise
 from retreasure.lake import Lake, TableRef
 from retreasure.ml import reco_run
+from retreasure.redact import MASK, register_secret
 from retreasure.serving import auth
 from retreasure.serving.api.app import create_app
 from retreasure.serving.api.server import server_config
@@ -469,6 +471,26 @@ def test_the_access_log_is_one_line_per_request_or_none_when_turned_off(tmp_path
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     requests = [(line["path"], line["status"]) for line in lines if line["msg"] == "request"]
     assert requests == ([("/health", 200), ("/v1/kpis", 401)] if access_log else [])
+
+
+def test_the_access_log_masks_a_secret_sent_as_a_key_id(tmp_path: Path) -> None:
+    """The access line skips the whole-line redaction (log.SafeRecord): the one field a client writes, the id in a
+    key it presents and the API refuses, is masked on its own; a plain id is logged as sent."""
+    secret = secrets.token_hex(8)
+    register_secret(secret)
+    settings = Settings(_env_file=None, lake_uri=str(tmp_path / "lake"), pii_hmac_key=HMAC_KEY)  # type: ignore[call-arg]
+    stream = io.StringIO()
+    log.configure("INFO", stream)
+    try:
+        with serving(settings) as url:
+            assert_problem(httpx.get(url + "/v1/kpis", headers={"Authorization": f"Bearer rt_{secret}_x"}), 401)
+            assert_problem(httpx.get(url + "/v1/kpis", headers={"X-API-Key": "rt_c0ffee_x"}), 401)
+    finally:
+        logging.getLogger("retreasure").handlers.clear()
+    assert secret not in stream.getvalue()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    requests = [(line["key_id"], line["role"], line["status"]) for line in lines if line["msg"] == "request"]
+    assert requests == [(MASK, None, 401), ("c0ffee", None, 401)]
 
 
 def test_a_new_commit_is_seen_by_the_next_request(api: Api) -> None:
