@@ -207,6 +207,17 @@ def test_malformed_and_oversized_messages_are_quarantined_and_the_partition_move
     assert [r["record_key"] for r in bronze(lake) if r["error"] is None] == ["after"]
 
 
+def test_a_message_nested_deeper_than_orjson_writes_lands_and_the_partition_moves_on(lake: Lake) -> None:
+    # orjson reads 1,024 levels but writes only 254: the batch masker must leave such a message to the per-record
+    # functions, not fail the whole batch on it.
+    deep = '{"messageId":"deep","timestamp":"2025-03-04T10:00:00Z","a":' + "[" * 300 + "]" * 300 + "}"
+    good = json.dumps({"messageId": "after", "timestamp": "2025-03-04T10:00:00Z"})
+    landed = landing(lake).land(messages([deep, good]), "b1")
+    assert landed.new_rows == 2 and landed.quarantined == 0
+    rows = {row["record_key"]: row for row in bronze(lake)}
+    assert json.loads(str(rows["deep"]["raw"])) == json.loads(deep) and rows["deep"]["error"] is None
+
+
 def test_a_topic_lands_in_its_entitys_table_and_an_unknown_topic_is_refused(lake: Lake) -> None:
     transaction = {"transaction_id": "T1", "occurred_at": "2025-03-04T10:00:00Z", "amount": "9.90"}
     batch = [Message("web.transactions", 1, 5, json.dumps(transaction).encode(), DAY_MS)]

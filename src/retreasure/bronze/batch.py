@@ -78,7 +78,10 @@ class JsonBatchMasker:
                 results.append(None)
                 continue
             tokens = mask(payload, spec)
-            text = dumps(payload) if tokens is not None else b""
+            try:
+                text = dumps(payload) if tokens is not None else b""
+            except orjson.JSONEncodeError:  # nesting orjson reads (to 1,024 levels) but writes only to 254
+                text = b""
             if (
                 not text
                 or len(text) > self.max_text_bytes
