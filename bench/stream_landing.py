@@ -5,6 +5,7 @@ per-message work both share (parse, PII masking, hash); the rest is what each la
     .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000
     .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000 --stages   # CPU a message, by stage
     .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000 --native   # the native pass beside texts
+    RETREASURE_NATIVE=0 .venv/bin/python -m bench.stream_landing ... # the Python path alone
 """
 
 from __future__ import annotations
@@ -142,13 +143,13 @@ def stages(lines: list[bytes], vault_key: str, batch: int, repeat: int) -> None:
     def texts() -> None:
         masker = JsonBatchMasker(PiiMasker(HMAC_KEY, vault_key), entity, 1 << 20, 4 << 20)
         for values in batches:
-            masker.texts(values)
+            masker.batch(values)
 
     def columns() -> None:
         masker = PiiMasker(HMAC_KEY, vault_key)
         fast = JsonBatchMasker(masker, entity, 1 << 20, 4 << 20)
         for values in batches:
-            done = fast.texts(values)
+            done = fast.batch(values)
             started = time.thread_time()
             bronze_columns(entity, batch_rows(masker, entity, values, done, decode, 4 << 20))
             spent[0] += time.thread_time() - started
@@ -156,7 +157,7 @@ def stages(lines: list[bytes], vault_key: str, batch: int, repeat: int) -> None:
     spent = [0.0]
     figures = {
         "orjson.loads alone": _cpu(lambda: [orjson.loads(line) for line in lines], repeat),
-        "parse, mask, serialise, screen (batch.texts)": _cpu(texts, repeat),
+        f"parse, mask, serialise, screen ({'native' if native.available() else 'batch.texts'})": _cpu(texts, repeat),
     }
     runs = []
     for _ in range(repeat):
@@ -184,8 +185,8 @@ def native_pairs(lines: list[bytes], batch: int, pairs: int) -> None:
         raise SystemExit("the native pass is not built (retreasure_native: make setup with cargo present)")
     entity = source_entity(TOPIC)[1]
     batches = [lines[start : start + batch] for start in range(0, len(lines), batch)]
-    python = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, 1 << 20, 4 << 20)
-    fast = native.NativeBatchMasker(PiiMasker(HMAC_KEY), entity, 1 << 20, 4 << 20)
+    python = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, 1 << 20, 4 << 20, use_native=False)
+    fast = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, 1 << 20, 4 << 20)
     sha256 = hashlib.sha256
 
     def in_python() -> None:
@@ -195,9 +196,9 @@ def native_pairs(lines: list[bytes], batch: int, pairs: int) -> None:
 
     def in_rust() -> None:
         for values in batches:
-            fast.texts(values)
+            fast.batch(values)
 
-    taken = sum(text is not None for values in batches for text in fast.texts(values).texts)
+    taken = sum(text is not None for values in batches for text in fast.batch(values).texts)  # type: ignore[union-attr]
     print(f"{len(lines):,} clickstream messages, batches of {batch:,}; native takes {taken:,} of them")
     for pair in range(pairs):
         figures = [_cpu(in_python, 1), _cpu(in_rust, 1)]

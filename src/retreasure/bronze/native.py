@@ -10,11 +10,11 @@ classes, bounded repeats, one negated byte range) alike.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from retreasure.bronze.batch import MAX_BRACKETS, JsonBatchMasker
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity
 
@@ -47,28 +47,23 @@ class NativeTexts:
 
 
 def available() -> bool:
-    """Is the native pass built and importable?"""
-    return DeclaredMasker is not None
+    """Is the native pass built and importable, and not switched off (``RETREASURE_NATIVE=0``: the Python path
+    alone, to compare or to rule the pass out)?"""
+    return DeclaredMasker is not None and os.environ.get("RETREASURE_NATIVE", "1") != "0"
 
 
 class NativeBatchMasker:
-    """The native pass for one entity that ``JsonBatchMasker`` serves, with its limits and screen."""
+    """The native pass for one entity of the declared-paths shape (``JsonBatchMasker.serves``), with the Python
+    path's limits and screen (``JsonBatchMasker`` makes it)."""
 
-    def __init__(self, masker: PiiMasker, entity: Entity, max_line_bytes: int, max_record_bytes: int) -> None:
+    def __init__(
+        self, masker: PiiMasker, entity: Entity, screen: str, max_line_bytes: int, max_text_bytes: int, brackets: int
+    ) -> None:
         if DeclaredMasker is None:
             raise RuntimeError("the native pass is not built (retreasure_native: make setup with cargo present)")
-        if not JsonBatchMasker.serves(entity):
-            raise ValueError(f"entity {entity.name!r} is not of the declared-paths shape the native pass takes")
-        reference = JsonBatchMasker(masker, entity, max_line_bytes, max_record_bytes)
         taken = [entity.key, entity.updated_at or entity.key]  # no change time: its column is not read
         self._pass = DeclaredMasker(
-            entity.pii.tree,
-            masker.token_key,
-            taken,
-            reference.not_common,
-            max_line_bytes,
-            reference.max_text_bytes,
-            MAX_BRACKETS,
+            entity.pii.tree, masker.token_key, taken, screen, max_line_bytes, max_text_bytes, brackets
         )
 
     def texts(self, values: Sequence[bytes | None]) -> NativeTexts:
