@@ -9,6 +9,7 @@ columns are those the per-record path gives, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,16 +121,11 @@ def _native_rows(
     found_keys, found_times = list(fast.keys), list(fast.times)
     remember, sha256 = masker.remember, hashlib.sha256
     tokens = list(zip(fast.tokens, fast.kinds, fast.clear, strict=True))
-    token_rows, next_token = fast.token_rows, 0
-    for row in range(count):
-        if fast.texts[row] is not None:
-            end = next_token
-            while end < len(token_rows) and token_rows[end] == row:
-                end += 1
-            if end > next_token:
-                remember(tokens[next_token:end])
-                next_token = end
-            continue
+    remembered = 0  # the native rows' tokens before each row the Python way, then the rest: the rows' order
+    for row in [row for row, text in enumerate(fast.texts) if text is None]:
+        before = bisect.bisect_left(fast.token_rows, row, lo=remembered)
+        remember(tokens[remembered:before])
+        remembered = before
         payload, error = decode(values[row])
         text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
         if too_big:
@@ -141,6 +137,7 @@ def _native_rows(
         hashes[row] = sha256(raws[row]).hexdigest()
         found_keys[row] = _dig(objects[row], entity.key)
         found_times[row] = _dig(objects[row], entity.updated_at) if entity.updated_at else None
+    remember(tokens[remembered:])
     native = [text is not None for text in fast.texts]
     return BatchRows(raws, hashes, early, objects, found_keys, found_times, native)  # type: ignore[arg-type]
 
