@@ -84,14 +84,7 @@ def batch_rows(
             if done[2]:
                 remember(done[2])
             continue
-        payload, error = decode(values[row])
-        text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
-        if too_big:
-            error = first_reason(too_big, error)
-        text, raws[row], unencodable = utf8_raw(text)
-        if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
-            payload, error = text, first_reason(unencodable, error)
-        objects[row], early[row] = (payload if isinstance(payload, dict) else None), error
+        raws[row], objects[row], early[row] = per_record(masker, entity, values[row], decode, max_record_bytes)
     sha256 = hashlib.sha256
     return BatchRows(
         raws,
@@ -101,6 +94,21 @@ def batch_rows(
         _found(objects, entity.key),
         _found(objects, entity.updated_at) if entity.updated_at else [None] * len(raws),
     )
+
+
+def per_record(
+    masker: PiiMasker, entity: Entity, value: Any, decode: Decode, max_record_bytes: int
+) -> tuple[bytes, dict[str, Any] | None, str | None]:
+    """One value the batch way left aside, by the per-record functions: its raw text, its object (None when it is
+    not one) and why it is malformed."""
+    payload, error = decode(value)
+    text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
+    if too_big:
+        error = first_reason(too_big, error)
+    text, raw, unencodable = utf8_raw(text)
+    if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
+        payload, error = text, first_reason(unencodable, error)
+    return raw, (payload if isinstance(payload, dict) else None), error
 
 
 def _native_rows(
@@ -126,14 +134,7 @@ def _native_rows(
         before = bisect.bisect_left(fast.token_rows, row, lo=remembered)
         remember(tokens[remembered:before])
         remembered = before
-        payload, error = decode(values[row])
-        text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
-        if too_big:
-            error = first_reason(too_big, error)
-        text, raws[row], unencodable = utf8_raw(text)
-        if unencodable:
-            payload, error = text, first_reason(unencodable, error)
-        objects[row], early[row] = (payload if isinstance(payload, dict) else None), error
+        raws[row], objects[row], early[row] = per_record(masker, entity, values[row], decode, max_record_bytes)
         hashes[row] = sha256(raws[row]).hexdigest()
         found_keys[row] = _dig(objects[row], entity.key)
         found_times[row] = _dig(objects[row], entity.updated_at) if entity.updated_at else None
