@@ -18,7 +18,14 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
-setup: $(VENV)/.synced
+# The optional native landing pass (native/, Rust): built when cargo is there; without it the Python path lands all.
+$(VENV)/.native: $(VENV)/.synced native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+	@if ! command -v cargo >/dev/null 2>&1; then \
+		echo "cargo not found: the native landing pass (native/) is not built; the Python path lands everything"; \
+	elif $(UV) pip install --python $(VENV)/bin/python ./native; then touch $@; \
+	else echo "the native landing pass (native/) did not build: the Python path lands everything"; fi
+
+setup: $(VENV)/.synced $(VENV)/.native
 
 demo: setup
 	$(VENV)/bin/retreasure demo

@@ -4,6 +4,8 @@ per-message work both share (parse, PII masking, hash); the rest is what each la
 
     .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000
     .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000 --stages   # CPU a message, by stage
+    .venv/bin/python -m bench.stream_landing --events 50000 --batch 5000 --native   # the native pass beside texts
+    RETREASURE_NATIVE=0 .venv/bin/python -m bench.stream_landing ... # the Python path alone
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from pathlib import Path
 import orjson
 from cryptography.fernet import Fernet
 
+from retreasure.bronze import native
 from retreasure.bronze.batch import JsonBatchMasker
 from retreasure.bronze.columns import batch_rows, bronze_columns
 from retreasure.bronze.landing import BronzeWriter
@@ -81,11 +85,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000, help="messages per micro-batch (and per flush)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the fastest counts (a shared machine)")
     parser.add_argument("--stages", action="store_true", help="CPU time a message of each stage of the landing")
+    parser.add_argument("--native", action="store_true", help="the native pass against texts + hash, in pairs")
     args = parser.parse_args()
     lines = clickstream(args.events)
     vault_key = Fernet.generate_key().decode()
     if args.stages:
         stages(lines, vault_key, args.batch, args.repeat)
+        return
+    if args.native:
+        native_pairs(lines, args.batch, args.repeat)
         return
     entity = source_entity(TOPIC)[1]
 
@@ -135,13 +143,13 @@ def stages(lines: list[bytes], vault_key: str, batch: int, repeat: int) -> None:
     def texts() -> None:
         masker = JsonBatchMasker(PiiMasker(HMAC_KEY, vault_key), entity, 1 << 20, 4 << 20)
         for values in batches:
-            masker.texts(values)
+            masker.batch(values)
 
     def columns() -> None:
         masker = PiiMasker(HMAC_KEY, vault_key)
         fast = JsonBatchMasker(masker, entity, 1 << 20, 4 << 20)
         for values in batches:
-            done = fast.texts(values)
+            done = fast.batch(values)
             started = time.thread_time()
             bronze_columns(entity, batch_rows(masker, entity, values, done, decode, 4 << 20))
             spent[0] += time.thread_time() - started
@@ -149,7 +157,7 @@ def stages(lines: list[bytes], vault_key: str, batch: int, repeat: int) -> None:
     spent = [0.0]
     figures = {
         "orjson.loads alone": _cpu(lambda: [orjson.loads(line) for line in lines], repeat),
-        "parse, mask, serialise, screen (batch.texts)": _cpu(texts, repeat),
+        f"parse, mask, serialise, screen ({'native' if native.available() else 'batch.texts'})": _cpu(texts, repeat),
     }
     runs = []
     for _ in range(repeat):
@@ -167,6 +175,38 @@ def stages(lines: list[bytes], vault_key: str, batch: int, repeat: int) -> None:
     print(f"{len(lines):,} clickstream messages, batches of {batch:,}: CPU a message, fastest of {repeat}")
     for name, seconds in figures.items():
         print(f"  {name:<46} {seconds * 1e6 / len(lines):6.1f} us  {seconds / whole:6.1%}")
+
+
+def native_pairs(lines: list[bytes], batch: int, pairs: int) -> None:
+    """CPU a message of the native pass (``bronze.native``: parse, tokenise, compact text, screen, SHA-256, key and
+    time) against what it replaces in Python (``JsonBatchMasker.texts`` and the SHA-256 of each text), over the
+    same batches, in alternating pairs (a shared machine: the pairs' spread says how far to trust a figure)."""
+    if not native.available():
+        raise SystemExit("the native pass is not built (retreasure_native: make setup with cargo present)")
+    entity = source_entity(TOPIC)[1]
+    batches = [lines[start : start + batch] for start in range(0, len(lines), batch)]
+    python = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, 1 << 20, 4 << 20, use_native=False)
+    fast = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, 1 << 20, 4 << 20)
+    sha256 = hashlib.sha256
+
+    def in_python() -> None:
+        for values in batches:
+            done = python.texts(values)
+            [sha256(result[1]).hexdigest() for result in done if result is not None]
+
+    def in_rust() -> None:
+        for values in batches:
+            fast.batch(values)
+
+    taken = sum(text is not None for values in batches for text in fast.batch(values).texts)  # type: ignore[union-attr]
+    print(f"{len(lines):,} clickstream messages, batches of {batch:,}; native takes {taken:,} of them")
+    for pair in range(pairs):
+        figures = [_cpu(in_python, 1), _cpu(in_rust, 1)]
+        load = os.getloadavg()[0]
+        print(
+            f"  pair {pair + 1}: texts + hash {figures[0] * 1e6 / len(lines):6.2f} us, native "
+            f"{figures[1] * 1e6 / len(lines):6.2f} us a message (CPU; {figures[0] / figures[1]:4.1f}x), load {load:.1f}"
+        )
 
 
 def _cpu(step: Callable[[], object], repeat: int) -> float:

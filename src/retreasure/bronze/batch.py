@@ -22,6 +22,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from retreasure.bronze import native
+from retreasure.bronze.native import NativeBatchMasker, NativeTexts
 from retreasure.bronze.pii import CONTACT_SCREEN, PiiMasker, declared_key_screen, declared_only_masks
 from retreasure.connectors.base import Entity
 from retreasure.records.pii import column_name
@@ -43,13 +45,21 @@ Masked = tuple[dict[str, Any], bytes, list[tuple[str, str, str]]]
 class JsonBatchMasker:
     """Gives the records of one entity that are of the common shape their bronze raw text, a batch at a time."""
 
-    def __init__(self, masker: PiiMasker, entity: Entity, max_line_bytes: int, max_record_bytes: int) -> None:
+    def __init__(
+        self, masker: PiiMasker, entity: Entity, max_line_bytes: int, max_record_bytes: int, use_native: bool = True
+    ) -> None:
         self.masker = masker
         self.spec = entity.pii
         self.max_line_bytes = max_line_bytes
         self.max_text_bytes = max_record_bytes // 4  # masked_raw judges shorter texts without encoding them
         # The common shape's screen and, for this entity's paths, keys the exact-name walk would miss.
         self.not_common = "|".join([NOT_COMMON, declared_key_screen(entity.pii)])
+        # The native pass (``bronze.native``) where it is built: the same results for the texts it takes.
+        self.native = (
+            NativeBatchMasker(masker, entity, self.not_common, max_line_bytes, self.max_text_bytes, MAX_BRACKETS)
+            if use_native and native.available()
+            else None
+        )
 
     @staticmethod
     def serves(entity: Entity) -> bool:
@@ -59,6 +69,10 @@ class JsonBatchMasker:
             return False
         own = [path for path in (entity.key, entity.updated_at) if path]
         return all(_apart(path, pii_path) for path in own for pii_path in entity.pii.paths)
+
+    def batch(self, values: Sequence[bytes | None]) -> list[Masked | None] | NativeTexts:
+        """What ``bronze.columns.batch_rows`` takes: the native pass's columns where it is built, else ``texts``."""
+        return self.native.texts(values) if self.native is not None else self.texts(values)
 
     def texts(self, values: Sequence[bytes | None]) -> list[Masked | None]:
         """Per value (a message's, a line's bytes): its object, bronze raw text and tokens, or None when the
@@ -78,7 +92,10 @@ class JsonBatchMasker:
                 results.append(None)
                 continue
             tokens = mask(payload, spec)
-            text = dumps(payload) if tokens is not None else b""
+            try:
+                text = dumps(payload) if tokens is not None else b""
+            except orjson.JSONEncodeError:  # nesting orjson reads (to 1,024 levels) but writes only to 254
+                text = b""
             if (
                 not text
                 or len(text) > self.max_text_bytes

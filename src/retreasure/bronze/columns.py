@@ -9,16 +9,19 @@ columns are those the per-record path gives, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from retreasure.bronze.batch import Masked
+from retreasure.bronze.native import NativeTexts
 from retreasure.bronze.pii import PiiMasker
 from retreasure.bronze.record import change_time, first_reason, masked_raw, record_key, utf8_raw
 from retreasure.connectors.base import Entity
@@ -43,18 +46,34 @@ class BatchRows:
     objects: list[dict[str, Any] | None] = field(default_factory=list)  # payloads whose key and time are read
     found_keys: list[Any] = field(default_factory=list)  # the values at the declared paths, as parsed
     found_times: list[Any] = field(default_factory=list)
+    # Rows the native pass landed: no payload was made for them (``objects`` holds None), their raw text is one.
+    native: list[bool] | None = None
+
+    def is_object(self) -> list[bool]:
+        """Per row, was it a JSON object (its key and time are looked for)?"""
+        if self.native is None:
+            return [payload is not None for payload in self.objects]
+        return [done or payload is not None for done, payload in zip(self.native, self.objects, strict=True)]
+
+    def object_at(self, row: int) -> dict[str, Any]:
+        """The payload of an object's row (parsed again from its raw text for a row the native pass landed: the
+        masked object, whose key and time are as received -- they are not on PII paths)."""
+        payload = self.objects[row]
+        return payload if payload is not None else orjson.loads(self.raws[row])
 
 
 def batch_rows(
     masker: PiiMasker,
     entity: Entity,
     values: Sequence[Any],
-    fast: Sequence[Masked | None],
+    fast: Sequence[Masked | None] | NativeTexts,
     decode: Decode,
     max_record_bytes: int,
 ) -> BatchRows:
-    """The rows of ``values``: those ``JsonBatchMasker.texts`` did (``fast``) as it did them, the others decoded
+    """The rows of ``values``: those ``JsonBatchMasker.batch`` did (``fast``) as it did them, the others decoded
     by ``decode`` and masked by the per-record functions, in their place."""
+    if isinstance(fast, NativeTexts):
+        return _native_rows(masker, entity, values, fast, decode, max_record_bytes)
     # Column by column in comprehensions: a loop appending to six lists per row was a third of the batch's time.
     raws = [done[1] if done is not None else b"" for done in fast]
     objects: list[dict[str, Any] | None] = [done[0] if done is not None else None for done in fast]
@@ -65,14 +84,7 @@ def batch_rows(
             if done[2]:
                 remember(done[2])
             continue
-        payload, error = decode(values[row])
-        text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
-        if too_big:
-            error = first_reason(too_big, error)
-        text, raws[row], unencodable = utf8_raw(text)
-        if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
-            payload, error = text, first_reason(unencodable, error)
-        objects[row], early[row] = (payload if isinstance(payload, dict) else None), error
+        raws[row], objects[row], early[row] = per_record(masker, entity, values[row], decode, max_record_bytes)
     sha256 = hashlib.sha256
     return BatchRows(
         raws,
@@ -84,6 +96,57 @@ def batch_rows(
     )
 
 
+def per_record(
+    masker: PiiMasker, entity: Entity, value: Any, decode: Decode, max_record_bytes: int
+) -> tuple[bytes, dict[str, Any] | None, str | None]:
+    """One value the batch way left aside, by the per-record functions: its raw text, its object (None when it is
+    not one) and why it is malformed."""
+    payload, error = decode(value)
+    text, too_big = masked_raw(masker, entity, payload, max_record_bytes)
+    if too_big:
+        error = first_reason(too_big, error)
+    text, raw, unencodable = utf8_raw(text)
+    if unencodable:  # quarantined whole: its key or time may hold the character no table can store either
+        payload, error = text, first_reason(unencodable, error)
+    return raw, (payload if isinstance(payload, dict) else None), error
+
+
+def _native_rows(
+    masker: PiiMasker,
+    entity: Entity,
+    values: Sequence[Any],
+    fast: NativeTexts,
+    decode: Decode,
+    max_record_bytes: int,
+) -> BatchRows:
+    """``batch_rows`` of the native pass's columns: its rows as it made them, the others as ``batch_rows`` makes
+    them; the vault's clear values remembered row by row in the same order (the first value of a token wins)."""
+    count = len(values)
+    raws = [text if text is not None else b"" for text in fast.texts]
+    hashes = list(fast.hashes)
+    early: list[str | None] = [None] * count
+    objects: list[dict[str, Any] | None] = [None] * count
+    found_keys, found_times = list(fast.keys), list(fast.times)
+    remember, sha256 = masker.remember, hashlib.sha256
+    tokens = list(zip(fast.tokens, fast.kinds, fast.clear, strict=True))
+    remembered = 0  # the native rows' tokens before each row the Python way, then the rest: the rows' order
+    for row in [row for row, text in enumerate(fast.texts) if text is None]:
+        before = bisect.bisect_left(fast.token_rows, row, lo=remembered)
+        remember(tokens[remembered:before])
+        remembered = before
+        raws[row], objects[row], early[row] = per_record(masker, entity, values[row], decode, max_record_bytes)
+        hashes[row] = sha256(raws[row]).hexdigest()
+        found_keys[row] = _dig(objects[row], entity.key)
+        found_times[row] = _dig(objects[row], entity.updated_at) if entity.updated_at else None
+    remember(tokens[remembered:])
+    native = [text is not None for text in fast.texts]
+    return BatchRows(raws, hashes, early, objects, found_keys, found_times, native)  # type: ignore[arg-type]
+
+
+def _dig(payload: dict[str, Any] | None, path: str) -> Any:
+    return dig(payload, path) if payload is not None else None
+
+
 def _found(objects: list[dict[str, Any] | None], path: str) -> list[Any]:
     """The value at ``path`` of each object (None for a row without one), as ``dig`` finds it."""
     if "." in path:
@@ -93,21 +156,25 @@ def _found(objects: list[dict[str, Any] | None], path: str) -> list[Any]:
 
 def bronze_columns(entity: Entity, rows: BatchRows) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """The raw text, record hash, business key, change time and reason columns of ``rows``."""
-    keys, times, late = keys_and_times(entity, rows.found_keys, rows.found_times, rows.objects)
+    keys, times, late = keys_and_times(entity, rows.found_keys, rows.found_times, rows.is_object(), rows.object_at)
     key_missing = pc.if_else(pc.is_null(keys), f"no business key at '{entity.key}'", None)
     errors = pc.coalesce(pa.array(rows.early, pa.string()), late, key_missing)
     return pa.array(rows.raws, pa.string()), pa.array(rows.hashes, pa.string()), keys, times, errors
 
 
 def keys_and_times(
-    entity: Entity, found_keys: list[Any], found_times: list[Any], objects: list[dict[str, Any] | None]
+    entity: Entity,
+    found_keys: list[Any],
+    found_times: list[Any],
+    objects: list[bool],
+    object_at: Callable[[int], dict[str, Any]],
 ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Per row: the business key, the change time and the change time's problem, as ``record_key`` and
-    ``change_time`` find them."""
+    ``change_time`` find them (``objects``: which rows are objects; ``object_at``: the object of one)."""
     count = len(objects)
     keys, odd_keys = _strings(found_keys)
     keys = pc.if_else(pc.equal(keys, ""), None, keys)  # an empty key is no key
-    keys = _patch(keys, odd_keys, lambda row: record_key(objects[row], entity))  # type: ignore[arg-type]
+    keys = _patch(keys, odd_keys, lambda row: record_key(object_at(row), entity))
     if not entity.updated_at:
         return keys, pa.nulls(count, STAMP), pa.nulls(count, pa.string())
     texts, odd_times = _strings(found_times)
@@ -116,13 +183,13 @@ def keys_and_times(
         times = pc.cast(pc.if_else(iso, texts, None), STAMP)
     except pa.ArrowInvalid:  # a day that does not exist (02-30): every time of the batch by the per-record rules
         times, iso = pa.nulls(count, STAMP), pa.array(np.zeros(count, dtype=bool))
-    is_object = pa.array([payload is not None for payload in objects], pa.bool_())
+    is_object = pa.array(objects, pa.bool_())
     absent = pc.and_(is_object, pa.array([value is None for value in found_times], pa.bool_()))
     problems = pc.if_else(absent, f"no change time at '{entity.updated_at}'", None)
     by_payload = pc.and_(is_object, pc.invert(pc.or_(iso, absent)))
     rows = np.flatnonzero(pc.or_(by_payload, odd_times).to_numpy(zero_copy_only=False))
     if len(rows):
-        parsed = [change_time(objects[row], entity) for row in rows]  # type: ignore[arg-type]
+        parsed = [change_time(object_at(row), entity) for row in rows]
         times = _replace(times, rows, [t for t, _ in parsed], STAMP)
         problems = _replace(problems, rows, [p for _, p in parsed], pa.string())
     return keys, times, problems

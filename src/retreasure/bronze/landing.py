@@ -99,7 +99,7 @@ class BronzeWriter:
         if not lines:
             return
         values = [None if isinstance(line, LongLine) else line for line in lines]
-        fast = self._batch.texts(values) if self._batch else [None] * len(lines)
+        fast = self._batch.batch(values) if self._batch else [None] * len(lines)
         rows = batch_rows(self.masker, self.entity, lines, fast, self._read_line, self.max_record_bytes)
         raw, hashes, keys, times, errors = bronze_columns(self.entity, rows)
         count = len(lines)

@@ -263,6 +263,11 @@ class PiiMasker:
         # after message. Only such strings are kept (one holding PII must reach the vault every time).
         self._no_phone: dict[str, None] = {}
 
+    @property
+    def token_key(self) -> bytes:
+        """The HMAC key of the tokens, for a native pass that must make the same ones (``bronze.native``)."""
+        return self._key
+
     def token(self, kind: str, value: str) -> str:
         known = self._tokens.get((kind, value))
         if known is not None:

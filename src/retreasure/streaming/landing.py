@@ -202,7 +202,7 @@ class TopicLanding:
         """The bronze rows of ``messages``, in order, and their record hashes."""
         count = len(messages)
         values = [m.value for m in messages]
-        fast = self._fast.texts(values) if self._fast else [None] * count
+        fast = self._fast.batch(values) if self._fast else [None] * count
         rows = batch_rows(self.masker, self.entity, values, fast, self._decode, self.max_record_bytes)
         raw_column, hash_column, keys, times, errors = bronze_columns(self.entity, rows)
         produced = pa.array([m.timestamp_ms for m in messages], pa.int64())
