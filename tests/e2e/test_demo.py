@@ -179,7 +179,12 @@ def test_demo_streams_the_web_events_through_a_broker_with_the_same_kpis(
 def test_an_interrupted_demo_stops_its_broker(tmp_path: Path, stop: signal.Signals) -> None:
     env = demo_env(tmp_path, java=True)
     command = [sys.executable, "-m", "retreasure", "demo", *SIZE]
-    demo = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: the demo must be started as a terminal would start it, SIGINT at its default.
+    demo = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while not broker_processes(tmp_path) and demo.poll() is None and time.monotonic() < deadline:

@@ -352,7 +352,12 @@ def test_each_model_run_of_a_cli_build_is_in_its_dagster_asset_history(env: Lake
         write_mode="overwrite_partitions",
         partition_by="rate_date",
         # fx_rates is not partitioned: this rule is what lets an hourly build rebuild only the new rates' days.
-        changed_inputs={"silver.fx_rates": {"columns": ["rate_date", "currency", "rate_per_eur"], "days": "SELECT rate_date FROM changed"}},
+        changed_inputs={
+            "silver.fx_rates": {
+                "columns": ["rate_date", "currency", "rate_per_eur"],
+                "days": "SELECT rate_date FROM changed",
+            }
+        },
         checks=[{"check": "unique", "columns": ["rate_date"]}],
     )
     _land_ecb(env)
