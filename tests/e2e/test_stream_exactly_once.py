@@ -235,17 +235,18 @@ def test_kill_9_at_random_moments_and_restarts_still_land_each_message_once(
     tmp_path: Path, kafka_broker: Broker
 ) -> None:
     """Killed after a random number of commits, at a random moment inside a batch, or while starting; each time
-    restarted, on a smaller period of the same faulty wire. Small batches, so that the kills fall between and
-    inside many commits. Each run joins a consumer group of its own: a restart in the killed one's group would
-    wait for its session to expire (45 s) before it got partitions, and what it resumes from is the tables'
-    offsets, never a group's."""
+    restarted, on a smaller period of the same faulty wire. Small batches and short waits inside them, so that the
+    kills fall between and inside many commits before the stream reaches the end (the landing is fast enough that
+    1,500-message batches and waits of up to a second let six runs land it all). Each run joins a consumer group
+    of its own: a restart in the killed one's group would wait for its session to expire (45 s) before it got
+    partitions, and what it resumes from is the tables' offsets, never a group's."""
     wire, _ = publish(kafka_broker, KILLED, fresh_topics())
     rng = random.Random(20261203)
     lake_root, lake = tmp_path / "lake", Lake(tmp_path / "lake")
 
     def restarted(run: int) -> dict[str, str]:
         group = f"{tmp_path.name}-kill-{run}"
-        return stream_env(tmp_path, kafka_broker, wire.topics, group, RETREASURE_STREAMING__BATCH_MESSAGES="1500")
+        return stream_env(tmp_path, kafka_broker, wire.topics, group, RETREASURE_STREAMING__BATCH_MESSAGES="400")
 
     for run in range(6):
         before = commits(lake_root)
@@ -257,7 +258,7 @@ def test_kill_9_at_random_moments_and_restarts_still_land_each_message_once(
             wanted = before + (rng.randint(1, 3) if moment == "after commits" else 1)
             wait_for(lambda: commits(lake_root) >= wanted)  # noqa: B023 - waited for within this iteration
             if moment == "inside a batch":
-                time.sleep(rng.uniform(0.0, 1.0))
+                time.sleep(rng.uniform(0.0, 0.25))
         process.kill()
     assert not landed_to_the_end(lake, kafka_broker, wire.topics), "the kills came after the stream's end"
     out = StreamProcess(tmp_path, restarted(6), "--until-idle", "3").finish()
