@@ -219,20 +219,9 @@ impl<'a> Reader<'a> {
             self.at += 1;
             self.skip_space();
             self.value(child, depth)?;
-            self.skip_space();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.out.push(b',');
-                    self.skip_space();
-                }
-                b'}' => {
-                    self.at += 1;
-                    self.out.push(b'}');
-                    self.keys.truncate(base);
-                    return Some(());
-                }
-                _ => return None,
+            if self.closed(b'}')? {
+                self.keys.truncate(base);
+                return Some(());
             }
         }
     }
@@ -251,21 +240,26 @@ impl<'a> Reader<'a> {
         }
         loop {
             self.value(None, depth)?;
-            self.skip_space();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.out.push(b',');
-                    self.skip_space();
-                }
-                b']' => {
-                    self.at += 1;
-                    self.out.push(b']');
-                    return Some(());
-                }
-                _ => return None,
+            if self.closed(b']')? {
+                return Some(());
             }
         }
+    }
+
+    /// After an object's or array's item: a comma (false) or its `close` (true), either copied; None otherwise.
+    fn closed(&mut self, close: u8) -> Option<bool> {
+        self.skip_space();
+        let next = self.peek()?;
+        if next != b',' && next != close {
+            return None;
+        }
+        self.at += 1;
+        self.out.push(next);
+        if next == close {
+            return Some(true);
+        }
+        self.skip_space();
+        Some(false)
     }
 
     /// A value at `at`, under a key `child` says what to do with (None: nothing).
