@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 from deltalake import write_deltalake
 
+from bench import landing_pass
 from retreasure.bronze.ingest import run_ingest
 from retreasure.lake import Lake
 from retreasure.settings import Settings
@@ -169,7 +170,8 @@ def run_targets(work: Path, days: int, scale: float, hmac_key: str, vault_key: s
         "",
         f"{len(files)} JSON Lines files, {size_mb:,.0f} MB, {landed:,} records. Machine load (1, 5, 15 min) "
         f"at the end: {load} (`uptime`: {uptime}). The machine is shared with other work running at the same "
-        "time: wall times are inflated by it, CPU times (user + system of the process) much less so.",
+        "time: wall times are inflated by it, CPU times (user + system of the process) much less so. Landed by "
+        f"{landing_pass()}.",
         "",
         "| target | measured (wall) | measured (CPU) | baseline (wall / CPU) | ratio wall / CPU | target | verdict |",
         "|---|---:|---:|---:|---:|---:|---|",

@@ -31,6 +31,7 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from bench import landing_pass
 from bench.ingest import bench_settings, write_section
 from retreasure.lake import Lake
 from retreasure.settings import Settings
@@ -324,7 +325,7 @@ def report(
         f"{stream_full.landing_cpu_ms * 1000 / stream_full.messages:,.1f} us (decode to commit); the raw consumer "
         f"{raw_full.cpu_us():,.1f} us.",
         f"- Machine load (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
-        f"after: {', '.join(f'{x:.2f}' for x in load_after)}.",
+        f"after: {', '.join(f'{x:.2f}' for x in load_after)}. Landed by {landing_pass()}.",
         MARK,
     ]
     print("\n".join(lines))
