@@ -13,16 +13,24 @@
 mod pass;
 mod tree;
 
-use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
-use pass::{Landed, Rules, Taken};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use pass::{Landed, Rules, Taken, TokenCache};
 use tree::Node;
 
-/// The pass for one entity: its declared paths, the token key, the screen and the limits.
+/// Bytes of a SHA-256 in hex.
+const HASH_HEX: usize = 64;
+
+/// The pass for one entity: its declared paths, the token key, the screen and the limits; and the tokens of the
+/// clear values it met (kept across batches: the same visitors recur).
 #[pyclass(frozen)]
 struct DeclaredMasker {
     rules: Rules,
+    tokens: Mutex<TokenCache>,
 }
 
 #[pymethods]
@@ -65,13 +73,21 @@ impl DeclaredMasker {
                 max_text_bytes,
                 max_brackets,
             ),
+            tokens: Mutex::new(TokenCache::default()),
         })
     }
 
-    /// The batch `values` (bytes, or None) in columns, few Python containers made (the collector's passes cost
-    /// more than the work): (texts, hashes, taken, token_rows, tokens, kinds, clear). Per value, its compact text
-    /// and SHA-256 hex, or None for the Python path; per taken path, a list of the values at it (None where the
-    /// row went the Python way); per declared value tokenised, in order, its row, token, kind and clear value.
+    /// The batch `values` (bytes, or None) as buffers Arrow takes without a copy, no Python object per row:
+    /// (texts, text offsets, landed, hashes, taken, token_rows, tokens, kinds, clear).
+    /// - texts: the compact texts of the rows landed, one after the other; text offsets: int32, a row's text
+    ///   from its offset to the next one's (empty for a row the Python way takes); landed: a byte per row, 1
+    ///   where this pass landed it;
+    /// - hashes: per row, the SHA-256 of its text in 64 hex digits (zeros for a row not landed);
+    /// - taken: per taken path, (texts, offsets, kinds) of the value at it: its text where it is a string, and
+    ///   a kind byte per row (0: absent or null, or the row not landed; 1: a string; 2: a number or a boolean);
+    /// - per token first given in the batch, in row order: its row, the token, its kind and the clear value (a
+    ///   token met again later in the batch is not repeated: the vault keeps a token's first clear value).
+    ///
     /// The GIL is released while the batch is worked.
     fn texts<'py>(
         &self,
@@ -87,59 +103,42 @@ impl DeclaredMasker {
             .map(|value| value.as_ref().map(|b| b.as_bytes()))
             .collect();
         let rules = &self.rules;
-        let (landed, arena) = py.detach(|| {
-            let mut arena = Vec::with_capacity(
-                slices
-                    .iter()
-                    .map(|value| value.map_or(0, <[u8]>::len) + 64)
-                    .sum(),
-            );
-            let landed: Vec<Option<Landed>> = slices
-                .iter()
-                .map(|value| value.and_then(|v| rules.land(v, &mut arena)))
-                .collect();
-            (landed, arena)
+        let tokens = &self.tokens;
+        let columns = py.detach(|| {
+            let mut cache = tokens
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Columns::of(rules, &slices, &mut cache)
         });
-        let texts = PyList::empty(py);
-        let hashes = PyList::empty(py);
-        let taken: Vec<Bound<'py, PyList>> = (0..rules.taken_paths())
-            .map(|_| PyList::empty(py))
-            .collect();
-        let (token_rows, tokens, kinds, clear) = (
+        let bytes = |data: &[u8]| PyBytes::new(py, data).into_any();
+        let mut taken = Vec::with_capacity(columns.taken.len());
+        for column in &columns.taken {
+            let parts = [column.texts.as_slice(), &column.offsets, &column.kinds];
+            taken.push(PyTuple::new(py, parts.map(bytes))?);
+        }
+        let taken = PyTuple::new(py, taken)?;
+        let (token_rows, token_texts, kinds, clear) = (
             PyList::empty(py),
             PyList::empty(py),
             PyList::empty(py),
             PyList::empty(py),
         );
-        for (row, done) in landed.into_iter().enumerate() {
-            let Some(done) = done else {
-                texts.append(py.None())?;
-                hashes.append(py.None())?;
-                for column in &taken {
-                    column.append(py.None())?;
-                }
-                continue;
-            };
-            texts.append(PyBytes::new(py, &arena[done.text.clone()]))?;
-            hashes.append(PyString::new(py, &pass::hex(&done.hash)))?;
-            for (column, value) in taken.iter().zip(&done.taken) {
-                column.append(taken_value(py, value)?)?;
-            }
-            for change in &done.tokens {
-                token_rows.append(row)?;
-                tokens.append(change.token.as_str())?;
-                kinds.append(change.kind.as_str())?;
-                clear.append(change.value.as_str())?;
-            }
+        for (row, change) in &columns.tokens {
+            token_rows.append(*row)?;
+            token_texts.append(change.token.as_str())?;
+            kinds.append(change.kind.as_str())?;
+            clear.append(change.value.as_str())?;
         }
         PyTuple::new(
             py,
             [
-                texts.into_any(),
-                hashes.into_any(),
-                PyTuple::new(py, taken)?.into_any(),
+                bytes(&columns.texts),
+                bytes(&columns.offsets),
+                bytes(&columns.landed),
+                bytes(&columns.hashes),
+                taken.into_any(),
                 token_rows.into_any(),
-                tokens.into_any(),
+                token_texts.into_any(),
                 kinds.into_any(),
                 clear.into_any(),
             ],
@@ -147,14 +146,100 @@ impl DeclaredMasker {
     }
 }
 
-fn taken_value<'py>(py: Python<'py>, value: &Taken) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match value {
-        Taken::Absent => py.None().into_bound(py),
-        Taken::Text(text) => PyString::new(py, text).into_any(),
-        Taken::Signed(number) => number.into_pyobject(py)?.into_any(),
-        Taken::Unsigned(number) => number.into_pyobject(py)?.into_any(),
-        Taken::Bool(flag) => flag.into_pyobject(py)?.to_owned().into_any(),
-    })
+/// A batch's results as Arrow's buffers (see ``DeclaredMasker.texts``).
+struct Columns {
+    texts: Vec<u8>,
+    offsets: Vec<u8>,
+    landed: Vec<u8>,
+    hashes: Vec<u8>,
+    taken: Vec<TakenColumn>,
+    tokens: Vec<(usize, pass::Change)>,
+}
+
+/// The values at one taken path.
+#[derive(Default)]
+struct TakenColumn {
+    texts: Vec<u8>,
+    offsets: Vec<u8>,
+    kinds: Vec<u8>,
+}
+
+impl TakenColumn {
+    fn push(&mut self, value: Option<&Taken>) {
+        let kind = match value {
+            Some(Taken::Text(text)) => {
+                self.texts.extend_from_slice(text.as_bytes());
+                1
+            }
+            Some(Taken::Other) => 2,
+            Some(Taken::Absent) | None => 0,
+        };
+        self.kinds.push(kind);
+        push_offset(&mut self.offsets, self.texts.len());
+    }
+}
+
+/// An int32 offset, as Arrow's string arrays hold them (the caller keeps `at` within int32).
+fn push_offset(offsets: &mut Vec<u8>, at: usize) {
+    let at = i32::try_from(at).expect("offsets kept within int32");
+    offsets.extend_from_slice(&at.to_ne_bytes());
+}
+
+impl Columns {
+    fn of(rules: &Rules, values: &[Option<&[u8]>], cache: &mut TokenCache) -> Self {
+        let count = values.len();
+        let mut texts =
+            Vec::with_capacity(values.iter().map(|v| v.map_or(0, <[u8]>::len) + 64).sum());
+        let mut offsets = Vec::with_capacity((count + 1) * 4);
+        let mut landed = Vec::with_capacity(count);
+        let mut hashes = Vec::with_capacity(count * HASH_HEX);
+        let mut taken: Vec<TakenColumn> = (0..rules.taken_paths())
+            .map(|_| TakenColumn::default())
+            .collect();
+        for column in &mut taken {
+            push_offset(&mut column.offsets, 0);
+        }
+        let mut tokens = Vec::new();
+        let mut given: HashSet<String> = HashSet::new();
+        push_offset(&mut offsets, 0);
+        for (row, value) in values.iter().enumerate() {
+            let start = texts.len();
+            let mut done: Option<Landed> = value.and_then(|v| rules.land(v, &mut texts, cache));
+            if texts.len() > i32::MAX as usize {
+                // Beyond what int32 offsets reach: this row and the rest go the Python way.
+                texts.truncate(start);
+                done = None;
+            }
+            push_offset(&mut offsets, texts.len());
+            let Some(done) = done else {
+                landed.push(0);
+                hashes.resize(hashes.len() + HASH_HEX, b'0');
+                for column in &mut taken {
+                    column.push(None);
+                }
+                continue;
+            };
+            landed.push(1);
+            pass::hex_into(&done.hash, &mut hashes);
+            for (column, value) in taken.iter_mut().zip(&done.taken) {
+                column.push(Some(value));
+            }
+            for change in done.tokens {
+                if !given.contains(&change.token) {
+                    given.insert(change.token.clone());
+                    tokens.push((row, change));
+                }
+            }
+        }
+        Self {
+            texts,
+            offsets,
+            landed,
+            hashes,
+            taken,
+            tokens,
+        }
+    }
 }
 
 #[pymodule]

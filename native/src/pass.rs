@@ -3,7 +3,7 @@
 //! give up (None): the Python path lands that message.
 
 use std::borrow::Cow;
-use std::ops::Range;
+use std::collections::HashMap;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -15,6 +15,15 @@ use crate::tree::{Child, Node};
 const MAX_DEPTH: usize = 256;
 const TOKEN_PREFIX: &[u8] = b"pii:";
 const TOKEN_HEX: usize = 32; // hex digits of the HMAC a token keeps
+/// Tokens kept per pass (an HMAC each saved: a visitor's IP recurs in every event of a session), as
+/// ``PiiMasker`` keeps ``TOKENS_KEPT``: the cache is emptied when full.
+const TOKENS_KEPT: usize = 200_000;
+
+/// The tokens of clear values met before: kind, a zero byte and the value as written -> token.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: HashMap<Vec<u8>, String>,
+}
 
 pub struct Rules {
     root: Node,
@@ -34,19 +43,18 @@ pub struct Change {
     pub value: String,
 }
 
-/// The value at a taken path, as the Python reader would give it (an object, a list or a float there: None
-/// for the whole message).
+/// The value at a taken path (an object, a list or a float there: None for the whole message). Only a string's
+/// value is returned: the Python side reads a number or a boolean from the landed text (rare: keys and times are
+/// strings).
 #[derive(Clone)]
 pub enum Taken {
     Absent, // or null
     Text(String),
-    Signed(i64),
-    Unsigned(u64),
-    Bool(bool),
+    Other, // an integer or a boolean
 }
 
+/// A message landed: its compact text is at the end of the arena it was given.
 pub struct Landed {
-    pub text: Range<usize>, // in the batch's arena
     pub tokens: Vec<Change>,
     pub hash: [u8; 32],
     pub taken: Vec<Taken>,
@@ -81,10 +89,16 @@ impl Rules {
 
     /// The landed form of one message, its text written at the end of `arena` (one buffer for a batch's
     /// texts), or None for the Python path (`arena` as it was).
-    pub fn land(&self, value: &[u8], arena: &mut Vec<u8>) -> Option<Landed> {
+    pub fn land(
+        &self,
+        value: &[u8],
+        arena: &mut Vec<u8>,
+        cache: &mut TokenCache,
+    ) -> Option<Landed> {
         let start = arena.len();
         let mut reader = Reader {
             rules: self,
+            cache,
             src: value,
             at: 0,
             out: std::mem::take(arena),
@@ -106,9 +120,7 @@ impl Rules {
             return None;
         };
         changes.sort_by_key(|change| change.order);
-        let text = start..arena.len();
         Some(Landed {
-            text,
             tokens: changes,
             hash,
             taken,
@@ -136,17 +148,30 @@ impl Rules {
     }
 
     /// ``pii:<kind>:<hmac>`` over the normalised value, as ``PiiMasker.token`` makes it. ASCII values only.
-    fn token(&self, kind: &str, value: &[u8]) -> String {
+    fn token(&self, kind: &str, value: &[u8], cache: &mut TokenCache) -> String {
+        let mut key = Vec::with_capacity(kind.len() + 1 + value.len());
+        key.extend_from_slice(kind.as_bytes());
+        key.push(0);
+        key.extend_from_slice(value);
+        if let Some(token) = cache.tokens.get(&key) {
+            return token.clone();
+        }
         let normal = normalise(kind, value);
         let mut mac = self.mac.clone();
         mac.update(&normal);
         let digest = hex(&mac.finalize().into_bytes());
-        format!("pii:{kind}:{}", &digest[..TOKEN_HEX])
+        let token = format!("pii:{kind}:{}", &digest[..TOKEN_HEX]);
+        if cache.tokens.len() >= TOKENS_KEPT {
+            cache.tokens.clear();
+        }
+        cache.tokens.insert(key, token.clone());
+        token
     }
 }
 
 struct Reader<'a> {
     rules: &'a Rules,
+    cache: &'a mut TokenCache,
     src: &'a [u8],
     at: usize,
     out: Vec<u8>,
@@ -282,7 +307,7 @@ impl<'a> Reader<'a> {
                 let text = self.string()?;
                 match child.and_then(|child| child.pii.as_ref()) {
                     Some((kind, order)) if declared(kind, &text)? => {
-                        let token = self.rules.token(kind, &text);
+                        let token = self.rules.token(kind, &text, self.cache);
                         self.out.push(b'"');
                         self.out.extend_from_slice(token.as_bytes());
                         self.out.push(b'"');
@@ -307,14 +332,14 @@ impl<'a> Reader<'a> {
                 Some(())
             }
             b'-' | b'0'..=b'9' => {
-                let number = self.integer()?;
+                self.integer()?;
                 if let Some(slot) = taken {
-                    self.taken[slot] = number;
+                    self.taken[slot] = Taken::Other;
                 }
                 Some(())
             }
-            b't' => self.literal(b"true", taken.map(|slot| (slot, Taken::Bool(true)))),
-            b'f' => self.literal(b"false", taken.map(|slot| (slot, Taken::Bool(false)))),
+            b't' => self.literal(b"true", taken.map(|slot| (slot, Taken::Other))),
+            b'f' => self.literal(b"false", taken.map(|slot| (slot, Taken::Other))),
             b'n' => self.literal(b"null", None),
             _ => None,
         }
@@ -396,7 +421,7 @@ impl<'a> Reader<'a> {
 
     /// An integer at `at`, written as orjson writes it ("-0" as "0"); a float, or an integer beyond 64 bits
     /// (orjson reads it as a float), gives up.
-    fn integer(&mut self) -> Option<Taken> {
+    fn integer(&mut self) -> Option<()> {
         let start = self.at;
         let negative = self.src[start] == b'-';
         let digits_start = start + usize::from(negative);
@@ -412,21 +437,19 @@ impl<'a> Reader<'a> {
             return None;
         }
         let text = std::str::from_utf8(digits).ok()?;
-        let number = if negative {
-            if digits == b"0" {
-                Taken::Signed(0)
-            } else {
-                Taken::Signed(format!("-{text}").parse::<i64>().ok()?)
-            }
+        if negative && digits == b"0" {
+            self.out.push(b'0');
         } else {
-            Taken::Unsigned(text.parse::<u64>().ok()?)
-        };
-        match number {
-            Taken::Signed(0) => self.out.push(b'0'),
-            _ => self.out.extend_from_slice(&self.src[start..end]),
+            // Within 64 bits, signed below zero and unsigned above, or orjson reads a float.
+            if negative {
+                format!("-{text}").parse::<i64>().ok()?;
+            } else {
+                text.parse::<u64>().ok()?;
+            }
+            self.out.extend_from_slice(&self.src[start..end]);
         }
         self.at = end;
-        Some(number)
+        Some(())
     }
 }
 
@@ -506,11 +529,16 @@ fn hex4(digits: &[u8]) -> Option<u32> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// The lower-case hex digits of `bytes`, written at the end of `out`.
+pub fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
     for &byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 15)] as char);
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 15)]);
     }
-    out
 }

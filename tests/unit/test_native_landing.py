@@ -1,7 +1,8 @@
 """The native pass (``bronze.native``, the ``retreasure_native`` extension) gives, for every text it takes, what the
-Python path gives byte for byte -- the compact raw text with the declared PII tokenised, the tokens in the same
-order with their clear values, the SHA-256 of the text, the values at the key and change-time paths -- and
-leaves to the Python path every text the Python path leaves to the per-record functions. Over the simulator's
+Python path gives byte for byte -- the compact raw text with the declared PII tokenised, each token with its clear
+value at the first row that gives it, the SHA-256 of the text, the values at the key and change-time paths -- and
+leaves to the Python path every text the Python path leaves to the per-record functions; and bronze's columns and
+the vault's values made from its Arrow columns are the Python path's. Over the simulator's
 clickstream and transactions messages (which it must take nearly all of), hostile and odd texts, and generated
 objects serialised in several ways."""
 
@@ -18,8 +19,10 @@ from hypothesis import strategies as st
 
 from retreasure.bronze import native
 from retreasure.bronze.batch import JsonBatchMasker
+from retreasure.bronze.columns import batch_rows, bronze_columns
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity
+from retreasure.connectors.files import json_object
 from retreasure.connectors.web import WebSource
 from retreasure.records.paths import dig
 from retreasure.settings import Settings
@@ -40,29 +43,64 @@ def entity(name: str) -> Entity:
 
 
 def compare(entity: Entity, values: list[bytes | None], max_line_bytes: int = MAX_LINE_BYTES) -> tuple[int, int]:
-    """Assert the two paths agree on ``values``; returns (texts the Python path takes, texts the native takes)."""
+    """Assert the two paths agree on ``values``, text by text and then as bronze's columns; returns (texts the
+    Python path takes, texts the native takes)."""
     reference = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, max_line_bytes, MAX_RECORD_BYTES).texts(values)
     fast = JsonBatchMasker(PiiMasker(HMAC_KEY), entity, max_line_bytes, MAX_RECORD_BYTES).batch(values)
     assert isinstance(fast, native.NativeTexts)
-    tokens = fast.tokens_of()
-    assert len(fast.texts) == len(fast.hashes) == len(fast.keys) == len(fast.times) == len(values)
+    columns = [fast.texts, fast.hashes, fast.key_texts, fast.time_texts]
+    assert all(len(column) == len(values) for column in [*columns, fast.landed, fast.key_other, fast.time_other])
+    texts, hashes, keys, times = (column.to_pylist() for column in columns)
+    first_tokens: list[tuple[int, str, str, str]] = []  # each token at the first row native took it from
+    given: set[str] = set()
     for row, expected in enumerate(reference):
-        text = fast.texts[row]
         if expected is None:
-            assert text is None, f"native took what the Python path leaves: {values[row]!r}"
-            assert fast.hashes[row] is None and not tokens[row]
+            assert not fast.landed[row], f"native took what the Python path leaves: {values[row]!r}"
+        if not fast.landed[row]:
+            assert texts[row] is None and hashes[row] is None and keys[row] is None and times[row] is None
+            assert not fast.key_other[row] and not fast.time_other[row]
             continue
-        if text is None:
-            assert fast.hashes[row] is None and not tokens[row] and fast.keys[row] is None
-            continue
+        assert expected is not None
         payload, raw, found = expected
-        assert text == raw, values[row]
-        assert tokens[row] == found, values[row]
-        assert fast.hashes[row] == hashlib.sha256(raw).hexdigest()
-        for got, path in ((fast.keys[row], entity.key), (fast.times[row], entity.updated_at)):
+        assert texts[row].encode() == raw, values[row]
+        assert hashes[row] == hashlib.sha256(raw).hexdigest()
+        for token, kind, value in found:
+            if token not in given:
+                given.add(token)
+                first_tokens.append((row, token, kind, value))
+        for got, other, path in (
+            (keys[row], fast.key_other[row], entity.key),
+            (times[row], fast.time_other[row], entity.updated_at),
+        ):
             want = dig(payload, path)
-            assert type(got) is type(want) and got == want, (path, values[row])
-    return sum(done is not None for done in reference), sum(text is not None for text in fast.texts)
+            assert got == (want if isinstance(want, str) else None), (path, values[row])
+            assert other == (want is not None and not isinstance(want, str)), (path, values[row])
+    assert list(zip(fast.token_rows, fast.tokens, fast.kinds, fast.clear, strict=True)) == first_tokens
+    compare_columns(entity, values, max_line_bytes)
+    return sum(done is not None for done in reference), int(fast.landed.sum())
+
+
+def compare_columns(entity: Entity, values: list[bytes | None], max_line_bytes: int) -> None:
+    """Bronze's columns and the vault's clear values from the native pass's Arrow columns (its rows and the
+    Python way's put together) are the Python path's, byte for byte and in the same order."""
+    results = []
+    for use_native in (False, True):
+        masker = PiiMasker(HMAC_KEY)
+        fast = JsonBatchMasker(masker, entity, max_line_bytes, MAX_RECORD_BYTES, use_native=use_native)
+        rows = batch_rows(masker, entity, values, fast.batch(values), decode, MAX_RECORD_BYTES)
+        results.append(([column.to_pylist() for column in bronze_columns(entity, rows)], list(masker.pending.items())))
+    (python, python_vault), (rust, rust_vault) = results
+    names = ("raw", "record_hash", "record_key", "record_updated_at", "error")
+    for name, want, got in zip(names, python, rust, strict=True):
+        assert got == want, name
+    assert rust_vault == python_vault
+
+
+def decode(value: bytes | None) -> tuple[Any, str | None]:
+    """A value as the stream's landing reads one the batch way leaves aside (``TopicLanding._decode``)."""
+    if not value:
+        return "", "malformed: empty message (no value)"
+    return json_object(value if value.endswith(b"\n") else value + b"\n")
 
 
 SERIALISE: dict[str, Callable[[Any], bytes]] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,30 +36,67 @@ STAMP = pa.timestamp("us", "UTC")
 Decode = Callable[[Any], tuple[Any, str | None]]
 
 
+@dataclass(frozen=True)
+class Found:
+    """The values at one declared path, a row each, as columns: the strings, and where a value is something else
+    (a number, a boolean, an object: read again by the per-record functions)."""
+
+    texts: pa.Array  # string: the value where it is a string, else null
+    other: np.ndarray  # bool: a value that is neither a string nor absent (null)
+
+    @staticmethod
+    def of(values: Sequence[Any]) -> Found:
+        try:
+            return Found(pa.array(values, pa.string()), np.zeros(len(values), dtype=bool))
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number, a boolean, an object: rare, and not text
+            other = np.array([value is not None and not isinstance(value, str) for value in values], dtype=bool)
+            texts = [value if isinstance(value, str) else None for value in values]
+            return Found(pa.array(texts, pa.string()), other)
+
+    def absent(self) -> np.ndarray:
+        """Per row, was there no value (or null)?"""
+        return ~self.other & pc.is_null(self.texts).to_numpy(zero_copy_only=False)
+
+    def replaced(self, rows: np.ndarray, values: Sequence[Any]) -> Found:
+        """These values with the values at ``rows`` (in order) replaced by ``values``."""
+        if not len(rows):
+            return self
+        new = Found.of(values)
+        other = self.other.copy()
+        other[rows] = new.other
+        return Found(replaced(self.texts, rows, new.texts), other)
+
+
 @dataclass
 class BatchRows:
     """The per-text part of a batch's rows, in order; ``bronze_columns`` turns it into bronze's columns."""
 
-    raws: list[bytes] = field(default_factory=list)  # UTF-8 bronze text, PII tokenised
-    hashes: list[str] = field(default_factory=list)  # SHA-256 of raws
-    early: list[str | None] = field(default_factory=list)  # reasons known before the key and time are looked at
-    objects: list[dict[str, Any] | None] = field(default_factory=list)  # payloads whose key and time are read
-    found_keys: list[Any] = field(default_factory=list)  # the values at the declared paths, as parsed
-    found_times: list[Any] = field(default_factory=list)
+    raws: list[bytes] | pa.Array  # UTF-8 bronze text, PII tokenised
+    hashes: list[str] | pa.Array  # SHA-256 of raws, in hex
+    early: list[str | None]  # reasons known before the key and time are looked at
+    objects: list[dict[str, Any] | None]  # payloads whose key and time are read
+    keys: Found  # the values at the declared paths, as parsed
+    times: Found
     # Rows the native pass landed: no payload was made for them (``objects`` holds None), their raw text is one.
-    native: list[bool] | None = None
+    native: np.ndarray | None = None
 
-    def is_object(self) -> list[bool]:
+    def is_object(self) -> np.ndarray:
         """Per row, was it a JSON object (its key and time are looked for)?"""
-        if self.native is None:
-            return [payload is not None for payload in self.objects]
-        return [done or payload is not None for done, payload in zip(self.native, self.objects, strict=True)]
+        objects = np.array([payload is not None for payload in self.objects], dtype=bool)
+        return objects if self.native is None else objects | self.native
 
     def object_at(self, row: int) -> dict[str, Any]:
         """The payload of an object's row (parsed again from its raw text for a row the native pass landed: the
         masked object, whose key and time are as received -- they are not on PII paths)."""
         payload = self.objects[row]
-        return payload if payload is not None else orjson.loads(self.raws[row])
+        if payload is not None:
+            return payload
+        raw = self.raws[row]
+        return orjson.loads(raw.as_py() if isinstance(raw, pa.Scalar) else raw)
+
+    def hash_texts(self) -> list[str]:
+        """The record hashes as Python strings (the stream's dedup keeps them in sets)."""
+        return self.hashes if isinstance(self.hashes, list) else self.hashes.to_pylist()
 
 
 def batch_rows(
@@ -91,8 +128,8 @@ def batch_rows(
         [sha256(raw).hexdigest() for raw in raws],
         early,
         objects,
-        _found(objects, entity.key),
-        _found(objects, entity.updated_at) if entity.updated_at else [None] * len(raws),
+        Found.of(_found(objects, entity.key)),
+        Found.of(_found(objects, entity.updated_at) if entity.updated_at else [None] * len(raws)),
     )
 
 
@@ -120,27 +157,45 @@ def _native_rows(
     max_record_bytes: int,
 ) -> BatchRows:
     """``batch_rows`` of the native pass's columns: its rows as it made them, the others as ``batch_rows`` makes
-    them; the vault's clear values remembered row by row in the same order (the first value of a token wins)."""
+    them, put in their places; the vault's clear values remembered in the rows' order (the first value of a
+    token wins: the pass gives each token of its rows once, at its first row)."""
     count = len(values)
-    raws = [text if text is not None else b"" for text in fast.texts]
-    hashes = list(fast.hashes)
     early: list[str | None] = [None] * count
     objects: list[dict[str, Any] | None] = [None] * count
-    found_keys, found_times = list(fast.keys), list(fast.times)
     remember, sha256 = masker.remember, hashlib.sha256
     tokens = list(zip(fast.tokens, fast.kinds, fast.clear, strict=True))
+    back = np.flatnonzero(~fast.landed)
+    raws: list[bytes] = []
+    keys: list[Any] = []
+    times: list[Any] = []
     remembered = 0  # the native rows' tokens before each row the Python way, then the rest: the rows' order
-    for row in [row for row, text in enumerate(fast.texts) if text is None]:
+    for row in back.tolist():
         before = bisect.bisect_left(fast.token_rows, row, lo=remembered)
         remember(tokens[remembered:before])
         remembered = before
-        raws[row], objects[row], early[row] = per_record(masker, entity, values[row], decode, max_record_bytes)
-        hashes[row] = sha256(raws[row]).hexdigest()
-        found_keys[row] = _dig(objects[row], entity.key)
-        found_times[row] = _dig(objects[row], entity.updated_at) if entity.updated_at else None
+        raw, objects[row], early[row] = per_record(masker, entity, values[row], decode, max_record_bytes)
+        raws.append(raw)
+        keys.append(_dig(objects[row], entity.key))
+        times.append(_dig(objects[row], entity.updated_at) if entity.updated_at else None)
     remember(tokens[remembered:])
-    native = [text is not None for text in fast.texts]
-    return BatchRows(raws, hashes, early, objects, found_keys, found_times, native)  # type: ignore[arg-type]
+    return BatchRows(
+        replaced(fast.texts, back, pa.array(raws, pa.string())),
+        replaced(fast.hashes, back, pa.array([sha256(raw).hexdigest() for raw in raws], pa.string())),
+        early,
+        objects,
+        Found(fast.key_texts, fast.key_other).replaced(back, keys),
+        Found(fast.time_texts, fast.time_other).replaced(back, times),
+        fast.landed,
+    )
+
+
+def replaced(values: pa.Array, rows: np.ndarray, new: pa.Array) -> pa.Array:
+    """``values`` with the values at ``rows`` (ascending) replaced by ``new``, in order."""
+    if not len(rows):
+        return values
+    mask = np.zeros(len(values), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(values, pa.array(mask), new)
 
 
 def _dig(payload: dict[str, Any] | None, path: str) -> Any:
@@ -156,38 +211,37 @@ def _found(objects: list[dict[str, Any] | None], path: str) -> list[Any]:
 
 def bronze_columns(entity: Entity, rows: BatchRows) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """The raw text, record hash, business key, change time and reason columns of ``rows``."""
-    keys, times, late = keys_and_times(entity, rows.found_keys, rows.found_times, rows.is_object(), rows.object_at)
+    keys, times, late = keys_and_times(entity, rows.keys, rows.times, rows.is_object(), rows.object_at)
     key_missing = pc.if_else(pc.is_null(keys), f"no business key at '{entity.key}'", None)
     errors = pc.coalesce(pa.array(rows.early, pa.string()), late, key_missing)
-    return pa.array(rows.raws, pa.string()), pa.array(rows.hashes, pa.string()), keys, times, errors
+    return _string_column(rows.raws), _string_column(rows.hashes), keys, times, errors
 
 
 def keys_and_times(
     entity: Entity,
-    found_keys: list[Any],
-    found_times: list[Any],
-    objects: list[bool],
+    found_keys: Found,
+    found_times: Found,
+    objects: np.ndarray,
     object_at: Callable[[int], dict[str, Any]],
 ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Per row: the business key, the change time and the change time's problem, as ``record_key`` and
     ``change_time`` find them (``objects``: which rows are objects; ``object_at``: the object of one)."""
     count = len(objects)
-    keys, odd_keys = _strings(found_keys)
-    keys = pc.if_else(pc.equal(keys, ""), None, keys)  # an empty key is no key
-    keys = _patch(keys, odd_keys, lambda row: record_key(object_at(row), entity))
+    keys = pc.if_else(pc.equal(found_keys.texts, ""), None, found_keys.texts)  # an empty key is no key
+    keys = _patch(keys, found_keys.other, lambda row: record_key(object_at(row), entity))
     if not entity.updated_at:
         return keys, pa.nulls(count, STAMP), pa.nulls(count, pa.string())
-    texts, odd_times = _strings(found_times)
+    texts = found_times.texts
     iso = pc.fill_null(pc.match_substring_regex(texts, ISO_INSTANT), False)
     try:
         times = pc.cast(pc.if_else(iso, texts, None), STAMP)
     except pa.ArrowInvalid:  # a day that does not exist (02-30): every time of the batch by the per-record rules
         times, iso = pa.nulls(count, STAMP), pa.array(np.zeros(count, dtype=bool))
     is_object = pa.array(objects, pa.bool_())
-    absent = pc.and_(is_object, pa.array([value is None for value in found_times], pa.bool_()))
+    absent = pc.and_(is_object, pa.array(found_times.absent()))
     problems = pc.if_else(absent, f"no change time at '{entity.updated_at}'", None)
     by_payload = pc.and_(is_object, pc.invert(pc.or_(iso, absent)))
-    rows = np.flatnonzero(pc.or_(by_payload, odd_times).to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(pc.or_(by_payload, pa.array(found_times.other)).to_numpy(zero_copy_only=False))
     if len(rows):
         parsed = [change_time(object_at(row), entity) for row in rows]
         times = _replace(times, rows, [t for t, _ in parsed], STAMP)
@@ -200,22 +254,14 @@ def constant(value: Any, count: int, kind: pa.DataType) -> pa.Array:
     return pc.fill_null(pa.nulls(count, kind), pa.scalar(value, kind))
 
 
-def _strings(values: list[Any]) -> tuple[pa.Array, pa.Array]:
-    """``values`` as a text column (None where a value is not text), and where a value was something else."""
-    try:
-        return pa.array(values, pa.string()), pa.array(np.zeros(len(values), dtype=bool))
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number, a boolean, an object: rare, and not text
-        other = [value is not None and not isinstance(value, str) for value in values]
-        texts = [value if isinstance(value, str) else None for value in values]
-        return pa.array(texts, pa.string()), pa.array(other, pa.bool_())
+def _string_column(values: list[Any] | pa.Array) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
 
 
-def _patch(values: pa.Array, where: pa.Array, compute: Callable[[int], Any]) -> pa.Array:
-    rows = np.flatnonzero(where.to_numpy(zero_copy_only=False))
+def _patch(values: pa.Array, where: np.ndarray, compute: Callable[[int], Any]) -> pa.Array:
+    rows = np.flatnonzero(where)
     return _replace(values, rows, [compute(row) for row in rows], values.type) if len(rows) else values
 
 
 def _replace(values: pa.Array, rows: np.ndarray, new: list[Any], kind: pa.DataType) -> pa.Array:
-    mask = np.zeros(len(values), dtype=bool)
-    mask[rows] = True
-    return pc.replace_with_mask(values, pa.array(mask), pa.array(new, kind))
+    return replaced(values, rows, pa.array(new, kind))

@@ -1,6 +1,7 @@
 """The optional native pass over a batch of JSON texts (the ``retreasure_native`` extension, ``native/``): one pass
 per text in Rust, without the GIL, giving what ``JsonBatchMasker.texts`` and the hashing give -- the compact raw
-text with the declared PII tokenised, its tokens, its SHA-256 -- and the values at the key and change-time paths.
+text with the declared PII tokenised, its tokens, its SHA-256 -- and the values at the key and change-time paths,
+as Arrow columns over the pass's own buffers (no Python object per text).
 
 ``JsonBatchMasker`` stays the reference: the pass takes only the plain shape, and any text it is not sure of it
 leaves (None) to the Python path, which lands it as it does today. It screens its texts with the same pattern
@@ -13,7 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from retreasure.bronze.pii import PiiMasker
 from retreasure.connectors.base import Entity
@@ -23,27 +26,27 @@ try:
 except ImportError:  # not built (no Rust toolchain at set-up): the Python path does all
     DeclaredMasker = None
 
+HASH_HEX = 64  # characters of a SHA-256 in hex
+TEXT, OTHER = 1, 2  # the pass's kinds of a taken value (0: absent, or null)
+
 
 @dataclass(frozen=True)
 class NativeTexts:
-    """A batch's results in columns (few Python containers: the collector's passes over many small tuples cost
-    more than the work). A row's text and hash are None where the Python path must land it."""
+    """A batch's results as Arrow columns over the pass's own buffers (no Python object per row: building them
+    cost more than the pass). A row's text and hash are null where the Python path must land it."""
 
-    texts: list[bytes | None]
-    hashes: list[str | None]
-    keys: list[Any]  # the value at the entity's key path (None: absent, or the row went the Python way)
-    times: list[Any]  # the value at its change-time path, likewise
-    token_rows: list[int]  # per token given, in order: its row, the token, its kind, the clear value
+    texts: pa.Array  # string: the compact text, PII tokenised
+    hashes: pa.Array  # string: its SHA-256 in hex
+    landed: np.ndarray  # bool: the rows the pass landed
+    key_texts: pa.Array  # string: the value at the entity's key path where it is a string
+    key_other: np.ndarray  # bool: where that value is a number or a boolean (read from the raw text)
+    time_texts: pa.Array  # the same at its change-time path
+    time_other: np.ndarray
+    # Per token the batch gives first, in row order: its row, the token, its kind, the clear value.
+    token_rows: list[int]
     tokens: list[str]
     kinds: list[str]
     clear: list[str]
-
-    def tokens_of(self) -> list[list[tuple[str, str, str]]]:
-        """Per row, its (token, kind, clear value), as ``PiiMasker.mask_declared`` lists them."""
-        found: list[list[tuple[str, str, str]]] = [[] for _ in self.texts]
-        for row, token, kind, value in zip(self.token_rows, self.tokens, self.kinds, self.clear, strict=True):
-            found[row].append((token, kind, value))
-        return found
 
 
 def available() -> bool:
@@ -67,5 +70,31 @@ class NativeBatchMasker:
         )
 
     def texts(self, values: Sequence[bytes | None]) -> NativeTexts:
-        texts, hashes, (keys, times), token_rows, tokens, kinds, clear = self._pass.texts(list(values))
-        return NativeTexts(texts, hashes, keys, times, token_rows, tokens, kinds, clear)
+        texts, offsets, landed, hashes, taken, token_rows, tokens, kinds, clear = self._pass.texts(list(values))
+        count = len(values)
+        landed_rows = np.frombuffer(landed, dtype=np.uint8).astype(bool)
+        hash_offsets = np.arange(0, HASH_HEX * (count + 1), HASH_HEX, dtype=np.int32).tobytes()
+        (key_data, key_offsets, key_kinds), (time_data, time_offsets, time_kinds) = taken
+        key_kind, time_kind = np.frombuffer(key_kinds, dtype=np.uint8), np.frombuffer(time_kinds, dtype=np.uint8)
+        return NativeTexts(
+            texts=string_array(count, texts, offsets, landed_rows),
+            hashes=string_array(count, hashes, hash_offsets, landed_rows),
+            landed=landed_rows,
+            key_texts=string_array(count, key_data, key_offsets, key_kind == TEXT),
+            key_other=key_kind == OTHER,
+            time_texts=string_array(count, time_data, time_offsets, time_kind == TEXT),
+            time_other=time_kind == OTHER,
+            token_rows=token_rows,
+            tokens=tokens,
+            kinds=kinds,
+            clear=clear,
+        )
+
+
+def string_array(count: int, data: bytes, offsets: bytes, valid: np.ndarray) -> pa.Array:
+    """A string column over ``data`` and its int32 ``offsets`` (no copy), null where not ``valid``."""
+    nulls = count - int(np.count_nonzero(valid))
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if nulls else None
+    return pa.Array.from_buffers(
+        pa.string(), count, [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls
+    )
