@@ -14,7 +14,7 @@ mod pass;
 mod tree;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -25,12 +25,15 @@ use tree::Node;
 /// Bytes of a SHA-256 in hex.
 const HASH_HEX: usize = 64;
 
+/// Rows a thread takes at least: below that, starting a thread costs more than it saves.
+const ROWS_PER_THREAD: usize = 512;
+
 /// The pass for one entity: its declared paths, the token key, the screen and the limits; and the tokens of the
-/// clear values it met (kept across batches: the same visitors recur).
+/// clear values it met (kept across batches: the same visitors recur), one memo per thread a batch is split on.
 #[pyclass(frozen)]
 struct DeclaredMasker {
     rules: Rules,
-    tokens: Mutex<TokenCache>,
+    tokens: Vec<Mutex<TokenCache>>,
 }
 
 #[pymethods]
@@ -73,7 +76,10 @@ impl DeclaredMasker {
                 max_text_bytes,
                 max_brackets,
             ),
-            tokens: Mutex::new(TokenCache::default()),
+            // A batch is worked on as many threads as the machine has cores (it holds no GIL), at most four.
+            tokens: (0..std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+                .map(|_| Mutex::new(TokenCache::default()))
+                .collect(),
         })
     }
 
@@ -104,12 +110,7 @@ impl DeclaredMasker {
             .collect();
         let rules = &self.rules;
         let tokens = &self.tokens;
-        let columns = py.detach(|| {
-            let mut cache = tokens
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Columns::of(rules, &slices, &mut cache)
-        });
+        let columns = py.detach(|| Columns::split(rules, &slices, tokens));
         let bytes = |data: &[u8]| PyBytes::new(py, data).into_any();
         let mut taken = Vec::with_capacity(columns.taken.len());
         for column in &columns.taken {
@@ -185,7 +186,73 @@ fn push_offset(offsets: &mut Vec<u8>, at: usize) {
     offsets.extend_from_slice(&at.to_ne_bytes());
 }
 
+/// A thread's token memo. A memo only: one a panicking thread left half-written still maps values to their tokens.
+fn memo(at: &Mutex<TokenCache>) -> MutexGuard<'_, TokenCache> {
+    at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A part's int32 offsets after a joined column's, moved on by `base` bytes (its leading zero dropped).
+fn append_offsets(offsets: &mut Vec<u8>, more: &[u8], base: usize) {
+    for at in more.chunks_exact(4).skip(1) {
+        let at = i32::from_ne_bytes(at.try_into().expect("four bytes")) as usize;
+        push_offset(offsets, base + at);
+    }
+}
+
 impl Columns {
+    /// `of` over the whole batch, its rows split in consecutive parts over threads (one token memo each): the same
+    /// columns as one pass over it, joined in row order.
+    fn split(rules: &Rules, values: &[Option<&[u8]>], memos: &[Mutex<TokenCache>]) -> Self {
+        let parts = memos.len().min(values.len() / ROWS_PER_THREAD).max(1);
+        if parts == 1 {
+            return Self::of(rules, values, &mut memo(&memos[0]));
+        }
+        let size = values.len().div_ceil(parts);
+        let worked: Vec<Self> = std::thread::scope(|scope| {
+            let threads: Vec<_> = values
+                .chunks(size)
+                .zip(memos)
+                .map(|(rows, at)| scope.spawn(move || Self::of(rules, rows, &mut memo(at))))
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("a part of the native pass failed"))
+                .collect()
+        });
+        if worked.iter().map(|part| part.texts.len()).sum::<usize>() > i32::MAX as usize {
+            // Beyond what int32 offsets reach once joined: one pass, which sends the rows beyond the Python way.
+            return Self::of(rules, values, &mut memo(&memos[0]));
+        }
+        Self::join(worked, size)
+    }
+
+    /// Parts of `size` rows each (the last maybe fewer), in row order, as one batch's columns: offsets moved on by
+    /// the bytes before them, token rows by the rows before them, a token given in an earlier part not given again.
+    fn join(parts: Vec<Self>, size: usize) -> Self {
+        let mut parts = parts.into_iter();
+        let mut joined = parts.next().expect("at least one part");
+        let mut given: HashSet<String> =
+            joined.tokens.iter().map(|(_, c)| c.token.clone()).collect();
+        for (index, part) in parts.enumerate() {
+            append_offsets(&mut joined.offsets, &part.offsets, joined.texts.len());
+            joined.texts.extend_from_slice(&part.texts);
+            joined.landed.extend_from_slice(&part.landed);
+            joined.hashes.extend_from_slice(&part.hashes);
+            for (column, more) in joined.taken.iter_mut().zip(part.taken) {
+                append_offsets(&mut column.offsets, &more.offsets, column.texts.len());
+                column.texts.extend_from_slice(&more.texts);
+                column.kinds.extend_from_slice(&more.kinds);
+            }
+            let rows_before = (index + 1) * size;
+            for (row, change) in part.tokens {
+                if given.insert(change.token.clone()) {
+                    joined.tokens.push((rows_before + row, change));
+                }
+            }
+        }
+        joined
+    }
+
     fn of(rules: &Rules, values: &[Option<&[u8]>], cache: &mut TokenCache) -> Self {
         let count = values.len();
         let mut texts =
