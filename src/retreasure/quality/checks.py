@@ -303,22 +303,28 @@ def run_table_checks(
                 counts = f"SELECT {cols}, count(*) AS n FROM {rows} GROUP BY ALL"
                 sql = f"SELECT count(*) AS checked, coalesce(sum(n - 1), 0) AS failed FROM ({counts})"
                 if scope == "written keys" and part not in check.columns:
-                    # Counted over the key columns of the whole table first: filtering the table's scan by the written
-                    # keys (what DuckDB makes of a semi-join) costs more per file than reading the keys.
-                    counts = f"SELECT {cols}, count(*) AS n FROM {ref} GROUP BY ALL"
+                    # The written keys first (a few partitions), then only the table's rows of those keys counted:
+                    # the semi-join hands the keys' range to the scan, which skips the files outside it, and only
+                    # the written keys are grouped, not every key of the table's history.
+                    written_keys = f"SELECT DISTINCT {cols} FROM {rows}"
+                    counts = f"SELECT {cols}, count(*) AS n FROM {ref} SEMI JOIN w USING ({cols}) GROUP BY ALL"
                     sql = (
-                        f"WITH counts AS MATERIALIZED ({counts}) SELECT count(*) AS checked, "
-                        f"coalesce(sum(n - 1), 0) AS failed FROM counts SEMI JOIN {rows} w USING ({cols})"
+                        f"WITH w AS MATERIALIZED ({written_keys}) SELECT count(*) AS checked, "
+                        f"coalesce(sum(n - 1), 0) AS failed FROM ({counts})"
                     )
                 detail = "duplicate keys"
             elif isinstance(check, Relationship):
                 layer, table, column = check.to.split(".")
                 other = TableRef(layer, table)
                 refs.append(other)
+                # The values written first, then only those looked up in the target (the semi-join hands their range
+                # to the target's scan): a run's few values do not read every distinct value of the target's history.
+                values = f'SELECT "{check.column}" AS v FROM {rows} WHERE "{check.column}" IS NOT NULL'
+                found = f'SELECT DISTINCT "{column}" AS k FROM {other} WHERE "{column}" IN (SELECT v FROM t)'
                 sql = (
-                    f"SELECT count(*) AS checked, count(*) FILTER (WHERE o.k IS NULL) AS failed FROM {rows} t "
-                    f'LEFT JOIN (SELECT DISTINCT "{column}" AS k FROM {other}) o ON t."{check.column}" = o.k '
-                    f'WHERE t."{check.column}" IS NOT NULL'
+                    f"WITH t AS MATERIALIZED ({values}), o AS MATERIALIZED ({found}) "
+                    "SELECT count(*) AS checked, count(*) FILTER (WHERE o.k IS NULL) AS failed "
+                    "FROM t LEFT JOIN o ON t.v = o.k"
                 )
                 detail = f"values of {check.column} missing from {check.to}"
             elif isinstance(check, Conservation):
@@ -385,6 +391,11 @@ def _conservation_sql(
                 )
             )
     keys = " UNION ALL ".join(placed)
+    # Over windows, only the windows' records are looked for among the placed keys, where every key the table ever
+    # placed was gathered (growing with its history): the semi-join hands the claimed keys' range to the table's
+    # scan, which skips the files outside it (the year's web events' keys follow their days). A key placed in any
+    # partition, or quarantined, still counts.
+    claimed_only = " AND k IN (SELECT record_key FROM claimed)" if days else ""
     # Every version is judged by the source's predicate before the newest is chosen, so the window carries a flag
     # where it carried each record's raw JSON (the check's peak memory over the year's web events; guarded as
     # staging guards it: a malformed record's raw is not JSON).
@@ -401,7 +412,7 @@ def _conservation_sql(
     )
     return (
         f"WITH claimed AS MATERIALIZED (SELECT DISTINCT record_key FROM ({claimed})), "
-        f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL) "
+        f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL{claimed_only}) "
         "SELECT count(*) AS checked, count(*) FILTER (WHERE p.k IS NULL) AS failed "
         "FROM claimed c LEFT JOIN placed p ON p.k = c.record_key"
     )
