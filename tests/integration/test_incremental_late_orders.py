@@ -6,18 +6,23 @@ build of the same bronze."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from retreasure.engine.build import build_incremental
+from retreasure.engine.build import build, build_incremental
 from retreasure.lake import Lake, TableRef
 from retreasure_sim.model import Truth
 from tests.helpers import copy_lake, rows_without
 
 VOLATILE = ("run_id",)
+DAILY = TableRef("gold", "mart_sales_daily")
+LINES = TableRef("gold", "fct_order_lines")
 
 
 @dataclass(frozen=True)
@@ -141,3 +146,64 @@ def test_a_row_whose_order_lands_later_is_held_then_placed_on_its_own_day(
         assert got == expected, f"{ref}: the hourly builds differ from a full build of the same bronze"
     assert held_facts == []
     assert {(r["rule"], r["reason"]) for r in held_back} == {("order_landed", "violates order_date IS NOT NULL")}
+
+
+def _corrected(lake: Lake, record_key: str, sku: str) -> pa.Table:
+    """The newest bronze record of a store's sale line again, its SKU corrected and landed an hour after the
+    newest record the table holds: what the next export brings when a till booked the wrong item."""
+    sales = TableRef("bronze", "pos_sales")
+    record = lake.query(
+        f"SELECT * FROM {sales} WHERE record_key = $key ORDER BY ingested_at DESC LIMIT 1", [sales], {"key": record_key}
+    ).to_pylist()[0]
+    newest = lake.query(f"SELECT max(ingested_at) AS t FROM {sales}", [sales]).column("t")[0].as_py()
+    payload = json.loads(record["raw"])
+    payload["sku"] = sku
+    raw = json.dumps(payload)
+    landed_at = newest + timedelta(hours=1)
+    record |= {"raw": raw, "record_hash": hashlib.sha256(raw.encode()).hexdigest(), "ingested_at": landed_at}
+    return pa.Table.from_pylist([record], schema=lake.dataset(sales).schema)
+
+
+def test_a_refunded_line_corrected_after_its_refund_moves_the_refund_too(
+    gold_lake: tuple[Truth, Lake], tmp_path: Path
+) -> None:
+    refunds, products, lines = TableRef("gold", "fct_refunds"), TableRef("gold", "dim_product"), LINES
+    hourly = copy_lake(gold_lake[1], tmp_path / "hourly")
+    refund = hourly.query(
+        f"SELECT line_key, refund_date, order_date FROM {refunds} WHERE channel = 'pos' AND line_key IS NOT NULL "
+        "AND refund_date > order_date ORDER BY refund_key LIMIT 1",
+        [refunds],
+    ).to_pylist()[0]
+    sold = (
+        hourly.query(
+            f"SELECT coalesce(p.category, '') AS category FROM {lines} l LEFT JOIN {products} p USING (sku) "
+            "WHERE l.line_key = $key",
+            [lines, products],
+            {"key": refund["line_key"]},
+        )
+        .column("category")[0]
+        .as_py()
+    )
+    other = hourly.query(
+        f"SELECT sku, category FROM {products} WHERE category IS NOT NULL AND category <> $sold ORDER BY sku LIMIT 1",
+        [products],
+        {"sold": sold},
+    ).to_pylist()[0]
+    line_key = str(refund["line_key"]).removeprefix("pos:")
+    _land(hourly, TableRef("bronze", "pos_sales"), _corrected(hourly, f"{line_key}/sale", other["sku"]))
+    full = copy_lake(hourly, tmp_path / "full")
+
+    result = build_incremental(hourly)
+    assert result.mode == "incremental" and not result.blocked
+    # The refund now sits on the corrected item's category, on its own day, a day the line's order day is not.
+    on_refund_day = hourly.query(
+        f"SELECT category FROM {DAILY} WHERE day = $day AND channel = 'pos' AND refunds > 0",
+        [DAILY],
+        {"day": refund["refund_date"]},
+    )
+    assert other["category"] in on_refund_day.column("category").to_pylist()
+
+    assert not any(r.blocked for r in build(full))
+    for ref in full.tables("silver") + full.tables("gold"):
+        expected, got = rows_without(full, ref, VOLATILE), rows_without(hourly, ref, VOLATILE)
+        assert got == expected, f"{ref}: the hourly build differs from a full build of the same bronze"
