@@ -93,10 +93,13 @@ class Conservation(_Check):
 
 
 class ChangedInput(BaseModel):
-    """How a rebuilt unpartitioned input (a dimension, rebuilt whole) reaches a partitioned model: which of its
-    columns the model reads (a change elsewhere in the row changes nothing here), and ``days``, SQL over
-    ``changed`` (the rows, in those columns, that the input's run added or removed) and the model's other inputs
-    naming the days of the model's window that read them (one column of days)."""
+    """How a rebuilt input reaches a partitioned model beyond the model's own days: an unpartitioned input (a
+    dimension, rebuilt whole), or a partitioned one whose partition is another day than the model's (an order's
+    day, read by its refunds on their refund days). Which of its columns the model reads (a change elsewhere in
+    the row changes nothing here), and ``days``, SQL over ``changed`` (the rows, in those columns, that the
+    input's run added or removed; of a partitioned input, in the windows its runs rewrote) and the model's other
+    inputs naming the days of the model's window that read them (one column of days). A partitioned input also
+    reaches the days of the partitions it wrote, as without a rule."""
 
     model_config = ConfigDict(extra="forbid")
     columns: list[str]
@@ -132,8 +135,9 @@ class Contract(BaseModel):
     checks: list[Check] = Field(default_factory=list)
     sources: list[BronzeSource] = Field(default_factory=list)  # bronze tables read, checked for conservation
     columns: dict[str, str] = Field(default_factory=dict)
-    # Per unpartitioned input (``layer.name``): the days a change of its rows touches. An unpartitioned input
-    # that changed and is not named here rebuilds every partition of this model.
+    # Per input (``layer.name``) whose rows reach days other than its own: the days a change of its rows touches.
+    # An unpartitioned input that changed and is not named here rebuilds every partition of this model; a
+    # partitioned one not named here reaches the days of the partitions it wrote.
     changed_inputs: dict[str, ChangedInput] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -44,7 +44,8 @@ class Build:
     mode: str
     runs: list[ModelRun] = field(default_factory=list)
     arrivals: dict[TableRef, Arrivals | None] = field(default_factory=dict)
-    # (reader, unpartitioned input): the days of the partitioned reader that the input's changed rows fed
+    # (reader, input with a reach rule): the days of the partitioned reader that the input's changed rows fed (of a
+    # partitioned input, with the partitions it wrote)
     reached: dict[tuple[TableRef, TableRef], Days] = field(default_factory=dict)
 
     @property
@@ -203,8 +204,9 @@ def _incremental(
                 if partitioned and wanted
                 else [ALL_TIME]
             )
-            watched = [] if model.contract.partitioned else watched_columns(models, ref)
-            before = rows_of(lake, ref, watched, settled) if watched and settled else None
+            watched = watched_columns(models, ref)
+            # An unpartitioned model's rows as its readers were built from them: read before its run replaces them.
+            before = rows_of(lake, ref, watched, settled) if watched and settled and not contract.partitioned else None
             runs: list[ModelRun] = []
             for i, (s, e) in enumerate(spans):
                 before_runs = [p for r in runs for p in r.partitions]
@@ -216,7 +218,13 @@ def _incremental(
                     progress(runs[-1])
             if any(r.blocked for r in runs):
                 blocked |= downstream(models, {ref})
-            if watched:
+            if watched and contract.partitioned:
+                # Only the windows its runs rewrote can differ from what its readers were built from.
+                assert contract.partition_by is not None
+                within = (contract.partition_by, [(r.start, r.end) for r in runs]) if partitioned else None
+                before = rows_of(lake, ref, watched, settled, within) if settled else None
+                rebuilt[ref] = Rebuilt(before, rows_of(lake, ref, watched, within=within))
+            elif watched:
                 rebuilt[ref] = Rebuilt(before, rows_of(lake, ref, watched))
             # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
             # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
@@ -239,10 +247,18 @@ def _reach(
     """The days of ``reader``'s window that the build's changes to its input ``ref`` touch: the new bronze
     partitions or the partitions a partitioned model wrote; for an unpartitioned model, whose one row can feed
     any day (a SKU's cost, every line that sold it), the days its changed rows feed by the reader's contract
-    (engine/reach.py), all of time when it has no rule."""
-    if not reader.contract.partitioned or ref not in models or models[ref].contract.partitioned:
+    (engine/reach.py), all of time when it has no rule. A partitioned model whose days are not all the reader's
+    (an order's day, its refunds' days) reaches the partitions it wrote and the days its changed rows feed by the
+    reader's rule, when it names one."""
+    if not reader.contract.partitioned or ref not in models:
+        return days[ref]
+    partitioned = models[ref].contract.partitioned
+    if partitioned and str(ref) not in reader.contract.changed_inputs:
         return days[ref]
     reached = changed_days(lake, reader, ref, rebuilt[ref]) if ref in rebuilt else None
+    if partitioned:
+        written = days[ref]
+        reached = None if reached is None or written is None else written | reached
     result.reached[(reader.ref, ref)] = reached
     return reached
 

@@ -1,12 +1,16 @@
-"""Which days of a partitioned model a rebuilt unpartitioned input changed.
+"""Which days of a partitioned model a rebuilt input changed, when its days are not the model's own.
 
 An unpartitioned model (product costs, fx rates, the product dimension) is rebuilt whole, and one of its rows can
 feed rows of any day of a date-partitioned reader: a SKU's new cost changes the cost of every line that ever sold
-it, not only of the days the cost landed on. The reader's contract names, per such input, the columns it reads
-and the days a changed row touches (``changed_inputs``); the input's rows in those columns as the last successful
-build left them (what its readers were built from) are compared with its rows after this build's run, and the rows
-added or removed are ``changed``. An input the reader names no rule for rebuilds every day of the reader: right,
-whatever it costs.
+it, not only of the days the cost landed on. A partitioned input whose partition means another day than the
+reader's does the same through a key: an order (partitioned by its order day) feeds its refunds on their refund
+days, its shipments on their ship days; an order that lands after its refund reaches the refund's day only so. The
+reader's contract names, per such input, the columns it reads and the days a changed row touches
+(``changed_inputs``); the input's rows in those columns as the last successful build left them (what its readers
+were built from) are compared with its rows after this build's run, and the rows added or removed are ``changed``.
+A partitioned input is compared only in the windows its runs rewrote (rows elsewhere did not change), and still
+reaches the days of the partitions it wrote (the days it shares with the reader); an unpartitioned input the
+reader names no rule for rebuilds every day of the reader: right, whatever it costs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from retreasure.engine.changes import Days
@@ -24,11 +29,16 @@ from retreasure.lake.store import Lake, TableRef, connection
 _BEFORE, _AFTER = "__changed_before", "__changed_after"
 
 
+# A partitioned table's rows to compare: (its partition column, the windows [first, last] its runs rewrote).
+Within = tuple[str, list[tuple[date, date]]]
+
+
 @dataclass(frozen=True)
 class Rebuilt:
-    """An unpartitioned model's rows, in the columns its readers read, as the last successful build left them
-    (what its readers were built from: a failed build may have rewritten it since without them) and after this
-    build's run of it; None when they could not be read (no table then, or one without a column read)."""
+    """A model's rows, in the columns its readers read (of a partitioned model: in the windows its runs rewrote), as
+    the last successful build left them (what its readers were built from: a failed build may have rewritten it
+    since without them) and after this build's run of it; None when they could not be read (no table then, or one
+    without a column read)."""
 
     before: pa.Table | None
     after: pa.Table | None
@@ -51,9 +61,12 @@ def watched_columns(models: dict[TableRef, Model], ref: TableRef) -> list[str]:
     return sorted({column for rule in rules if rule is not None for column in rule.columns})
 
 
-def rows_of(lake: Lake, ref: TableRef, columns: list[str], when: datetime | None = None) -> pa.Table | None:
-    """The table's distinct rows in ``columns``, now or as its newest commit at or before ``when`` stood; None
-    when it did not exist then or lacked one of them."""
+def rows_of(
+    lake: Lake, ref: TableRef, columns: list[str], when: datetime | None = None, within: Within | None = None
+) -> pa.Table | None:
+    """The table's distinct rows in ``columns``, now or as its newest commit at or before ``when`` stood, only those
+    whose partition falls in one of the windows of ``within`` when given; None when it did not exist then or lacked
+    one of them."""
     if not lake.exists(ref):
         return None
     try:
@@ -64,12 +77,26 @@ def rows_of(lake: Lake, ref: TableRef, columns: list[str], when: datetime | None
         return None
     if not set(columns) <= set(table.schema().to_arrow().names):
         return None
-    return table.to_pyarrow_table(columns=columns).group_by(columns).aggregate([])
+    if within is None:
+        rows = table.to_pyarrow_table(columns=columns)
+    else:  # the partition filter prunes whole files: only the rewritten partitions are read
+        column, windows = within
+        rows = table.to_pyarrow_dataset().to_table(columns=columns, filter=_in_windows(column, windows))
+    return rows.group_by(columns).aggregate([])
+
+
+def _in_windows(column: str, windows: list[tuple[date, date]]) -> pc.Expression:
+    """True for a row whose ``column`` falls in one of the windows (first and last day included)."""
+    condition = pc.scalar(False)
+    for first, last in windows:
+        condition = condition | ((pc.field(column) >= first) & (pc.field(column) <= last))
+    return condition
 
 
 def changed_days(lake: Lake, reader: Model, ref: TableRef, rebuilt: Rebuilt) -> Days:
-    """The days of ``reader``'s window that the rows ``ref``'s run changed feed: by the reader's rule; None (all
-    of time) without a rule or without the rows before and after."""
+    """The days of ``reader``'s window that the rows ``ref``'s run changed feed, by the reader's rule (of a
+    partitioned input: besides the partitions it wrote, which the caller adds); None (all of time) without a rule
+    or without the rows before and after."""
     rule = reader.contract.changed_inputs.get(str(ref))
     if rule is None or rebuilt.before is None or rebuilt.after is None:
         return None

@@ -23,6 +23,7 @@ SELECT
     f.tracking_number,
     f.updated_ts
 FROM silver.fulfillments f
--- Inner join: a shipment whose order has not landed yet cannot be measured; it appears once the order does.
-JOIN silver.orders o USING (order_key)
+-- Left join: a shipment whose order has not landed yet cannot be measured; the row rule holds it back with a reason,
+-- and the contract's reach rule brings it back on its ship day once the order lands.
+LEFT JOIN silver.orders o USING (order_key)
 WHERE f.shipped_date BETWEEN @start_date AND @end_date
