@@ -33,7 +33,6 @@ from confluent_kafka.admin import AdminClient
 
 from bench import landing_pass
 from bench.ingest import bench_settings, write_section
-from retreasure.bronze import native
 from retreasure.lake import Lake
 from retreasure.settings import Settings
 from retreasure.streaming.broker import Broker
@@ -325,8 +324,6 @@ def report(
         f"{stream_full.cpu_us():,.1f} us (its process, start to stop), of which landing "
         f"{stream_full.landing_cpu_ms * 1000 / stream_full.messages:,.1f} us (decode to commit); the raw consumer "
         f"{raw_full.cpu_us():,.1f} us.",
-        f"- Native landing pass (`native/`): "
-        f"{'on' if native.available() else 'off (not built, or RETREASURE_NATIVE=0)'}.",
         f"- Machine load (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
         f"after: {', '.join(f'{x:.2f}' for x in load_after)}. Landed by {landing_pass()}.",
         MARK,
