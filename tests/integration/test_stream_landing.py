@@ -197,6 +197,25 @@ def test_a_crash_between_the_quarantine_and_the_bronze_commit_quarantines_once(t
     assert len(bronze(crashed, "quarantine.web_clickstream")) == len(bronze(first, "quarantine.web_clickstream")) == 4
 
 
+def test_a_rerun_in_other_batches_after_that_crash_still_quarantines_once(tmp_path: Path) -> None:
+    # After the restart the batches need not end where they ended before the crash: a first batch that quarantines
+    # a new message of partition 0 but stops short of partition 1's broken message must not move partition 1's
+    # offset in the quarantine's log back, or that message is quarantined a second time.
+    good = [json.dumps({"messageId": f"e{n}", "timestamp": "2025-03-04T10:00:00Z"}) for n in range(6)]
+    zero = messages(["{broken 0", good[0], good[1], "{broken 3", good[2]], partition=0)
+    one = messages([good[3], good[4], "{broken 2", good[5]], partition=1)
+    first = Lake(tmp_path / "first")
+    landing(first).land(zero[:3] + one, "b1")  # crashed after its quarantine commit: partition 0 to 2, 1 to 3
+    crashed = Lake(tmp_path / "crashed")
+    shutil.copytree(tmp_path / "first" / "quarantine", tmp_path / "crashed" / "quarantine")
+    rerun = landing(crashed)
+    assert rerun.land(zero + one[:2], "b1-again").quarantined == 1  # partition 0's new broken message only
+    assert rerun.land(one[2:], "b2").quarantined == 0
+    origins = sorted(row["origin"] for row in bronze(crashed, "quarantine.web_clickstream"))
+    assert origins == [f"kafka://{TOPIC}/0/0", f"kafka://{TOPIC}/0/3", f"kafka://{TOPIC}/1/2"]
+    assert sorted(row["origin"] for row in bronze(crashed) if row["error"]) == origins
+
+
 def test_a_producers_duplicates_land_once_in_a_batch_across_batches_and_restarts(lake: Lake) -> None:
     event = json.dumps({"messageId": "e1", "timestamp": "2025-03-04T10:00:00Z", "context": {"ip": "192.0.2.9"}})
     other = json.dumps({"messageId": "e2", "timestamp": "2025-03-04T10:00:01Z"})

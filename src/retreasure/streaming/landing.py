@@ -231,7 +231,11 @@ class TopicLanding:
             },
             schema=QUARANTINE_SCHEMA,
         )
-        self.lake.append(self.quarantine, quarantined, txns=offsets.transactions(self.topic, last))
+        # A partition's offset in the quarantine's log never goes back: after a crash between the two commits the
+        # re-run's batches need not end where the crashed one's did, and a smaller offset there would let the rows
+        # that batch quarantined in a second time.
+        reached = {partition: max(offset, stored.get(partition, -1)) for partition, offset in last.items()}
+        self.lake.append(self.quarantine, quarantined, txns=offsets.transactions(self.topic, reached))
         return copied.num_rows
 
     def _rows(self, todo: Todo, batch_id: str) -> tuple[pa.Table, list[str]]:
