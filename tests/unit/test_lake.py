@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pyarrow as pa
 import pytest
+from deltalake.schema import Field
 
 from retreasure.lake import Lake, TableRef
 
@@ -59,3 +62,28 @@ def test_connect_exposes_every_table_as_layer_dot_name(lake: Lake) -> None:
     assert lake.tables() == [TableRef("bronze", "a"), TableRef("ops", "b")]
     con = lake.connect()
     assert con.execute("SELECT x + (SELECT y FROM ops.b) FROM bronze.a").fetchone() == (3,)
+
+
+D1, ONE = date(2025, 1, 1), timedelta(days=1)
+
+
+def days(*numbers: int) -> pa.Array:
+    """Day partitions, which DuckDB's own Parquet reader serves (a string partition goes through Arrow)."""
+    return pa.array([D1 + (n - 1) * ONE for n in numbers], pa.date32())
+
+
+def test_the_native_reader_reads_a_column_added_after_the_oldest_file_as_null_there(lake: Lake) -> None:
+    lake.overwrite(T, pa.table({"day": days(1, 2), "v": [1, 2]}), partition_by=["day"])
+    lake.delta(T).alter.add_columns(Field("note", "string"))  # another writer's ALTER TABLE: no file rewritten
+    lake.append(T, pa.table({"day": days(3), "v": [3], "note": ["new"]}))
+    con = lake.connect([T], native=True)
+    read = con.execute(f"SELECT day, v, note FROM {T} ORDER BY day").fetchall()
+    assert read == [(D1, 1, None), (D1 + ONE, 2, None), (D1 + 2 * ONE, 3, "new")]
+    con.execute(f"SELECT * FROM {T}").fetchall()  # every file of every day, not only the pruned ones
+
+
+def test_the_native_reader_maps_every_file_by_column_name(lake: Lake) -> None:
+    lake.overwrite(T, pa.table({"day": days(1), "v": [1], "w": ["a"]}), partition_by=["day"])
+    lake.append(T, pa.table({"w": ["b"], "day": days(2), "v": [2]}))  # same columns, another order in the batch
+    con = lake.connect([T], native=True)
+    assert con.execute(f"SELECT day, v, w FROM {T} ORDER BY day").fetchall() == [(D1, 1, "a"), (D1 + ONE, 2, "b")]
