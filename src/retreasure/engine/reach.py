@@ -16,7 +16,7 @@ reader names no rule for rebuilds every day of the reader: right, whatever it co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,9 +79,15 @@ def rows_of(
         return None
     if within is None:
         rows = table.to_pyarrow_table(columns=columns)
-    else:  # the partition filter prunes whole files: only the rewritten partitions are read
+    else:
+        # Only the rewritten partitions' files are opened: a dataset over every file of a day-partitioned table costs
+        # delta-rs a partition expression per file in Python (0.3 s over three years, twice per input per build).
         column, windows = within
-        rows = table.to_pyarrow_dataset().to_table(columns=columns, filter=_in_windows(column, windows))
+        days = sorted(
+            {str(first + timedelta(days=i)) for first, last in windows for i in range((last - first).days + 1)}
+        )
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=[(column, "in", days)])
+        rows = dataset.to_table(columns=columns, filter=_in_windows(column, windows))
     return rows.group_by(columns).aggregate([])
 
 
