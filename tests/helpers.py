@@ -109,3 +109,16 @@ def run_cli(root: Path, *args: str, columns: int = 200, **env: str) -> subproces
         check=False,
         timeout=300,
     )
+
+
+def days_in_write_order(uri: str, part: str | None, keys: Sequence[str]) -> int:
+    """How many days a data file of a partitioned upsert table holds, after checking its rows are in the engine's
+    write order: by day, then key (NULLs last). A file of a table partitioned in Delta holds one day, whose value
+    lives in its path rather than its columns."""
+    import pyarrow.parquet as pq
+
+    held = pq.read_schema(uri.removeprefix("file://")).names
+    order = [c for c in dict.fromkeys([part, *keys]) if c is not None and c in held]
+    rows = pq.read_table(uri.removeprefix("file://"), columns=order)
+    assert rows.equals(rows.sort_by([(c, "ascending") for c in order], null_placement="at_end")), uri
+    return len(rows.column(part).unique()) if part in held else 1

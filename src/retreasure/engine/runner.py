@@ -6,6 +6,15 @@ Write modes:
 - ``overwrite_partitions``: replace the partitions of the window the model was run for (facts, marts).
 - ``upsert``: keep the newest version per key, rewriting only the partitions the new rows fall in (silver
   entities read incrementally from bronze; the partition column must not change for a key).
+
+A "partition" is a day (or month) of the contract's ``partition_by`` column: what a window rewrites. A table the
+engine creates is not partitioned by it in Delta: its rows are written in day order, in row groups of ``ROW_GROUP``
+rows, so a file spans many days and a reader skips the others by their statistics (a streamed result's batches are
+each in order, interleaved by delta-rs in its own); a window's overwrite replaces
+the files holding its days. A file per day made every query over a table bind, and many read, one file per day of
+its history (a year: ~11,700 files over silver and gold, 61 in day order), so that the hour's cost grew with the
+history, and the full build wrote them all (docs/benchmarks.md, Pipeline). A table created partitioned (an older
+lake, the Spark engine's) stays so: both are read and written the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import WriterProperties
 
 from retreasure.engine.models import ALL_TIME, Model
 from retreasure.lake.bronze import BRONZE_SCHEMA
@@ -35,6 +45,7 @@ from retreasure.quality.checks import (
 )
 
 log = get_logger("engine")
+ROW_GROUP = 65_536  # rows per row group of a table written whole: what a day's query skips by its statistics
 # A result up to this size is held whole: its row rules judge it at once and its table checks read it from memory.
 # A larger one (the year's web events) goes to its Delta write as it streams out of DuckDB, a batch at a time: held
 # whole, DuckDB's copy of the result and the Arrow table stood beside each other and beside the writer's buffers.
@@ -312,7 +323,8 @@ def _write(
         rows = pa.RecordBatchReader.from_batches(schema, _counted(counts, data, part))
     try:
         if mode == "full" or whole:
-            lake.overwrite(ref, rows, partition_by=[part] if part else None)
+            # In day order (``_in_write_order``, ``_newest``), unpartitioned: see the module's docstring.
+            lake.overwrite(ref, rows, writer_properties=WriterProperties(max_row_group_size=ROW_GROUP))
         elif mode == "overwrite_partitions":
             assert part is not None
             lake.overwrite(ref, rows, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")
@@ -406,26 +418,28 @@ def _newest(
     source = "SELECT *, 1 AS __new FROM incoming"
     if not whole and data.num_rows:
         touched = pc.unique(data.column(part).cast(pa.string())).to_pylist()
+        # The files holding the touched days, which may hold other days too (a table in day order): their rows only.
         existing = lake.delta(ref).to_pyarrow_dataset(file_pruning_predicate=[(part, "in", touched)])
-        con.register("existing", existing)
+        con.register("existing", existing.to_table(filter=pc.field(part).isin(pc.unique(data.column(part)))))
         source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
     quoted = [f'"{k}"' for k in keys]
     newest_rows = first_per_key(f"SELECT * EXCLUDE (__new) FROM ({source})", quoted, f'"{version}" DESC, __new DESC')
-    newest = con.execute(f"{newest_rows} ORDER BY {', '.join(quoted)}").fetch_arrow_table()
+    newest = con.execute(f'{newest_rows} ORDER BY "{part}", {", ".join(quoted)}').fetch_arrow_table()
     con.close()
     return newest.cast(data.schema)
 
 
 def _in_write_order(model: Model, sql: str) -> str:
-    """``sql`` with an upsert's rows by partition, then in key order (NULLs last): each file holds its rows in key
-    order, and a stream of them can be cut between partitions (``_by_whole_keys``). DuckDB sorts while it produces
-    the rows, where sorting them afterwards in Arrow held a second copy of the table (the year's 967k web events)
-    beside the first through the write and the checks."""
+    """``sql`` with a partitioned model's rows in day order, an upsert's then in key order (NULLs last): a file
+    holds its days' rows together (what a reader skips other days by), an upsert's keys in order, and a stream of
+    them can be cut between days (``_by_whole_keys``). DuckDB sorts while it produces the rows, where sorting them
+    afterwards in Arrow held a second copy of the table (the year's 967k web events) beside the first through the
+    write and the checks."""
     contract = model.contract
-    if contract.write_mode != "upsert":
+    if contract.partition_by is None:
         return sql
-    assert contract.partition_by is not None
-    order = ", ".join(f'"{k}" ASC NULLS LAST' for k in dict.fromkeys([contract.partition_by, *contract.keys]))
+    keys = contract.keys if contract.write_mode == "upsert" else []
+    order = ", ".join(f'"{k}" ASC NULLS LAST' for k in dict.fromkeys([contract.partition_by, *keys]))
     return f"SELECT * FROM (\n{sql}\n) ORDER BY {order}"
 
 

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from retreasure.lake import remote
@@ -266,6 +266,7 @@ class Lake:
         data: pa.Table | pa.RecordBatchReader,
         predicate: str | None = None,
         partition_by: Sequence[str] | None = None,
+        writer_properties: WriterProperties | None = None,
     ) -> None:
         """Replace the rows matching ``predicate`` (a partition, say) with ``data``; the whole table without. ``data``
         may be a stream of batches, written as they come."""
@@ -278,6 +279,7 @@ class Lake:
             partition_by=list(partition_by) if partition_by else None,
             schema_mode=None if predicate and exists else "overwrite",
             storage_options=self.storage_options,
+            writer_properties=writer_properties,
         )
 
     def _target(self, ref: TableRef, exists: bool) -> str | DeltaTable:
