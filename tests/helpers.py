@@ -120,5 +120,5 @@ def days_in_write_order(uri: str, part: str | None, keys: Sequence[str]) -> int:
     held = pq.read_schema(uri.removeprefix("file://")).names
     order = [c for c in dict.fromkeys([part, *keys]) if c is not None and c in held]
     rows = pq.read_table(uri.removeprefix("file://"), columns=order)
-    assert rows.equals(rows.sort_by([(c, "ascending") for c in order], null_placement="at_end")), uri
+    assert rows.equals(rows.sort_by([(c, "ascending", "at_end") for c in order])), uri
     return len(rows.column(part).unique()) if part in held else 1
