@@ -10,11 +10,11 @@ Write modes:
 A "partition" is a day (or month) of the contract's ``partition_by`` column: what a window rewrites. A table the
 engine creates is not partitioned by it in Delta: its rows are written in day order, in row groups of ``ROW_GROUP``
 rows, so a file spans many days and a reader skips the others by their statistics (a streamed result's batches are
-each in order, interleaved by delta-rs in its own); a window's overwrite replaces
-the files holding its days. A file per day made every query over a table bind, and many read, one file per day of
-its history (a year: ~11,700 files over silver and gold, 61 in day order), so that the hour's cost grew with the
-history, and the full build wrote them all (docs/benchmarks.md, Pipeline). A table created partitioned (an older
-lake, the Spark engine's) stays so: both are read and written the same way.
+each in order, interleaved by delta-rs in its own); a window's overwrite replaces the files holding its days. A file
+per day made every query over a table bind, and many read, one file per day of its history (a year: ~11,700 files
+over silver and gold, 61 in day order), so that the hour's cost grew with the history, and the full build wrote them
+all (docs/benchmarks.md, Pipeline). A table created partitioned (an older lake, the Spark engine's) stays so: both
+are read and written the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from retreasure.quality.checks import (
 
 log = get_logger("engine")
 ROW_GROUP = 65_536  # rows per row group of a table written whole: what a day's query skips by its statistics
+_WHOLE = WriterProperties(max_row_group_size=ROW_GROUP)
 # A result up to this size is held whole: its row rules judge it at once and its table checks read it from memory.
 # A larger one (the year's web events) goes to its Delta write as it streams out of DuckDB, a batch at a time: held
 # whole, DuckDB's copy of the result and the Arrow table stood beside each other and beside the writer's buffers.
@@ -324,7 +325,7 @@ def _write(
     try:
         if mode == "full" or whole:
             # In day order (``_in_write_order``, ``_newest``), unpartitioned: see the module's docstring.
-            lake.overwrite(ref, rows, writer_properties=WriterProperties(max_row_group_size=ROW_GROUP))
+            lake.overwrite(ref, rows, writer_properties=_WHOLE)
         elif mode == "overwrite_partitions":
             assert part is not None
             lake.overwrite(ref, rows, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")
@@ -417,10 +418,11 @@ def _newest(
     con.register("incoming", data)
     source = "SELECT *, 1 AS __new FROM incoming"
     if not whole and data.num_rows:
-        touched = pc.unique(data.column(part).cast(pa.string())).to_pylist()
+        touched = pc.unique(data.column(part))
         # The files holding the touched days, which may hold other days too (a table in day order): their rows only.
-        existing = lake.delta(ref).to_pyarrow_dataset(file_pruning_predicate=[(part, "in", touched)])
-        con.register("existing", existing.to_table(filter=pc.field(part).isin(pc.unique(data.column(part)))))
+        pruned = [(part, "in", touched.cast(pa.string()).to_pylist())]
+        existing = lake.delta(ref).to_pyarrow_dataset(file_pruning_predicate=pruned)
+        con.register("existing", existing.to_table(filter=pc.field(part).isin(touched)))
         source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
     quoted = [f'"{k}"' for k in keys]
     newest_rows = first_per_key(f"SELECT * EXCLUDE (__new) FROM ({source})", quoted, f'"{version}" DESC, __new DESC')
