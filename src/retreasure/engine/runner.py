@@ -9,8 +9,9 @@ Write modes:
 
 A "partition" is a day (or month) of the contract's ``partition_by`` column: what a window rewrites. A table the
 engine creates is not partitioned by it in Delta: its rows are written in day order, in row groups of ``ROW_GROUP``
-rows, so a file spans many days and a reader skips the others by their statistics (a streamed result's batches are
-each in order, interleaved by delta-rs in its own); a window's overwrite replaces the files holding its days. A file
+rows and files of about ``FILE_BYTES``, so a file spans a run of days and a reader skips the others by their
+statistics (delta-rs hands the batches to two writers, so neighbouring files' days overlap a little); a window's
+overwrite replaces the files holding its days, a late change to an old day the file or two holding it. A file
 per day made every query over a table bind, and many read, one file per day of its history (a year: ~11,700 files
 over silver and gold, 61 in day order), so that the hour's cost grew with the history, and the full build wrote them
 all (docs/benchmarks.md, Pipeline). A table created partitioned (an older lake, the Spark engine's) stays so: both
@@ -45,8 +46,8 @@ from retreasure.quality.checks import (
 )
 
 log = get_logger("engine")
-ROW_GROUP = 65_536  # rows per row group of a table written whole: what a day's query skips by its statistics
-_WHOLE = WriterProperties(max_row_group_size=ROW_GROUP)
+ROW_GROUP = 65_536  # rows per row group: what a day's query skips by its statistics
+FILE_BYTES = 8 << 20  # a file's size, about: what a change to one of its days rewrites
 # A result up to this size is held whole: its row rules judge it at once and its table checks read it from memory.
 # A larger one (the year's web events) goes to its Delta write as it streams out of DuckDB, a batch at a time: held
 # whole, DuckDB's copy of the result and the Arrow table stood beside each other and beside the writer's buffers.
@@ -322,17 +323,21 @@ def _write(
     else:
         assert schema is not None
         rows = pa.RecordBatchReader.from_batches(schema, _counted(counts, data, part))
+    # Snappy, as delta-rs writes without properties (given properties without a codec, it writes uncompressed).
+    properties = WriterProperties(max_row_group_size=ROW_GROUP, compression="SNAPPY")
+    layout: dict[str, Any] = {"writer_properties": properties, "target_file_size": FILE_BYTES}
     try:
         if mode == "full" or whole:
             # In day order (``_in_write_order``, ``_newest``), unpartitioned: see the module's docstring.
-            lake.overwrite(ref, rows, writer_properties=_WHOLE)
+            lake.overwrite(ref, rows, **layout)
         elif mode == "overwrite_partitions":
             assert part is not None
-            lake.overwrite(ref, rows, predicate=f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'")
+            window = f"{part} >= '{start.isoformat()}' AND {part} <= '{end.isoformat()}'"
+            lake.overwrite(ref, rows, predicate=window, **layout)
         elif counts:
             assert isinstance(rows, pa.Table)
             days = ", ".join(f"'{d.isoformat()}'" for d in counts)
-            lake.overwrite(ref, rows, predicate=f"{part} IN ({days})")
+            lake.overwrite(ref, rows, predicate=f"{part} IN ({days})", **layout)
     except Exception as exc:
         if repeated:
             raise RepeatedKeys(str(ref)) from exc  # raised in the stream, it reaches here as delta-rs's error

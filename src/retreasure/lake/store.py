@@ -267,9 +267,10 @@ class Lake:
         predicate: str | None = None,
         partition_by: Sequence[str] | None = None,
         writer_properties: WriterProperties | None = None,
+        target_file_size: int | None = None,
     ) -> None:
         """Replace the rows matching ``predicate`` (a partition, say) with ``data``; the whole table without. ``data``
-        may be a stream of batches, written as they come."""
+        may be a stream of batches, written as they come; ``target_file_size`` (bytes, about) cuts files by size."""
         exists = self.exists(ref)
         write_deltalake(
             self._target(ref, exists),
@@ -280,6 +281,7 @@ class Lake:
             schema_mode=None if predicate and exists else "overwrite",
             storage_options=self.storage_options,
             writer_properties=writer_properties,
+            target_file_size=target_file_size,
         )
 
     def _target(self, ref: TableRef, exists: bool) -> str | DeltaTable:
