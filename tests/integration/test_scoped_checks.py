@@ -150,7 +150,9 @@ def test_a_windowed_conservation_finds_its_records_wherever_they_were_placed(tmp
     lake = Lake(tmp_path / "lake")
     lake.append(
         BRONZE,
-        _bronze_records({OLD_DAY: ["old", "old-lost"], NEW_DAY: ["moved", "here", "quarantined", "lost"]}),
+        _bronze_records(
+            {OLD_DAY: ["old", "old-lost"], NEW_DAY: ["moved", "here", "quarantined", "lost", "not-a-move"]}
+        ),
         partition_by=["partition_date"],
     )
     lineage = pa.list_(pa.string()) if as_list else pa.string()
@@ -178,7 +180,8 @@ def test_a_windowed_conservation_finds_its_records_wherever_they_were_placed(tmp
             "keys": ["id"],
             "write_mode": "overwrite_partitions",
             "partition_by": "day",
-            "sources": [{"table": str(BRONZE)}],
+            # A record the model does not take is placed nowhere and missing from nothing.
+            "sources": [{"table": str(BRONZE), "records": "json_extract_string(raw, '$.id') <> 'not-a-move'"}],
         }
     )
 

@@ -370,7 +370,8 @@ def _conservation_sql(
     """(records checked, records missing) over every source: each newest bronze record (per record_key, without
     a landing error, newest as ``contracts/staged.py`` declares for its table) that the source's predicate takes,
     in the windows, must be named by the lineage column of a row of the table or of a row quarantined from it
-    with a reason. ``types``: the table's column types, as DuckDB names them."""
+    with a reason. Checked: the records placed and the records missing. ``types``: the table's column types, as
+    DuckDB names them."""
     days = " OR ".join(f"partition_date BETWEEN {_literal(s)} AND {_literal(e)}" for s, e in windows or ())
     placed = []
     for column in sorted({s.lineage for s in sources}):
@@ -391,30 +392,34 @@ def _conservation_sql(
                 )
             )
     keys = " UNION ALL ".join(placed)
+    in_days = f" AND ({days})" if days else ""
+    records = " UNION ALL ".join(f"SELECT record_key FROM {s.table} WHERE error IS NULL{in_days}" for s in sources)
     # Over windows, only the windows' records are looked for among the placed keys, where every key the table ever
-    # placed was gathered (growing with its history): the semi-join hands the claimed keys' range to the table's
+    # placed was gathered (growing with its history): the semi-join hands the records' key range to the table's
     # scan, which skips the files outside it (the year's web events' keys follow their days). A key placed in any
     # partition, or quarantined, still counts.
-    claimed_only = " AND k IN (SELECT record_key FROM claimed)" if days else ""
-    # Every version is judged by the source's predicate before the newest is chosen, so the window carries a flag
-    # where it carried each record's raw JSON (the check's peak memory over the year's web events; guarded as
-    # staging guards it: a malformed record's raw is not JSON).
+    records_only = " AND k IN (SELECT record_key FROM records)" if days else ""
+    # A placed record is accounted for whatever the source's predicate says of it, so the predicate (a parse of the
+    # raw JSON) judges only the records placed nowhere: the newest version of each, as staging chooses it, claimed
+    # by the predicate is missing. The year's web events: 2.2 s where every version was judged first.
     judged = [
-        f"SELECT * EXCLUDE (raw), CASE WHEN error IS NULL THEN coalesce(({source.records}), false) END AS __claimed "
-        f"FROM {source.table} WHERE error IS NULL{f' AND ({days})' if days else ''}"
+        f"SELECT * EXCLUDE (raw), coalesce(({source.records}), false) AS __claimed FROM {source.table} "
+        f"WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM unplaced)"
         for source in sources
     ]
-    claimed = " UNION ALL ".join(
+    missing = " UNION ALL ".join(
         "SELECT record_key FROM ("
         + first_per_key(f"SELECT * FROM ({rows})", ["record_key"], STAGED[source.ref[1]].newest.value)
         + ") WHERE __claimed"
         for rows, source in zip(judged, sources, strict=True)
     )
     return (
-        f"WITH claimed AS MATERIALIZED (SELECT DISTINCT record_key FROM ({claimed})), "
-        f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL{claimed_only}) "
-        "SELECT count(*) AS checked, count(*) FILTER (WHERE p.k IS NULL) AS failed "
-        "FROM claimed c LEFT JOIN placed p ON p.k = c.record_key"
+        f"WITH records AS MATERIALIZED (SELECT DISTINCT record_key FROM ({records})), "
+        f"placed AS MATERIALIZED (SELECT DISTINCT k FROM ({keys}) WHERE k IS NOT NULL{records_only}), "
+        "unplaced AS MATERIALIZED (SELECT record_key FROM records ANTI JOIN placed ON placed.k = records.record_key), "
+        f"missing AS MATERIALIZED (SELECT DISTINCT record_key FROM ({missing})) "
+        "SELECT (SELECT count(*) FROM records SEMI JOIN placed ON placed.k = records.record_key) "
+        "+ (SELECT count(*) FROM missing) AS checked, (SELECT count(*) FROM missing) AS failed"
     )
 
 
