@@ -178,7 +178,9 @@ def _files(lake: Lake, ref: TableRef, version: int) -> dict[str, tuple[object, i
     """{file path: (its partition value, its rows)} at ``version``; None when the table is not partitioned by one
     column or that version cannot be loaded."""
     try:
-        table = DeltaTable(lake.table_uri(ref), version=version, storage_options=lake.storage_options)
+        table = lake.delta(ref)  # the lake's own copy when it is at that version (the build's reads are)
+        if table.version() != version:
+            table = DeltaTable(lake.table_uri(ref), version=version, storage_options=lake.storage_options)
     except Exception:  # a version whose log was cleaned up, typically
         return None
     columns = table.metadata().partition_columns
