@@ -144,9 +144,9 @@ def lake(settings: Settings) -> Lake:
     return Lake.from_settings(settings)
 
 
-def ingest_faulty_business(root: Path, **overrides: Any) -> tuple[Truth, Settings]:
-    """The small faulty business simulated, its files dropped in ``root/landing``, its servers run and everything
-    ingested into the lake the settings name (``root/lake`` unless ``overrides`` say otherwise)."""
+def ingest_faulty_business(root: Path, config: SimConfig = FAULTY, **overrides: Any) -> tuple[Truth, Settings]:
+    """The small faulty business (or ``config``'s) simulated, its files dropped in ``root/landing``, its servers run
+    and everything ingested into the lake the settings name (``root/lake`` unless ``overrides`` say otherwise)."""
     from retreasure.bronze.ingest import run_ingest
     from retreasure_sim.files import render_files
     from retreasure_sim.stage import Credentials, running_servers
@@ -159,9 +159,9 @@ def ingest_faulty_business(root: Path, **overrides: Any) -> tuple[Truth, Setting
         "http": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
     }
     settings = Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
-    truth = simulate(FAULTY)  # its own copy: the file faults are added to it
-    truth["faults"].extend(render_files(truth, root / "landing", FAULTY.faults, FAULTY.seed))
-    with running_servers(truth, FAULTY, Credentials.fresh(), settings) as (served, _):
+    truth = simulate(config)  # its own copy: the file faults are added to it
+    truth["faults"].extend(render_files(truth, root / "landing", config.faults, config.seed))
+    with running_servers(truth, config, Credentials.fresh(), settings) as (served, _):
         runs = run_ingest(served, Lake.from_settings(served))
     assert all(r.status == "success" for r in runs), [r.error for r in runs if r.error]
     return truth, settings
