@@ -31,6 +31,8 @@ from retreasure.lake.store import Lake, TableRef, connection
 
 # The windows a run read bronze for: (first day, last day) of partition_date; None for all of time.
 Windows = Sequence[tuple[date, date]] | None
+# Conservation holds the bronze versions of up to this many records placed nowhere in memory to judge them.
+HELD_UNPLACED = 100_000
 
 DQ_RESULTS = TableRef("ops", "dq_results")
 DQ_SCHEMA = pa.schema(
@@ -419,10 +421,15 @@ def _conservation(
     # raw JSON) judges only the records placed nowhere, read only when there are some: the newest version of each,
     # as staging chooses it, that the predicate takes is missing (the year's web events: 2.2 s where every version
     # was judged first).
-    # Raw bronze through Arrow datasets: DuckDB's own reader evaluates guarded JSON on malformed rows.
     con.register("__unplaced", pa.table({"record_key": pa.array(unplaced, pa.string())}))
     for n, source in enumerate(sources):
-        con.register(f"__raw{n}", lake.dataset(TableRef(*source.ref)))
+        wanted = f"WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM __unplaced)"
+        if len(unplaced) <= HELD_UNPLACED:
+            # Their versions fetched first by DuckDB's own reader, which filters on plain columns only, then judged
+            # in memory: that reader evaluates a guarded JSON expression on the rows it guards against.
+            con.register(f"__raw{n}", con.execute(f"SELECT * FROM {source.table} {wanted}").fetch_arrow_table())
+        else:  # as many as a model that lost most of its records leaves: judged as Arrow datasets stream them
+            con.register(f"__raw{n}", lake.dataset(TableRef(*source.ref)))
     judged = [
         f"SELECT * EXCLUDE (raw), CASE WHEN error IS NULL THEN coalesce(({source.records}), false) END AS __claimed "
         f"FROM __raw{n} WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM __unplaced)"
