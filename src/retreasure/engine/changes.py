@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -153,7 +155,12 @@ def arrivals(lake: Lake, ref: TableRef, since: int | None, until: int) -> Arriva
     now = _files(lake, ref, until)
     if now is None:
         return None
-    before = {} if since is None else _files(lake, ref, since)
+    appended = None if since is None else _appended(lake, ref, since, until)
+    before: dict[str, tuple[object, int | None]] | None = {}
+    if appended is not None:  # only appends since: the table then was the table now less the files they added
+        before = {path: held for path, held in now.items() if unquote(path) not in appended}
+    elif since is not None:
+        before = _files(lake, ref, since)
     if before is None:  # the old version's log is gone (cleaned up): the changes cannot be told apart
         log.warning("watermark version unreadable", extra={"table": str(ref), "version": since})
         return None
@@ -172,6 +179,27 @@ def arrivals(lake: Lake, ref: TableRef, since: int | None, until: int) -> Arriva
     gained = {day: max(rows, 0) for day, rows in sorted(net.items()) if rows or day in uncounted}
     held = [day for day, _ in before.values() if isinstance(day, date)]
     return Arrivals(gained, max(held, default=None))
+
+
+def _appended(lake: Lake, ref: TableRef, since: int, until: int) -> set[str] | None:
+    """The files the commits after ``since`` up to ``until`` added, read from those commit files, when they did
+    nothing but add files (an ingest's appends); None otherwise, or when a commit file is not on local disk: the
+    table is then loaded at ``since`` (a bronze table's log replayed again, ~30 ms a table at a year of days)."""
+    if not lake.is_local:
+        return None
+    log_dir = Path(lake.table_uri(ref).removeprefix("file://")) / "_delta_log"
+    added: set[str] = set()
+    for version in range(since + 1, until + 1):
+        try:
+            lines = (log_dir / f"{version:020d}.json").read_text().splitlines()
+        except OSError:
+            return None
+        for action in (json.loads(line) for line in lines if line.strip()):
+            if "add" in action:
+                added.add(unquote(action["add"]["path"]))
+            elif action.keys() - {"commitInfo", "txn"}:
+                return None  # a file removed, or the table's metadata or protocol changed
+    return added
 
 
 def _files(lake: Lake, ref: TableRef, version: int) -> dict[str, tuple[object, int | None]] | None:
