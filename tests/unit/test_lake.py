@@ -43,6 +43,16 @@ def test_append_once_refuses_a_version_already_committed(lake: Lake) -> None:
     assert lake.count(T) == 4
 
 
+def test_the_latest_version_is_told_from_the_log_as_another_writer_left_it(lake: Lake) -> None:
+    assert lake.latest_version(T) is None
+    lake.append(T, pa.table({"v": [1]}))
+    assert lake.latest_version(T) == lake.version(T) == 0
+    other = Lake(lake.uri)  # another process's writes: this lake object never opened the table again
+    other.append(T, pa.table({"v": [2]}))
+    other.overwrite(T, pa.table({"v": [3]}))
+    assert lake.latest_version(T) == 2 == other.version(T)
+
+
 def test_partition_overwrite_replaces_only_the_matching_partition(lake: Lake) -> None:
     lake.overwrite(T, pa.table({"day": ["d1", "d1", "d2"], "v": [1, 2, 3]}), partition_by=["day"])
     lake.overwrite(T, pa.table({"day": ["d1"], "v": [10]}), predicate="day = 'd1'")

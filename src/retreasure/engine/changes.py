@@ -129,7 +129,7 @@ def downstream_watermark(lake: Lake) -> dict[str, int]:
 
 def versions(lake: Lake, refs: Iterable[TableRef]) -> dict[str, int]:
     """Each existing table's current Delta version: what a build starting now reads (at least)."""
-    return {str(ref): lake.delta(ref).version() for ref in refs if lake.exists(ref)}
+    return {str(ref): version for ref in refs if (version := lake.latest_version(ref)) is not None}
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,18 @@ class Lake:
         except TableNotFoundError:
             return None
 
+    def latest_version(self, ref: TableRef) -> int | None:
+        """The table's newest version, None while it does not exist: on local disk told by its log's file names,
+        the table not loaded (~25 ms for a bronze table of a year of days), elsewhere ``version``."""
+        if not self.is_local:
+            return self.version(ref)
+        try:
+            names = os.listdir(Path(self.table_uri(ref).removeprefix("file://")) / "_delta_log")
+        except FileNotFoundError:
+            return None
+        commits = [int(n[:20]) for n in names if len(n) == 25 and n.endswith(".json") and n[:20].isdigit()]
+        return max(commits) if commits else self.version(ref)
+
     def committed_since(self, ref: TableRef, version: int | None) -> bool | None:
         """Whether ``ref`` has a commit after ``version`` (None: the table did not exist), by one stat of the
         commit file that would come next: True or False on a local lake, None where that takes a round trip
