@@ -17,7 +17,9 @@ unless told to apply.
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
+from typing import Any
 
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
@@ -59,24 +61,20 @@ class Optimized:
         return {k: v for k, v in vars(self).items() if k != "vacuum"} | {"vacuum_files": len(self.vacuum)}
 
 
-def optimize(lake: Lake, ref: TableRef, vacuum: bool = False, retention_hours: int = RETENTION_HOURS) -> Optimized:
-    """Compact ``ref``'s small files, then vacuum what the retention window no longer needs (``vacuum``) or
-    list it (dry run). Logged as ``table optimized``."""
+def optimize(
+    lake: Lake, ref: TableRef, vacuum: bool = False, retention_hours: int = RETENTION_HOURS, compact: bool = True
+) -> Optimized:
+    """Compact ``ref``'s small files (unless ``compact`` is False: a model's table, which
+    ``engine/compaction.py`` compacts in day order), then vacuum what the retention window no longer needs
+    (``vacuum``) or list it (dry run). Logged as ``table optimized``."""
     began = time.monotonic()
     table = DeltaTable(lake.table_uri(ref), storage_options=lake.storage_options)
     before, files_before = table.version(), len(table.file_uris())
     done = Optimized(str(ref), before, before, files_before, files_before)
-    for attempt in range(1, TRIES + 1):
-        try:
-            metrics = table.optimize.compact()
-            break
-        except CommitFailedError as exc:  # another writer's commit conflicted: read the table again and retry
-            if attempt == TRIES:
-                raise
-            log.warning("optimize conflicted, retrying", extra={"table": str(ref), "error": str(exc)})
-            table = DeltaTable(lake.table_uri(ref), storage_options=lake.storage_options)
-    done.files_added, done.files_removed = int(metrics["numFilesAdded"]), int(metrics["numFilesRemoved"])
-    done.partitions = int(metrics.get("partitionsOptimized", 0))
+    if compact:
+        table, metrics = _compact(lake, ref, table)
+        done.files_added, done.files_removed = int(metrics["numFilesAdded"]), int(metrics["numFilesRemoved"])
+        done.partitions = int(metrics.get("partitionsOptimized", 0))
     # The retention is this function's to hold (a shorter one than Delta's week is the caller's explicit choice).
     done.vacuum = table.vacuum(retention_hours=retention_hours, dry_run=not vacuum, enforce_retention_duration=False)
     done.vacuum_applied = vacuum
@@ -87,8 +85,29 @@ def optimize(lake: Lake, ref: TableRef, vacuum: bool = False, retention_hours: i
     return done
 
 
+def _compact(lake: Lake, ref: TableRef, table: DeltaTable) -> tuple[DeltaTable, dict[str, Any]]:
+    """delta-rs's compaction of ``table``, tried again on a conflicting commit; the table as it then stands."""
+    for attempt in range(1, TRIES + 1):
+        try:
+            return table, table.optimize.compact()
+        except CommitFailedError as exc:  # another writer's commit conflicted: read the table again and retry
+            if attempt == TRIES:
+                raise
+            log.warning("optimize conflicted, retrying", extra={"table": str(ref), "error": str(exc)})
+            table = DeltaTable(lake.table_uri(ref), storage_options=lake.storage_options)
+    raise AssertionError("unreachable")
+
+
 def optimize_tables(
-    lake: Lake, tables: list[TableRef], vacuum: bool = False, retention_hours: int = RETENTION_HOURS
+    lake: Lake,
+    tables: list[TableRef],
+    vacuum: bool = False,
+    retention_hours: int = RETENTION_HOURS,
+    compacted_elsewhere: Container[TableRef] = (),
 ) -> list[Optimized]:
-    """``optimize`` each of ``tables`` that exists."""
-    return [optimize(lake, ref, vacuum, retention_hours) for ref in tables if lake.exists(ref)]
+    """``optimize`` each of ``tables`` that exists; those in ``compacted_elsewhere`` (the models') only vacuumed."""
+    return [
+        optimize(lake, ref, vacuum, retention_hours, compact=ref not in compacted_elsewhere)
+        for ref in tables
+        if lake.exists(ref)
+    ]

@@ -27,9 +27,12 @@ def optimize(
         int, typer.Option(help="Time travel kept for readers: files a version this recent reads stay.")
     ] = RETENTION_HOURS,
 ) -> None:
-    """Compact each table's small files into few (safe while the stream appends; again, it does nothing), then
-    list the files a vacuum would delete, or delete them with --vacuum. Exits 0, or 2 for an unknown table."""
+    """Compact each table's small files into few (safe while the stream appends; a model's table in day order,
+    holding the build lock; again, it does nothing), then list the files a vacuum would delete, or delete them with
+    --vacuum. Exits 0, or 2 for an unknown table."""
     from retreasure import log
+    from retreasure.engine.compaction import compact_models
+    from retreasure.engine.models import load_models
     from retreasure.lake import Lake, TableRef  # DuckDB and Delta: loaded by the commands that use them
     from retreasure.lake.maintenance import optimize_tables
     from retreasure.settings import get_settings
@@ -42,7 +45,15 @@ def optimize(
     if unknown:
         console.print(f"[red]No such table: {', '.join(unknown)}.[/]")
         raise typer.Exit(ExitCode.USAGE)
-    for done in optimize_tables(lake, chosen, vacuum, retention_hours):
+    # A model's table in day order (the builds' layout, engine/compaction.py); the others by delta-rs's compaction.
+    models = {ref: model for ref, model in load_models().items() if ref in chosen}
+    for compacted in compact_models(lake, models):
+        if compacted.files_rewritten:
+            console.print(
+                f"{compacted.table}: {compacted.files_before:,} -> {compacted.files_after:,} files "
+                f"({compacted.files_rewritten:,} small files rewritten in day order)"
+            )
+    for done in optimize_tables(lake, chosen, vacuum, retention_hours, compacted_elsewhere=models):
         verb = "deleted" if done.vacuum_applied else "to delete with --vacuum"
         console.print(
             f"{done.table}: {done.files_before:,} -> {done.files_after:,} files "
