@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -187,7 +186,7 @@ def _appended(lake: Lake, ref: TableRef, since: int, until: int) -> set[str] | N
     table is then loaded at ``since`` (a bronze table's log replayed again, ~30 ms a table at a year of days)."""
     if not lake.is_local:
         return None
-    log_dir = Path(lake.table_uri(ref).removeprefix("file://")) / "_delta_log"
+    log_dir = lake.log_dir(ref)
     added: set[str] = set()
     for version in range(since + 1, until + 1):
         try:

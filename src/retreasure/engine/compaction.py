@@ -61,12 +61,11 @@ def compact(lake: Lake, model: Model) -> Compacted:
     done = Compacted(str(ref), count, count)
     if part is None or files is None or table.metadata().partition_columns:
         return done
+    order = [(c, "ascending", "at_end") for c in runner.write_order(model)]
     for run in _runs(files):
         first, last = min(f.first for f in run), max(f.last for f in run)
         window = (pc.field(part) >= first) & (pc.field(part) <= last)
-        rows = lake.dataset(ref).to_table(filter=window)
-        keys = model.contract.keys if model.contract.write_mode == "upsert" else []
-        rows = rows.sort_by([(c, "ascending", "at_end") for c in dict.fromkeys([part, *keys])])
+        rows = lake.dataset(ref).to_table(filter=window).sort_by(order)
         between = f"{part} >= '{first.isoformat()}' AND {part} <= '{last.isoformat()}'"
         lake.overwrite(ref, rows, predicate=between, **runner.file_layout())
         done.files_rewritten += len(run)

@@ -448,12 +448,21 @@ def _in_write_order(model: Model, sql: str) -> str:
     them can be cut between days (``_by_whole_keys``). DuckDB sorts while it produces the rows, where sorting them
     afterwards in Arrow held a second copy of the table (the year's 967k web events) beside the first through the
     write and the checks."""
+    columns = write_order(model)
+    if not columns:
+        return sql
+    order = ", ".join(f'"{c}" ASC NULLS LAST' for c in columns)
+    return f"SELECT * FROM (\n{sql}\n) ORDER BY {order}"
+
+
+def write_order(model: Model) -> list[str]:
+    """The columns a partitioned model's rows are written in order of: the day, then an upsert's keys (NULLs last);
+    none for a model without partitions."""
     contract = model.contract
     if contract.partition_by is None:
-        return sql
+        return []
     keys = contract.keys if contract.write_mode == "upsert" else []
-    order = ", ".join(f'"{k}" ASC NULLS LAST' for k in dict.fromkeys([contract.partition_by, *keys]))
-    return f"SELECT * FROM (\n{sql}\n) ORDER BY {order}"
+    return list(dict.fromkeys([contract.partition_by, *keys]))
 
 
 def _one_per_key(data: pa.Table, keys: list[str]) -> bool:

@@ -422,8 +422,8 @@ def _conservation(
     # as staging chooses it, that the predicate takes is missing (the year's web events: 2.2 s where every version
     # was judged first).
     con.register("__unplaced", pa.table({"record_key": pa.array(unplaced, pa.string())}))
+    wanted = f"WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM __unplaced)"
     for n, source in enumerate(sources):
-        wanted = f"WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM __unplaced)"
         if len(unplaced) <= HELD_UNPLACED:
             # Their versions fetched first by DuckDB's own reader, which filters on plain columns only, then judged
             # in memory: that reader evaluates a guarded JSON expression on the rows it guards against.
@@ -432,7 +432,7 @@ def _conservation(
             con.register(f"__raw{n}", lake.dataset(TableRef(*source.ref)))
     judged = [
         f"SELECT * EXCLUDE (raw), CASE WHEN error IS NULL THEN coalesce(({source.records}), false) END AS __claimed "
-        f"FROM __raw{n} WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM __unplaced)"
+        f"FROM __raw{n} {wanted}"
         for n, source in enumerate(sources)
     ]
     missing = " UNION ALL ".join(
