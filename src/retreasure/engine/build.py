@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import pyarrow as pa
+
 from retreasure.engine.changes import (
     Arrivals,
     BuildRecord,
@@ -26,12 +28,15 @@ from retreasure.engine.changes import (
 from retreasure.engine.models import ALL_TIME, Model, downstream, load_models, relationship_targets
 from retreasure.engine.reach import Rebuilt, changed_days, rows_of, watched_columns
 from retreasure.engine.runner import DUCKDB, ModelEngine, ModelRun, month_end, run_model
+from retreasure.engine.schedule import Step, run_in_dependency_order
 from retreasure.lake.lock import build_lock
 from retreasure.lake.store import Lake, TableRef
 from retreasure.log import get_logger
 from retreasure.quality.checks import CheckResult, record_results
 
 log = get_logger("engine")
+# A model whose inputs hold more (compressed, on disk) runs alone: the year's web events, not the marts that read them.
+ALONE_BYTES = 64 << 20
 JOIN_DAYS = 7  # changed days closer than this (beyond the lookback) are rebuilt in one window
 
 
@@ -112,16 +117,23 @@ def _build_locked(
     whole = select is None and (start, end) == ALL_TIME
     result = Build(run_id or new_build_id(), "full" if whole else "partial")
     blocked: set[TableRef] = set()
+
+    def plan(model: Model) -> Step[ModelRun] | None:
+        if model.ref not in chosen or model.ref in blocked:
+            return None
+        run = lambda: run_model(lake, model, start, end, result.run_id, dq=dq, engine=engine)  # noqa: E731
+        return Step(run, (start, end) == ALL_TIME and _alone(lake, model))
+
+    def finish(model: Model, run: ModelRun) -> None:
+        result.runs.append(run)
+        if progress:
+            progress(run)
+        if run.blocked:
+            blocked.update(downstream(models, {model.ref}))
+
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
-        for ref, model in models.items():
-            if ref not in chosen or ref in blocked:
-                continue
-            run = run_model(lake, model, start, end, result.run_id, dq=dq, engine=engine)
-            result.runs.append(run)
-            if progress:
-                progress(run)
-            if run.blocked:
-                blocked |= downstream(models, {ref})
+        run_in_dependency_order(models, plan, finish, engine.workers)
+    _in_model_order(result, models)
     return result
 
 
@@ -179,60 +191,105 @@ def _incremental(
                 days[ref] = changed
     blocked: set[TableRef] = set()
     rebuilt: dict[TableRef, Rebuilt] = {}  # the unpartitioned models this build ran, their rows before and after
+    before: dict[TableRef, pa.Table | None] = {}  # an unpartitioned model's rows as its readers were built from them
+    wanted_of: dict[TableRef, Days] = {}  # the days each model was planned for (None: all of time)
     settled = last_success(lake)
+
+    def plan(model: Model) -> Step[list[ModelRun]] | None:
+        """What ``model`` runs for (its windows), decided once what it reads has been built; None: nothing."""
+        ref = model.ref
+        if ref in blocked:
+            return None
+        touched = [_reach(lake, models, model, i, days, rebuilt, result) for i in model.inputs if i in days]
+        if not touched:
+            return None
+        missing = _missing_inputs(lake, model, {r.ref for r in result.runs}) if partial_lake else []
+        if missing:
+            log.info("model skipped: inputs not built", extra={"model": str(ref), "missing": missing})
+            blocked.update(downstream(models, {ref}))
+            return None
+        wanted: Days = None if any(t is None for t in touched) else frozenset().union(*touched)
+        if model.contract.partitioned and wanted is not None and not wanted:
+            return None  # only unpartitioned inputs ran, and no row this model reads changed
+        if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
+            wanted = None  # its contract gained a column since it was built: every partition is rebuilt
+        contract = model.contract
+        spans = (
+            spans_of(wanted, contract.lookback_days, contract.partition_period)
+            if contract.partitioned and wanted
+            else [ALL_TIME]
+        )
+        watched = watched_columns(models, ref)
+        # Read before its run replaces them.
+        before[ref] = rows_of(lake, ref, watched, settled) if watched and settled and not contract.partitioned else None
+        wanted_of[ref] = wanted
+        return Step(
+            lambda: _run_windows(lake, model, spans, result.run_id, dq, engine),
+            spans == [ALL_TIME] and _alone(lake, model),
+        )
+
+    def finish(model: Model, runs: list[ModelRun]) -> None:
+        ref, contract = model.ref, model.contract
+        result.runs.extend(runs)
+        for run in runs:
+            if progress:
+                progress(run)
+        if any(r.blocked for r in runs):
+            blocked.update(downstream(models, {ref}))
+        wanted = wanted_of[ref]
+        partitioned = contract.partitioned and wanted is not None
+        watched = watched_columns(models, ref)
+        if watched and contract.partitioned:
+            # Only the windows its runs rewrote can differ from what its readers were built from.
+            assert contract.partition_by is not None
+            within = (contract.partition_by, [(r.start, r.end) for r in runs]) if partitioned else None
+            was = rows_of(lake, ref, watched, settled, within) if settled else None
+            rebuilt[ref] = Rebuilt(was, rows_of(lake, ref, watched, within=within))
+        elif watched:
+            rebuilt[ref] = Rebuilt(before[ref], rows_of(lake, ref, watched))
+        # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
+        # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
+        # changed feed (``_reach``); the days of its inputs stand here only for "it ran".
+        written = _written(runs, contract.partition_period) if partitioned else wanted
+        if written is None or written or not contract.partitioned:
+            days[ref] = written
+
     with _recorded(lake, result, began, read), _dq_log(lake) as dq:
-        for ref, model in models.items():
-            if ref in blocked:
-                continue
-            touched = [_reach(lake, models, model, i, days, rebuilt, result) for i in model.inputs if i in days]
-            if not touched:
-                continue
-            missing = _missing_inputs(lake, model, {r.ref for r in result.runs}) if partial_lake else []
-            if missing:
-                log.info("model skipped: inputs not built", extra={"model": str(ref), "missing": missing})
-                blocked |= downstream(models, {ref})
-                continue
-            wanted: Days = None if any(t is None for t in touched) else frozenset().union(*touched)
-            if model.contract.partitioned and wanted is not None and not wanted:
-                continue  # only unpartitioned inputs ran, and no row this model reads changed
-            if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
-                wanted = None  # its contract gained a column since it was built: every partition is rebuilt
-            partitioned = model.contract.partitioned and wanted is not None
-            contract = model.contract
-            spans = (
-                spans_of(wanted, contract.lookback_days, contract.partition_period)
-                if partitioned and wanted
-                else [ALL_TIME]
-            )
-            watched = watched_columns(models, ref)
-            # An unpartitioned model's rows as its readers were built from them: read before its run replaces them.
-            before = rows_of(lake, ref, watched, settled) if watched and settled and not contract.partitioned else None
-            runs: list[ModelRun] = []
-            for i, (s, e) in enumerate(spans):
-                before_runs = [p for r in runs for p in r.partitions]
-                last = i == len(spans) - 1
-                windows = [(r.start, r.end) for r in runs]
-                runs.append(run_model(lake, model, s, e, result.run_id, last, before_runs, dq, windows, engine))
-                result.runs.append(runs[-1])
-                if progress:
-                    progress(runs[-1])
-            if any(r.blocked for r in runs):
-                blocked |= downstream(models, {ref})
-            if watched and contract.partitioned:
-                # Only the windows its runs rewrote can differ from what its readers were built from.
-                assert contract.partition_by is not None
-                within = (contract.partition_by, [(r.start, r.end) for r in runs]) if partitioned else None
-                before = rows_of(lake, ref, watched, settled, within) if settled else None
-                rebuilt[ref] = Rebuilt(before, rows_of(lake, ref, watched, within=within))
-            elif watched:
-                rebuilt[ref] = Rebuilt(before, rows_of(lake, ref, watched))
-            # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
-            # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
-            # changed feed (``_reach``); the days of its inputs stand here only for "it ran".
-            written = _written(runs, model.contract.partition_period) if partitioned else wanted
-            if written is None or written or not model.contract.partitioned:
-                days[ref] = written
+        run_in_dependency_order(models, plan, finish, engine.workers)
+    _in_model_order(result, models)
     return result
+
+
+def _run_windows(
+    lake: Lake,
+    model: Model,
+    spans: list[tuple[date, date]],
+    run_id: str,
+    dq: list[CheckResult],
+    engine: ModelEngine,
+) -> list[ModelRun]:
+    """One run of ``model`` per window, one after the other; its table checked once, after the last."""
+    runs: list[ModelRun] = []
+    for i, (s, e) in enumerate(spans):
+        before_runs = [p for r in runs for p in r.partitions]
+        last = i == len(spans) - 1
+        windows = [(r.start, r.end) for r in runs]
+        runs.append(run_model(lake, model, s, e, run_id, last, before_runs, dq, windows, engine))
+    return runs
+
+
+def _alone(lake: Lake, model: Model) -> bool:
+    """Whether ``model``'s run over all of time takes the machine to itself: its inputs hold more than
+    ``ALONE_BYTES`` (its result beside another model's would raise the build's peak memory). A window reads its
+    days only."""
+    return sum(lake.size(ref) for ref in model.inputs) > ALONE_BYTES
+
+
+def _in_model_order(result: Build, models: dict[TableRef, Model]) -> None:
+    """The build's runs in the models' dependency order (a model's windows in the order they ran), whichever
+    finished first."""
+    order = {ref: i for i, ref in enumerate(models)}
+    result.runs.sort(key=lambda run: order.get(run.ref, len(order)))
 
 
 def _reach(

@@ -128,11 +128,11 @@ def load_models(root: Path = MODELS_DIR) -> dict[TableRef, Model]:
         if not contract_path.exists():
             raise ValueError(f"model {ref} has no contract {contract_path.name} beside it")
         models[ref] = Model(ref, sql_path, sql_path.read_text(), Contract.load(contract_path))
-    graph = {ref: [i for i in _needs(model) if i in models and i != ref] for ref, model in models.items()}
+    graph = {ref: [i for i in needs(model) if i in models and i != ref] for ref, model in models.items()}
     return {ref: models[ref] for ref in TopologicalSorter(graph).static_order()}
 
 
-def _needs(model: Model) -> list[TableRef]:
+def needs(model: Model) -> list[TableRef]:
     """What must be built first: the model's inputs, and the tables its relationship checks look up."""
     return [*model.inputs, *relationship_targets(model)]
 

@@ -20,6 +20,7 @@ are read and written the same way.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -92,12 +93,19 @@ class ModelEngine(Protocol):
     the DQ log, the build's order and windows) is the same on every engine."""
 
     name: str
+    workers: int  # model runs at once (``engine/schedule.py``)
 
     def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed: ...
 
     def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
         """Write ``kept`` in the contract's mode; {partition: its rows now} of the partitions written."""
         ...
+
+
+def default_workers() -> int:
+    """Model runs at once on this machine: one per core, up to four (each DuckDB query spreads over the cores
+    too; more runs at once would add their memory more than they take off the wall clock)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class DuckDBEngine:
     name = "duckdb"
     hold_bytes: int = HOLD_BYTES
     batch_rows: int = BATCH_ROWS
+    workers: int = field(default_factory=default_workers)
 
     def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed:
         con = _connect(lake, model)

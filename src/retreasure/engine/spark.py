@@ -50,6 +50,7 @@ class SparkEngine:
     """Runs models on a Spark session (one per process, started on first use)."""
 
     name = "spark"
+    workers = 1  # one model at a time: the session spreads each one over the cluster
 
     def __init__(
         self,

@@ -408,6 +408,12 @@ class Lake:
         finally:
             con.close()
 
+    def size(self, ref: TableRef) -> int:
+        """The bytes of the table's data files, from its Delta log; 0 while it does not exist."""
+        if not self.exists(ref):
+            return 0
+        return int(pc.sum(pa.table(self.delta(ref).get_add_actions(flatten=True)).column("size_bytes")).as_py() or 0)
+
     def count(self, ref: TableRef) -> int:
         """The table's rows: from the record counts the Delta log keeps per file, without reading a row; by
         counting when a file has none (a writer that kept no statistics)."""
