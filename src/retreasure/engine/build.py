@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -181,14 +182,12 @@ def _incremental(
         log.info("not every source landed yet: building what the streamed tables feed", extra={"tables": bronze})
     result = Build(run_id or new_build_id(), "incremental" if only_from is None else "downstream")
     days: dict[TableRef, Days] = {}
-    for ref in bronze:
-        if str(ref) in read:
-            before = since.get(str(ref))
-            gained = arrivals(lake, ref, before, read[str(ref)]) if before != read[str(ref)] else Arrivals({}, None)
-            result.arrivals[ref] = gained
-            changed = None if gained is None else frozenset(gained.rows)
-            if changed is None or changed:
-                days[ref] = changed
+    present = [ref for ref in bronze if str(ref) in read]
+    for ref, gained in zip(present, _arrivals(lake, present, since, read, engine.workers), strict=True):
+        result.arrivals[ref] = gained
+        changed = None if gained is None else frozenset(gained.rows)
+        if changed is None or changed:
+            days[ref] = changed
     blocked: set[TableRef] = set()
     rebuilt: dict[TableRef, Rebuilt] = {}  # the unpartitioned models this build ran, their rows before and after
     before: dict[TableRef, pa.Table | None] = {}  # an unpartitioned model's rows as its readers were built from them
@@ -258,6 +257,22 @@ def _incremental(
         run_in_dependency_order(models, plan, finish, engine.workers)
     _in_model_order(result, models)
     return result
+
+
+def _arrivals(
+    lake: Lake, refs: list[TableRef], since: dict[str, int], read: dict[str, int], workers: int
+) -> list[Arrivals | None]:
+    """What each bronze table gained since the watermark, the tables opened side by side (each load of a
+    year of days' log, ~20 ms, lets go of the GIL; the build reads them next anyway)."""
+
+    def gained(ref: TableRef) -> Arrivals | None:
+        before, now = since.get(str(ref)), read[str(ref)]
+        return arrivals(lake, ref, before, now) if before != now else Arrivals({}, None)
+
+    if workers <= 1:
+        return [gained(ref) for ref in refs]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arrivals") as pool:
+        return list(pool.map(gained, refs))
 
 
 def _run_windows(

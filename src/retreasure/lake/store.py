@@ -105,7 +105,9 @@ class Lake:
         self.storage_options = storage_options or None
         self.is_local = "://" not in self.uri or self.uri.startswith("file://")
         self._snapshots: dict[TableRef, _Snapshot] = {}
-        self._snapshots_lock = threading.Lock()
+        # A lock per table: threads opening different tables (a build's models side by side) do so at once.
+        self._table_locks: dict[TableRef, threading.Lock] = {}
+        self._table_locks_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: object) -> Lake:
@@ -173,10 +175,14 @@ class Lake:
         next_commit = _commit_name(version + 1 if version is not None else 0)
         return (self.log_dir(ref) / next_commit).exists()
 
+    def _table_lock(self, ref: TableRef) -> threading.Lock:
+        with self._table_locks_lock:
+            return self._table_locks.setdefault(ref, threading.Lock())
+
     def _snapshot(self, ref: TableRef) -> _Snapshot:
         if not self.is_local:
             # Opened once and brought up to date in place: one listing of the log's tail per look.
-            with self._snapshots_lock:
+            with self._table_lock(ref):
                 known = self._snapshots.get(ref)
                 if known is None:
                     known = _Snapshot(DeltaTable(self.table_uri(ref), storage_options=self.storage_options), None)
@@ -185,7 +191,7 @@ class Lake:
                     known.table.update_incremental()
                 return known
         log_dir = self.log_dir(ref)
-        with self._snapshots_lock:
+        with self._table_lock(ref):
             known = self._snapshots.get(ref)
             origin = _stamp(log_dir / _commit_name(0))
             if known is None or origin is None or known.origin != origin:
