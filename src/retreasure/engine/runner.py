@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from deltalake import WriterProperties
 
 from retreasure.engine.models import ALL_TIME, Model
+from retreasure.engine.staging import guarded_tables
 from retreasure.lake.bronze import BRONZE_SCHEMA
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
@@ -252,10 +253,13 @@ def month_end(day: date, later: int = 0) -> date:
 
 
 def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
-    """Views over the model's inputs; a bronze table never ingested reads as empty rather than failing. Silver
-    and gold inputs are read by DuckDB's own Parquet reader (faster than an Arrow dataset over a day-partitioned
-    year of files); bronze as Arrow datasets (see ``Lake.connect``)."""
-    con = lake.connect(model.inputs, native={ref for ref in model.inputs if ref.layer != "bronze"})
+    """Views over the model's inputs; a bronze table never ingested reads as empty rather than failing. Inputs are
+    read by DuckDB's own Parquet reader (faster than an Arrow dataset: a bronze dimension's year of day files was
+    counted in 18 ms against 57), but for the bronze tables the model reads with a guarded predicate
+    (``staging.guarded_tables``), which stay Arrow datasets (see ``Lake.connect``)."""
+    guarded = guarded_tables(model.sql)
+    native = {ref for ref in model.inputs if ref.layer != "bronze" or ref.name not in guarded}
+    con = lake.connect(model.inputs, native=native)
     # The connection made a view of every input that exists: asking DuckDB spares opening each table again.
     present = {
         f"{schema}.{name}"

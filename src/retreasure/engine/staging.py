@@ -42,6 +42,22 @@ def expand_newest(sql: str) -> str:
     return "".join(out)
 
 
+def guarded_tables(sql: str) -> set[str]:
+    """The bronze tables ``sql`` reads through a call with a predicate (``@newest(bronze.x WHERE ...)``): their
+    reads carry a ``CASE`` guarding malformed rows, which DuckDB 1.4's own Parquet reader evaluates on the rows it
+    guards against (raising on a raw that is not JSON), so these stay Arrow datasets; see ``Lake.connect``."""
+    found = set()
+    position = 0
+    while (start := sql.find(_CALL, position)) >= 0:
+        end = _closing_paren(sql, start + len(_CALL) - 1)
+        arguments = sql[start + len(_CALL) : end]
+        table = _TABLE.match(arguments.strip())
+        if table and _WHERE.search(arguments):
+            found.add(table.group(1))
+        position = end + 1
+    return found
+
+
 def newest_sql(arguments: str) -> str:
     """The subquery of one call, from its arguments: ``bronze.<table>[, column ...][ WHERE predicate]``."""
     if "--" in arguments:
