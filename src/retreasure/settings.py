@@ -312,6 +312,8 @@ class Settings(BaseSettings):
     # Which engine runs the models: DuckDB in process (the default), or Spark with Delta (`pip install
     # retreasure[spark]`), the same SQL and contracts (docs/architecture.md).
     engine: Literal["duckdb", "spark"] = "duckdb"
+    # Model runs at once in a DuckDB build (engine/schedule.py); unset: one per core, up to four.
+    build_workers: int | None = Field(default=None, ge=1, le=64)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     # Each source's own section as configured, by source name; read, validated, only through ``source()``.
     # Kept out of reprs and dumps: its secrets are plain text until their connector's model reads them.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from retreasure import log
 from retreasure.connectors.base import load_sources
@@ -156,3 +157,16 @@ def test_a_sections_secrets_are_masked_as_the_settings_load_before_any_connector
     assert done.returncode == 0, done.stderr
     masked = json.loads(done.stdout.strip().splitlines()[-1])
     assert {value for value, hidden in masked.items() if hidden} == secrets
+
+
+def test_build_workers_set_the_duckdb_engines_model_runs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retreasure.engine.engines import model_engine
+    from retreasure.engine.runner import DUCKDB, default_workers
+
+    assert model_engine("duckdb", Settings(_env_file=None)) is DUCKDB  # type: ignore[call-arg]
+    assert DUCKDB.workers == default_workers() == min(4, os.cpu_count() or 1)
+    monkeypatch.setenv("RETREASURE_BUILD_WORKERS", "3")
+    assert model_engine("duckdb", Settings(_env_file=None)).workers == 3  # type: ignore[call-arg]
+    monkeypatch.setenv("RETREASURE_BUILD_WORKERS", "0")
+    with pytest.raises(ValidationError, match="build_workers"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

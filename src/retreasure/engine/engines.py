@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from retreasure.engine.runner import DUCKDB, ModelEngine
+from retreasure.engine.runner import DUCKDB, DuckDBEngine, ModelEngine
 
 ENGINES = ("duckdb", "spark")
 
 
 def model_engine(name: str, settings: Any = None) -> ModelEngine:
-    """The engine called ``name``, configured from ``settings`` (the Spark section) when given."""
+    """The engine called ``name``, configured from ``settings`` (``build_workers``, the Spark section) when given."""
     if name == "duckdb":
-        return DUCKDB
+        workers = getattr(settings, "build_workers", None)
+        return DUCKDB if workers is None else DuckDBEngine(workers=workers)
     if name == "spark":
         from retreasure.engine.spark import SparkEngine
 
