@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 from deltalake import WriterProperties
 
 from retreasure.engine.models import ALL_TIME, Model
-from retreasure.engine.staging import guarded_tables
 from retreasure.lake.bronze import BRONZE_SCHEMA
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef, connection
@@ -257,13 +256,11 @@ def month_end(day: date, later: int = 0) -> date:
 
 
 def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
-    """Views over the model's inputs; a bronze table never ingested reads as empty rather than failing. Inputs are
-    read by DuckDB's own Parquet reader (faster than an Arrow dataset: a bronze dimension's year of day files was
-    counted in 18 ms against 57), but for the bronze tables the model reads with a guarded predicate
-    (``staging.guarded_tables``), which stay Arrow datasets (see ``Lake.connect``)."""
-    guarded = guarded_tables(model.sql)
-    native = {ref for ref in model.inputs if ref.layer != "bronze" or ref.name not in guarded}
-    con = lake.connect(model.inputs, native=native)
+    """Views over the model's inputs, read by DuckDB's own Parquet reader (faster than an Arrow dataset: a bronze
+    dimension's year of day files was counted in 18 ms against 57, and the year's web events built in 10.1 s against
+    10.7-11.5 with ~0.4 GB less held; a predicate over raw bronze is guarded for it, ``staging.on_good_rows``);
+    a bronze table never ingested reads as empty rather than failing."""
+    con = lake.connect(model.inputs, native=True)
     # The connection made a view of every input that exists: asking DuckDB spares opening each table again.
     present = {
         f"{schema}.{name}"

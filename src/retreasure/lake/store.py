@@ -377,9 +377,9 @@ class Lake:
         Tables are read as Arrow datasets, so DuckDB pushes filters and projections into the Parquet scan.
         ``native`` (True, or the tables it applies to): local tables read by DuckDB's own Parquet reader instead,
         two to three times faster over a day-partitioned year of files, the columns in the table's order; their
-        types are the files' (the writer's, which are the table's). Not for a bronze table read with a guarded
-        predicate (``engine/staging.guarded_tables``): DuckDB 1.4's reader evaluates a guarded
-        ``CASE WHEN error IS NULL THEN json_extract...`` on the rows it guards against.
+        types are the files' (the writer's, which are the table's). DuckDB 1.4's reader evaluates a pushed-down
+        filter on every row, those other conditions exclude included: a filter over raw bronze reads ``raw`` as
+        NULL on malformed rows (``engine/staging.on_good_rows``).
         """
         con = connection()
         refs = list(refs) if refs is not None else self.tables()
