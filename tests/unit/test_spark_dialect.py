@@ -66,6 +66,7 @@ def test_ordinality_is_one_based_as_on_duckdb() -> None:
         ("SELECT a / b AS q", "CAST(a AS DOUBLE) / b"),  # DuckDB divides decimals in floating point
         ("SELECT isodow(d) * 2 AS n", "(WEEKDAY(d) + 1) * 2"),  # Monday 1 .. Sunday 7
         ("SELECT to_timestamp(e) AS t", "TIMESTAMP_SECONDS(e)"),  # fractions of a second kept
+        ("SELECT json_valid(raw) AS ok", "NOT GET_JSON_OBJECT(raw, '$') IS NULL"),  # NULL where it is not JSON
     ],
 )
 def test_duckdb_types_and_functions_become_their_spark_counterparts(duckdb: str, spark: str) -> None:
@@ -76,7 +77,8 @@ def test_every_model_and_row_rule_renders_for_spark_without_duckdb_constructs() 
     for ref, model in load_models().items():
         sql = to_spark(model.render(), views, lambda query: ["c"])
         sql = sqlglot.parse_one(sql, read="spark").sql("spark", comments=False)
-        for construct in ("BY NAME", "INT128", "HUGEINT", "[*]", "list_sum", "REGEXP_FULL_MATCH", "QUALIFY"):
+        constructs = ("BY NAME", "INT128", "HUGEINT", "[*]", "list_sum", "REGEXP_FULL_MATCH", "QUALIFY", "JSON_VALID")
+        for construct in constructs:
             assert construct.lower() not in sql.lower(), (ref, construct)
         for rule in model.contract.row_rules:
             sqlglot.parse_one(condition_to_spark(failing_condition(rule)[0]), read="spark")
