@@ -3,9 +3,10 @@ incremental build against the full one.
 
 (a) the full build through the engine (row rules, checks, quarantine, Delta writes); (b) the same rendered SQL
 of every model on one plain DuckDB connection, each materialised with CREATE TABLE AS in dependency order over
-the same bronze files (DuckDB's own Parquet reader): the baseline; (c) the last hour of bronze landed, then an incremental build;
-(d) the peak memory of each phase, each run in its own process. (a) and (b) run one after the other three times
-(``--pairs``): they move together with the machine's load, so the verdicts are the medians of the pairs' ratios.
+the same bronze files (DuckDB's own Parquet reader): the baseline; (c) the last hour of bronze landed, then an
+incremental build; (d) the peak memory of each phase, each run in its own process. (a) and (b) run one after the
+other three times (``--pairs``): they move together with the machine's load, so the verdicts are the medians of the
+pairs' ratios.
 Faults are off. Results go to docs/benchmarks.md.
 
     make bench-pipeline          # or: .venv/bin/python -m bench.pipeline --lake /tmp/bench-lake (kept, reused)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import pyarrow as pa
 
@@ -122,7 +123,7 @@ def _build_locked(
     def plan(model: Model) -> Step[ModelRun] | None:
         if model.ref not in chosen or model.ref in blocked:
             return None
-        run = lambda: run_model(lake, model, start, end, result.run_id, dq=dq, engine=engine)  # noqa: E731
+        run = partial(run_model, lake, model, start, end, result.run_id, dq=dq, engine=engine)
         return Step(run, (start, end) == ALL_TIME and _alone(lake, model))
 
     def finish(model: Model, run: ModelRun) -> None:
@@ -219,13 +220,11 @@ def _incremental(
             else [ALL_TIME]
         )
         watched = watched_columns(models, ref)
-        # Read before its run replaces them.
+        # Read now: its run replaces them.
         before[ref] = rows_of(lake, ref, watched, settled) if watched and settled and not contract.partitioned else None
         wanted_of[ref] = wanted
-        return Step(
-            lambda: _run_windows(lake, model, spans, result.run_id, dq, engine),
-            spans == [ALL_TIME] and _alone(lake, model),
-        )
+        run = partial(_run_windows, lake, model, spans, result.run_id, dq, engine)
+        return Step(run, spans == [ALL_TIME] and _alone(lake, model))
 
     def finish(model: Model, runs: list[ModelRun]) -> None:
         ref, contract = model.ref, model.contract
