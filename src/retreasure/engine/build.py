@@ -193,6 +193,7 @@ def _incremental(
     rebuilt: dict[TableRef, Rebuilt] = {}  # the unpartitioned models this build ran, their rows before and after
     before: dict[TableRef, pa.Table | None] = {}  # an unpartitioned model's rows as its readers were built from them
     wanted_of: dict[TableRef, Days] = {}  # the days each model was planned for (None: all of time)
+    watched = {ref: watched_columns(models, ref) for ref in models}  # the columns of each that its readers read
     settled = last_success(lake)
 
     def plan(model: Model) -> Step[list[ModelRun]] | None:
@@ -219,9 +220,9 @@ def _incremental(
             if contract.partitioned and wanted
             else [ALL_TIME]
         )
-        watched = watched_columns(models, ref)
         # Read now: its run replaces them.
-        before[ref] = rows_of(lake, ref, watched, settled) if watched and settled and not contract.partitioned else None
+        readers_saw = bool(watched[ref]) and settled is not None and not contract.partitioned
+        before[ref] = rows_of(lake, ref, watched[ref], settled) if readers_saw else None
         wanted_of[ref] = wanted
         run = partial(_run_windows, lake, model, spans, result.run_id, dq, engine)
         return Step(run, spans == [ALL_TIME] and _alone(lake, model))
@@ -236,15 +237,15 @@ def _incremental(
             blocked.update(downstream(models, {ref}))
         wanted = wanted_of[ref]
         partitioned = contract.partitioned and wanted is not None
-        watched = watched_columns(models, ref)
-        if watched and contract.partitioned:
+        columns = watched[ref]
+        if columns and contract.partitioned:
             # Only the windows its runs rewrote can differ from what its readers were built from.
             assert contract.partition_by is not None
             within = (contract.partition_by, [(r.start, r.end) for r in runs]) if partitioned else None
-            was = rows_of(lake, ref, watched, settled, within) if settled else None
-            rebuilt[ref] = Rebuilt(was, rows_of(lake, ref, watched, within=within))
-        elif watched:
-            rebuilt[ref] = Rebuilt(before[ref], rows_of(lake, ref, watched))
+            was = rows_of(lake, ref, columns, settled, within) if settled else None
+            rebuilt[ref] = Rebuilt(was, rows_of(lake, ref, columns, within=within))
+        elif columns:
+            rebuilt[ref] = Rebuilt(before[ref], rows_of(lake, ref, columns))
         # Readers of a partitioned model recompute the partitions it wrote. An unpartitioned model is whole
         # again: an unpartitioned reader is rebuilt whole, a partitioned one for the days its rows that
         # changed feed (``_reach``); the days of its inputs stand here only for "it ran".

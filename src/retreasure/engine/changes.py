@@ -186,11 +186,10 @@ def _appended(lake: Lake, ref: TableRef, since: int, until: int) -> set[str] | N
     table is then loaded at ``since`` (a bronze table's log replayed again, ~30 ms a table at a year of days)."""
     if not lake.is_local:
         return None
-    log_dir = lake.log_dir(ref)
     added: set[str] = set()
     for version in range(since + 1, until + 1):
         try:
-            lines = (log_dir / f"{version:020d}.json").read_text().splitlines()
+            lines = lake.commit_file(ref, version).read_text().splitlines()
         except OSError:
             return None
         for action in (json.loads(line) for line in lines if line.strip()):

@@ -126,17 +126,17 @@ class Lake:
         """Where a table of a local lake keeps its Delta log."""
         return Path(self.table_uri(ref).removeprefix("file://")) / "_delta_log"
 
+    def commit_file(self, ref: TableRef, version: int) -> Path:
+        """The file of a local table's commit ``version`` (there or not)."""
+        return self.log_dir(ref) / f"{version:020d}.json"
+
     def exists(self, ref: TableRef) -> bool:
         known = self._snapshots.get(ref)
         if known is not None and not self.is_local:
             return True  # opened before, and the platform deletes no table: no round trip
         # Opened before: still there while its first commit is the one it was opened with (one stat, where asking
         # delta-rs took ~0.4 ms, some 500 times an hourly build).
-        if (
-            known is not None
-            and known.origin is not None
-            and _stamp(self.log_dir(ref) / _commit_name(0)) == known.origin
-        ):
+        if known is not None and known.origin is not None and _stamp(self.commit_file(ref, 0)) == known.origin:
             return True
         return DeltaTable.is_deltatable(self.table_uri(ref), storage_options=self.storage_options)
 
@@ -172,8 +172,7 @@ class Lake:
         (ask ``version`` then). Cheap enough to ask on every request of whatever was read at ``version``."""
         if not self.is_local:
             return None
-        next_commit = _commit_name(version + 1 if version is not None else 0)
-        return (self.log_dir(ref) / next_commit).exists()
+        return self.commit_file(ref, version + 1 if version is not None else 0).exists()
 
     def _table_lock(self, ref: TableRef) -> threading.Lock:
         with self._table_locks_lock:
@@ -190,14 +189,13 @@ class Lake:
                 else:
                     known.table.update_incremental()
                 return known
-        log_dir = self.log_dir(ref)
         with self._table_lock(ref):
             known = self._snapshots.get(ref)
-            origin = _stamp(log_dir / _commit_name(0))
+            origin = _stamp(self.commit_file(ref, 0))
             if known is None or origin is None or known.origin != origin:
                 # New to this lake object, or the table was deleted (and maybe created again) since.
                 known = _Snapshot(DeltaTable(self.table_uri(ref), storage_options=self.storage_options), origin)
-            elif (log_dir / _commit_name(known.table.version() + 1)).exists():
+            elif self.commit_file(ref, known.table.version() + 1).exists():
                 known.table.update_incremental()
                 known.datasets.clear()
                 known.scans.clear()
@@ -441,10 +439,6 @@ class _Snapshot:
     origin: tuple[int, int] | None
     datasets: dict[int, pads.Dataset] = field(default_factory=dict)
     scans: dict[int, str | None] = field(default_factory=dict)
-
-
-def _commit_name(version: int) -> str:
-    return f"{version:020d}.json"
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
