@@ -97,3 +97,51 @@ def test_the_native_reader_maps_every_file_by_column_name(lake: Lake) -> None:
     lake.append(T, pa.table({"w": ["b"], "day": days(2), "v": [2]}))  # same columns, another order in the batch
     con = lake.connect([T], native=True)
     assert con.execute(f"SELECT day, v, w FROM {T} ORDER BY day").fetchall() == [(D1, 1, "a"), (D1 + ONE, 2, "b")]
+
+
+def test_native_views_follow_each_commit_and_a_table_made_again(lake: Lake) -> None:
+    lake.overwrite(T, pa.table({"day": days(1), "v": [1]}), partition_by=["day"])
+    first = lake.connect([T], native=True)
+    assert first.execute(f"SELECT sum(v) FROM {T}").fetchone() == (1,)
+    lake.append(T, pa.table({"day": days(2), "v": [2]}))
+    assert lake.connect([T], native=True).execute(f"SELECT sum(v) FROM {T}").fetchone() == (3,)
+    lake.overwrite(T, pa.table({"day": days(5), "v": [7]}))  # whole table replaced: none of the old files
+    assert lake.connect([T], native=True).execute(f"SELECT day, v FROM {T}").fetchall() == [(D1 + 4 * ONE, 7)]
+    import shutil
+
+    shutil.rmtree(lake.table_uri(T))  # deleted and made again: its log starts over at version 0
+    lake.overwrite(T, pa.table({"day": days(9), "v": [9]}), partition_by=["day"])
+    assert lake.connect([T], native=True).execute(f"SELECT day, v FROM {T}").fetchall() == [(D1 + 8 * ONE, 9)]
+
+
+def test_a_view_made_on_a_connection_hides_the_lakes_own_and_leaves_it_alone(lake: Lake) -> None:
+    lake.overwrite(T, pa.table({"day": days(1), "v": [1]}), partition_by=["day"])
+    mine = lake.connect([T], native=True)
+    mine.register("__other", pa.table({"v": [40, 2]}))
+    mine.execute(f"CREATE SCHEMA IF NOT EXISTS {T.layer}")
+    mine.execute(f"CREATE OR REPLACE VIEW {T} AS SELECT * FROM __other")
+    assert mine.execute(f"SELECT sum(v) FROM {T}").fetchone() == (42,)
+    assert lake.connect([T], native=True).execute(f"SELECT sum(v) FROM {T}").fetchone() == (1,)
+
+
+def test_two_lakes_in_one_process_read_their_own_tables(lake: Lake, tmp_path) -> None:
+    other = Lake(tmp_path / "other")
+    lake.overwrite(T, pa.table({"day": days(1), "v": [1]}), partition_by=["day"])
+    other.overwrite(T, pa.table({"day": days(1), "v": [2]}), partition_by=["day"])
+    assert lake.connect([T], native=True).execute(f"SELECT v FROM {T}").fetchall() == [(1,)]
+    assert other.connect([T], native=True).execute(f"SELECT v FROM {T}").fetchall() == [(2,)]
+
+
+def test_connections_made_side_by_side_each_read_the_tables(lake: Lake) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    refs = [TableRef("silver", f"t{n}") for n in range(8)]
+    for n, ref in enumerate(refs):
+        lake.overwrite(ref, pa.table({"day": days(1, 2), "v": [n, n]}), partition_by=["day"])
+
+    def total(n: int) -> int:
+        con = lake.connect(refs, native=True)  # every thread makes or finds the same views at once
+        return con.execute(f"SELECT sum(v) FROM {refs[n % 8]}").fetchone()[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(total, range(32))) == [2 * (n % 8) for n in range(32)]

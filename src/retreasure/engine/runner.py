@@ -261,18 +261,10 @@ def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     10.7-11.5 with ~0.4 GB less held; a predicate over raw bronze is guarded for it, ``staging.on_good_rows``);
     a bronze table never ingested reads as empty rather than failing."""
     con = lake.connect(model.inputs, native=True)
-    # The connection made a view of every input that exists: asking DuckDB spares opening each table again.
-    present = {
-        f"{schema}.{name}"
-        for schema, name in con.execute(
-            "SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database()"
-        ).fetchall()
-    }
     for ref in model.inputs:
-        if str(ref) not in present:
+        if not lake.exists(ref):  # the connection made a view of every input that exists
             if ref.layer != "bronze":
                 raise ValueError(f"{model.ref} reads {ref}, which has not been built")
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
             con.register(f"__empty_{ref.name}", pa.Table.from_pylist([], schema=BRONZE_SCHEMA))
             con.execute(f"CREATE VIEW {ref} AS SELECT * FROM __empty_{ref.name}")
     return con
