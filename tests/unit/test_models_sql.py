@@ -15,8 +15,9 @@ import sqlglot
 
 from retreasure.contracts.model import Contract
 from retreasure.engine.models import Model, load_models, tables_read
-from retreasure.engine.staging import expand_newest, on_good_rows
+from retreasure.engine.staging import expand_newest
 from retreasure.lake import TableRef
+from retreasure.lake.sql import on_good_rows
 
 MODELS = load_models()
 

@@ -258,7 +258,7 @@ def month_end(day: date, later: int = 0) -> date:
 def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
     """Views over the model's inputs, read by DuckDB's own Parquet reader (faster than an Arrow dataset: a bronze
     dimension's year of day files was counted in 18 ms against 57, and the year's web events built in 10.1 s against
-    10.7-11.5 with ~0.4 GB less held; a predicate over raw bronze is guarded for it, ``staging.on_good_rows``);
+    10.7-11.5 with ~0.4 GB less held; a predicate over raw bronze is guarded for it, ``lake.sql.on_good_rows``);
     a bronze table never ingested reads as empty rather than failing."""
     con = lake.connect(model.inputs, native=True)
     for ref in model.inputs:

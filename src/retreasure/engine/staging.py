@@ -20,16 +20,12 @@ from __future__ import annotations
 
 import re
 
-import sqlglot
-from sqlglot.tokens import TokenType
-
 from retreasure.contracts.staged import STAGED
-from retreasure.lake.sql import first_per_key
+from retreasure.lake.sql import first_per_key, on_good_rows
 
 _CALL = "@newest("
 _TABLE = re.compile(r"bronze\.(\w+)")
 _WHERE = re.compile(r"\s+WHERE\s+", re.IGNORECASE)
-_GUARDED_RAW = "(CASE WHEN json_valid(raw) THEN raw END)"
 
 
 def expand_newest(sql: str) -> str:
@@ -68,25 +64,6 @@ def newest_sql(arguments: str) -> str:
         conditions.append(f"({on_good_rows(predicate)})")
     select = f"SELECT {columns} FROM bronze.{table.group(1)} WHERE {' AND '.join(conditions)}"
     return f"({first_per_key(select, ['record_key'], staged.newest.value)})"
-
-
-def on_good_rows(predicate: str) -> str:
-    """``predicate`` reading ``raw`` as NULL where it is not JSON (a malformed row's), so that no JSON function in
-    it raises: DuckDB 1.4's Parquet reader evaluates a filter it was pushed on rows the other conditions exclude,
-    and both ``CASE WHEN error IS NULL THEN (predicate) END`` and ``CASE WHEN error IS NULL THEN raw END`` were
-    evaluated on malformed rows there (``TRY`` around the predicate made every row's NULL); a test of the JSON
-    itself holds wherever it is evaluated."""
-    tokens = sqlglot.tokenize(predicate, read="duckdb")
-    out, copied = [], 0
-    for i, token in enumerate(tokens):
-        # The column itself: not a qualified name's part, not a function of that name.
-        qualified = i > 0 and tokens[i - 1].token_type == TokenType.DOT
-        called = i + 1 < len(tokens) and tokens[i + 1].token_type == TokenType.L_PAREN
-        column = token.token_type in (TokenType.VAR, TokenType.IDENTIFIER) and token.text.lower() == "raw"
-        if column and not qualified and not called:
-            out += [predicate[copied : token.start], _GUARDED_RAW]
-            copied = token.end + 1
-    return "".join(out) + predicate[copied:]
 
 
 def _closing_paren(sql: str, opening: int) -> int:

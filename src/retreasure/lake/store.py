@@ -381,7 +381,7 @@ class Lake:
         two to three times faster over a day-partitioned year of files, the columns in the table's order; their
         types are the files' (the writer's, which are the table's). DuckDB 1.4's reader evaluates a pushed-down
         filter on every row, those other conditions exclude included: a filter over raw bronze reads ``raw`` as
-        NULL on malformed rows (``engine/staging.on_good_rows``). A native view is made once per version of its
+        NULL on malformed rows (``lake/sql.on_good_rows``). A native view is made once per version of its
         table and shared by the lake's connections (``_SharedViews``): a commit is read by the queries that follow
         the next connection's making, on any connection of the lake.
         """

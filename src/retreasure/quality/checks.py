@@ -26,13 +26,11 @@ from retreasure.contracts.model import (
     Unique,
 )
 from retreasure.contracts.staged import STAGED
-from retreasure.lake.sql import first_per_key
+from retreasure.lake.sql import first_per_key, on_good_rows
 from retreasure.lake.store import Lake, TableRef, connection
 
 # The windows a run read bronze for: (first day, last day) of partition_date; None for all of time.
 Windows = Sequence[tuple[date, date]] | None
-# Conservation holds the bronze versions of up to this many records placed nowhere in memory to judge them.
-HELD_UNPLACED = 100_000
 
 DQ_RESULTS = TableRef("ops", "dq_results")
 DQ_SCHEMA = pa.schema(
@@ -420,20 +418,14 @@ def _conservation(
     # A placed record is accounted for whatever the source's predicate says of it, so the predicate (a parse of the
     # raw JSON) judges only the records placed nowhere, read only when there are some: the newest version of each,
     # as staging chooses it, that the predicate takes is missing (the year's web events: 2.2 s where every version
-    # was judged first).
+    # was judged first). DuckDB's own reader evaluates the predicate on every row it reads, malformed ones too:
+    # it reads their raw as NULL (``on_good_rows``).
     con.register("__unplaced", pa.table({"record_key": pa.array(unplaced, pa.string())}))
     wanted = f"WHERE error IS NULL{in_days} AND record_key IN (SELECT record_key FROM __unplaced)"
-    for n, source in enumerate(sources):
-        if len(unplaced) <= HELD_UNPLACED:
-            # Their versions fetched first by DuckDB's own reader, which filters on plain columns only, then judged
-            # in memory: that reader evaluates a guarded JSON expression on the rows it guards against.
-            con.register(f"__raw{n}", con.execute(f"SELECT * FROM {source.table} {wanted}").fetch_arrow_table())
-        else:  # as many as a model that lost most of its records leaves: judged as Arrow datasets stream them
-            con.register(f"__raw{n}", lake.dataset(TableRef(*source.ref)))
     judged = [
-        f"SELECT * EXCLUDE (raw), CASE WHEN error IS NULL THEN coalesce(({source.records}), false) END AS __claimed "
-        f"FROM __raw{n} {wanted}"
-        for n, source in enumerate(sources)
+        f"SELECT * EXCLUDE (raw), coalesce(({on_good_rows(source.records)}), false) AS __claimed "
+        f"FROM {source.table} {wanted}"
+        for source in sources
     ]
     missing = " UNION ALL ".join(
         "SELECT record_key FROM ("
