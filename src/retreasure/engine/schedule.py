@@ -39,8 +39,9 @@ def run_in_dependency_order(
     """For each model (``models`` in dependency order), once all it needs among them has finished: ``plan`` it
     (None: nothing to run, it counts as finished), run its step on one of ``workers`` threads, then ``finish``
     it with the step's result. ``plan`` and ``finish`` run on the calling thread, in dependency order, ties
-    going to the earlier model. When a step raises, nothing new starts; the runs under way end, then the first
-    error is raised. With one worker the steps run on the calling thread, one after the other."""
+    going to the earlier model. When a step raises, nothing new starts once that is seen (a step handed to a free
+    thread as another broke may still start); the runs under way end, then the first error is raised. With one
+    worker the steps run on the calling thread, one after the other."""
     needed = {ref: {n for n in needs(model) if n in models and n != ref} for ref, model in models.items()}
     waiting = list(models)
     finished: set[TableRef] = set()
