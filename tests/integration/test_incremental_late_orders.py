@@ -21,6 +21,7 @@ from retreasure_sim.model import Truth
 from tests.helpers import copy_lake, rows_without
 
 VOLATILE = ("run_id",)
+HELD_AT = ("run_id", "quarantined_at")  # which run held a row back, and when
 DAILY = TableRef("gold", "mart_sales_daily")
 LINES = TableRef("gold", "fct_order_lines")
 
@@ -99,6 +100,11 @@ def _held(lake: Lake, case: LateOrder, key: object) -> list[dict[str, object]]:
     return lake.query(sql, [quarantine], {"key": key}).to_pylist()
 
 
+def _held_rows(lake: Lake, ref: TableRef) -> list[dict[str, object]]:
+    """A quarantine table's rows, less which run held each back and when; none where it was never made."""
+    return rows_without(lake, ref, HELD_AT) if lake.exists(ref) else []
+
+
 def _facts(lake: Lake, case: LateOrder, key: object) -> list[dict[str, object]]:
     sql = f"SELECT {case.key}, order_date FROM {case.fact} WHERE {case.key} = $key"
     return lake.query(sql, [case.fact], {"key": key}).to_pylist()
@@ -144,6 +150,10 @@ def test_a_row_whose_order_lands_later_is_held_then_placed_on_its_own_day(
     for ref in tables:
         expected, got = rows_without(full, ref, VOLATILE), rows_without(hourly, ref, VOLATILE)
         assert got == expected, f"{ref}: the hourly builds differ from a full build of the same bronze"
+    # The row held back was released when its order landed: the quarantine holds what a full build's holds.
+    for ref in {*full.tables("quarantine"), *hourly.tables("quarantine")}:
+        expected, got = _held_rows(full, ref), _held_rows(hourly, ref)
+        assert got == expected, f"{ref}: the hourly builds hold back other rows than a full build"
     assert held_facts == []
     assert {(r["rule"], r["reason"]) for r in held_back} == {("order_landed", "violates order_date IS NOT NULL")}
 

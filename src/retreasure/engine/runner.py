@@ -42,10 +42,10 @@ from retreasure.quality.checks import (
     CheckResult,
     RowJudge,
     apply_row_rules,
-    quarantine_of,
     record_results,
     run_table_checks,
 )
+from retreasure.quality.quarantine import hold
 
 log = get_logger("engine")
 ROW_GROUP = 65_536  # rows per row group: what a day's query skips by its statistics
@@ -196,20 +196,19 @@ def run_model(
     contract = model.contract
     start, end = widened(model, start, end)
     if isinstance(engine, DuckDBEngine):
-        # The quarantine is known once the rows have streamed through their write, so it follows the write: a run
-        # stopped between the two fails its build, and the next writes both again (the quarantine insert is
-        # idempotent).
         computed, written_now = engine.compute_and_write(lake, model, start, end, run_id)
-        _quarantine(lake, model, computed.quarantined)
     else:
         computed = engine.compute(lake, model, start, end, run_id)
-        _quarantine(lake, model, computed.quarantined)
         written_now = Written(engine.write(lake, model, computed.kept, start, end))
     quarantined, row_checks = computed.quarantined, computed.row_checks
     run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
     run.partition_rows = written_now.partition_rows
     run.partitions = sorted(run.partition_rows)
     windowed = not run.whole and contract.partitioned
+    # The quarantine is known once the rows have streamed through their write, and what the run settles there once
+    # its partitions are written, so it follows the write: a run stopped between the two fails its build, and the
+    # next writes both again (holding the same rows again changes nothing).
+    hold(lake, model.ref, contract, quarantined, run_id, run.partitions if windowed else None)
     written = sorted({*written_before, *run.partitions}) if windowed else None
     windows = [*windows_before, (start, end)] if windowed else None
     checked = (
@@ -268,11 +267,6 @@ def _connect(lake: Lake, model: Model) -> duckdb.DuckDBPyConnection:
             con.register(f"__empty_{ref.name}", pa.Table.from_pylist([], schema=BRONZE_SCHEMA))
             con.execute(f"CREATE VIEW {ref} AS SELECT * FROM __empty_{ref.name}")
     return con
-
-
-def _quarantine(lake: Lake, model: Model, quarantined: pa.Table) -> None:
-    if quarantined.num_rows:
-        lake.insert_new(quarantine_of(model.ref), quarantined, ["table_name", "rule", "row_json"])
 
 
 def _read_up_to(reader: pa.RecordBatchReader, limit: int) -> tuple[list[pa.RecordBatch], bool]:

@@ -295,7 +295,7 @@ def run_table_checks(
     try:
         for check in contract.table_checks:
             scope = WINDOWED_SCOPE[type(check)] if part else "table"
-            rows = _in_partitions(ref, part, written or ()) if part and scope != "table" else str(ref)
+            rows = in_partitions(ref, part, written or ()) if part and scope != "table" else str(ref)
             refs = [ref]
             sql = ""
             if isinstance(check, Unique):
@@ -453,7 +453,7 @@ def _keys_of_json(lineages: str) -> str:
     )
 
 
-def _in_partitions(ref: TableRef, column: str, values: Sequence[object]) -> str:
+def in_partitions(ref: TableRef, column: str, values: Sequence[object]) -> str:
     """A subquery of the rows of ``ref`` in the partitions ``values``. The range lets DuckDB skip the other
     partitions' files; the list keeps the days between written partitions out."""
     if not values:
