@@ -39,7 +39,7 @@ def hold(
             lake.insert_new(quarantine, held, SAME_ROW)
         return
     released = _released(ref, contract, run_id, written)
-    con = lake.connect([ref, quarantine], native=True)
+    con = lake.connect([quarantine] if written is None else [ref, quarantine], native=True)
     try:
         con.register("__held", held)
         rows = _with_keys(str(quarantine), contract)
