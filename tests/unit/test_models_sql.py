@@ -179,7 +179,7 @@ BY_LANDING = "ingested_at DESC, record_hash"
 BY_FILE_DAY = "partition_date DESC, ingested_at DESC, record_hash"
 WINDOW = " AND partition_date BETWEEN @start_date AND @end_date"
 SALE = "json_extract_string(raw, '$.type') = 'sale'"
-GUARDED_SALE = " AND (json_extract_string((CASE WHEN json_valid(raw) THEN raw END), '$.type') = 'sale')"
+GUARDED_SALE = " AND (json_extract_string(TRY_CAST(raw AS JSON), '$.type') = 'sale')"
 NEWEST = [
     ("@newest(bronze.shopify_orders)", "", WINDOW, BY_CHANGE),
     ("@newest(bronze.shopify_products)", "", "", BY_CHANGE),
@@ -203,7 +203,7 @@ def test_newest_expands_to_the_declared_read_of_bronze(call: str, columns: str, 
 
 
 # A predicate over raw bronze as staging guards it: raw read as NULL where it is not JSON. One case a line.
-GUARDED = "(CASE WHEN json_valid(raw) THEN raw END)"
+GUARDED = "TRY_CAST(raw AS JSON)"
 ON_GOOD_ROWS = [
     ("json_extract_string(raw, '$.type') = 'sale'", f"json_extract_string({GUARDED}, '$.type') = 'sale'"),
     ("RAW ->> '$.a' = 'x' AND raw ->> '$.b' IS NULL", f"{GUARDED} ->> '$.a' = 'x' AND {GUARDED} ->> '$.b' IS NULL"),
@@ -239,6 +239,35 @@ def test_a_guarded_predicate_skips_a_malformed_row_on_duckdbs_own_reader(tmp_pat
     unguarded = "SELECT record_key FROM bronze.web_clickstream WHERE error IS NULL AND (raw ->> '$.type') = 'page'"
     with pytest.raises(duckdb.InvalidInputException, match="Malformed JSON"):
         con.execute(unguarded).fetchall()  # what the guard is for: DuckDB 1.4 reads the malformed row's raw
+
+
+def test_a_guarded_predicate_computed_under_qualify_skips_a_malformed_row(tmp_path: Path) -> None:
+    """Conservation's shape: the predicate as a column of the newest versions, filtered after ``QUALIFY``. DuckDB 1.4
+    evaluated it on the malformed version of a record there even through ``CASE WHEN json_valid(raw) ...``."""
+    from retreasure.lake import Lake
+    from retreasure.lake.bronze import BRONZE_SCHEMA
+
+    day = {"ingested_at": datetime(2025, 1, 1, tzinfo=UTC), "partition_date": date(2025, 1, 1), "batch_id": "b1"}
+    rows = [
+        {"record_key": key, "raw": raw, "error": error, "record_hash": f"{key}{n}", "source": "pos", "entity": "sales"}
+        | day
+        for n, (key, raw, error) in enumerate(
+            [("s1", '{"type": "sale"}', None), ("r1", '{"type": "refund"}', None), ("r1", "refund,BER-1", "bad CSV")]
+        )
+    ]
+    lake, bronze = Lake(tmp_path), TableRef("bronze", "pos_sales")
+    lake.overwrite(bronze, pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA), partition_by=["partition_date"])
+    con = lake.connect([bronze], native=True)
+
+    def refunds(guarded: str) -> list[tuple[str]]:
+        claimed = f"SELECT * EXCLUDE (raw), coalesce(({guarded}), false) AS c FROM {bronze} WHERE error IS NULL"
+        first = "QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY ingested_at) = 1"
+        newest = f"SELECT * FROM ({claimed}) {first}"
+        return con.execute(f"SELECT record_key FROM ({newest}) WHERE c").fetchall()
+
+    assert refunds(on_good_rows("json_extract_string(raw, '$.type') = 'refund'")) == [("r1",)]
+    with pytest.raises(duckdb.InvalidInputException, match="Malformed JSON"):  # the guard that did not hold
+        refunds("json_extract_string((CASE WHEN json_valid(raw) THEN raw END), '$.type') = 'refund'")
 
 
 @pytest.mark.parametrize(

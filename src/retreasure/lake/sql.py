@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-_GUARDED_RAW = "(CASE WHEN json_valid(raw) THEN raw END)"
+_GUARDED_RAW = "TRY_CAST(raw AS JSON)"
 
 
 def first_per_key(select: str, keys: Sequence[str], order: str) -> str:
@@ -16,10 +16,12 @@ def first_per_key(select: str, keys: Sequence[str], order: str) -> str:
 
 def on_good_rows(predicate: str) -> str:
     """``predicate`` reading ``raw`` as NULL where it is not JSON (a malformed row's), so that no JSON function in
-    it raises: DuckDB 1.4's Parquet reader evaluates a filter it was pushed on rows the other conditions exclude,
-    and both ``CASE WHEN error IS NULL THEN (predicate) END`` and ``CASE WHEN error IS NULL THEN raw END`` were
-    evaluated on malformed rows there (``TRY`` around the predicate made every row's NULL); a test of the JSON
-    itself holds wherever it is evaluated."""
+    it raises: DuckDB 1.4's Parquet reader evaluates expressions over rows that other conditions exclude (a filter
+    pushed into it; a column computed under ``QUALIFY`` and filtered after it), and guards written as conditions
+    were evaluated on malformed rows all the same: ``CASE WHEN error IS NULL THEN raw END``, and in the second shape
+    ``CASE WHEN json_valid(raw) THEN raw END`` (``TRY`` around the predicate made every row's NULL). A cast that
+    cannot fail holds wherever it is evaluated: ``TRY_CAST(raw AS JSON)`` (on Spark, ``raw``: its JSON functions
+    read malformed text as NULL)."""
     import sqlglot  # here: commands that open the lake and never parse SQL do not pay its import (~0.1 s)
     from sqlglot.tokens import TokenType
 
