@@ -66,7 +66,8 @@ def test_ordinality_is_one_based_as_on_duckdb() -> None:
         ("SELECT a / b AS q", "CAST(a AS DOUBLE) / b"),  # DuckDB divides decimals in floating point
         ("SELECT isodow(d) * 2 AS n", "(WEEKDAY(d) + 1) * 2"),  # Monday 1 .. Sunday 7
         ("SELECT to_timestamp(e) AS t", "TIMESTAMP_SECONDS(e)"),  # fractions of a second kept
-        ("SELECT json_valid(raw) AS ok", "NOT GET_JSON_OBJECT(raw, '$') IS NULL"),  # NULL where it is not JSON
+        # staging's guard (lake/sql.on_good_rows): Spark's JSON functions read malformed text as NULL themselves
+        ("SELECT json_extract_string(TRY_CAST(raw AS JSON), '$.t') AS t", "GET_JSON_OBJECT(raw, '$.t') AS t"),
     ],
 )
 def test_duckdb_types_and_functions_become_their_spark_counterparts(duckdb: str, spark: str) -> None:

@@ -197,14 +197,6 @@ def _unnest_join(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
-def _json_valid(node: exp.Expression) -> exp.Expression | None:
-    """``json_valid(x)``: Spark has none; ``get_json_object(x, '$')`` is the whole text when it is JSON, else NULL."""
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "json_valid":
-        whole = exp.func("get_json_object", node.expressions[0], exp.Literal.string("$"))
-        return exp.Not(this=exp.Is(this=whole, expression=exp.null()))
-    return None
-
-
 # Each rewrite takes a node of the DuckDB tree (its children already rewritten) and returns its Spark form, or
 # None to leave it to sqlglot.
 REWRITES: list[Callable[[exp.Expression], exp.Expression | None]] = [
@@ -214,7 +206,6 @@ REWRITES: list[Callable[[exp.Expression], exp.Expression | None]] = [
     _json_wildcard,
     _list_sum,
     _json_structure,
-    _json_valid,
     _full_match,
     _division,
     _iso_day_of_week,

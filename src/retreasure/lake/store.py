@@ -382,8 +382,8 @@ class Lake:
         types are the files' (the writer's, which are the table's). DuckDB 1.4's reader evaluates a pushed-down
         filter on every row, those other conditions exclude included: a filter over raw bronze reads ``raw`` as
         NULL on malformed rows (``lake/sql.on_good_rows``). A native view is made once per version of its
-        table and shared by the lake's connections (``_SharedViews``): a commit is read by the queries that follow
-        the next connection's making, on any connection of the lake.
+        table and shared by the lake's connections (``_SharedViews``): a query reads a table as the newest
+        connection made since its last commit found it.
         """
         con = connection()
         refs = list(refs) if refs is not None else self.tables()
@@ -471,9 +471,9 @@ class _SharedViews:
     def __init__(self) -> None:
         self.catalog = f"__lake{next(_CATALOGS)}"
         self.made: dict[TableRef, str] = {}  # the scan each view was made of
-        self._locks: dict[TableRef, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
-        self._ddl = threading.Lock()  # DuckDB refuses two changes to one catalog at once (a write-write conflict)
+        # One at a time: DuckDB refuses two changes to one catalog at once (a write-write conflict), and a view is
+        # made once per version of its table.
+        self._lock = threading.Lock()
         con = connection()
         con.execute(f"ATTACH ':memory:' AS {self.catalog}")
         for layer in LAYERS:
@@ -484,17 +484,14 @@ class _SharedViews:
     def has(self, lake: Lake, ref: TableRef) -> bool:
         """Whether the catalog holds a view of ``ref`` at its current version (made now if need be); False when
         DuckDB's reader cannot read it (``Lake._native_scan``)."""
-        with self._locks_lock:
-            lock = self._locks.setdefault(ref, threading.Lock())
-        with lock:
+        with self._lock:
             scan = lake._native_scan(ref)
             if scan is None:
                 return False
             if self.made.get(ref) != scan:  # its files named in the scan: a new version, a new table, a new view
                 con = connection()
                 try:
-                    with self._ddl:
-                        con.execute(f"CREATE OR REPLACE VIEW {self.catalog}.{ref} AS SELECT * FROM {scan}")
+                    con.execute(f"CREATE OR REPLACE VIEW {self.catalog}.{ref} AS SELECT * FROM {scan}")
                 finally:
                     con.close()
                 self.made[ref] = scan

@@ -380,7 +380,7 @@ def _conservation(
     in the windows, must be named by the lineage column of a row of the table or of a row quarantined from it
     with a reason. Checked: the records placed and the records missing. ``types``: the table's column types, as
     DuckDB names them."""
-    days = " OR ".join(f"partition_date BETWEEN {_literal(s)} AND {_literal(e)}" for s, e in windows or ())
+    days = " OR ".join(f"partition_date BETWEEN {sql_literal(s)} AND {sql_literal(e)}" for s, e in windows or ())
     in_days = f" AND ({days})" if days else ""
     placed = []
     for column in sorted({s.lineage for s in sources}):
@@ -458,14 +458,15 @@ def in_partitions(ref: TableRef, column: str, values: Sequence[object]) -> str:
     partitions' files; the list keeps the days between written partitions out."""
     if not values:
         return f"(SELECT * FROM {ref} WHERE false)"
-    literals = sorted({_literal(v) for v in values})
+    literals = sorted({sql_literal(v) for v in values})
     return (
-        f'(SELECT * FROM {ref} WHERE "{column}" BETWEEN {_literal(min(values))} AND {_literal(max(values))} '
+        f'(SELECT * FROM {ref} WHERE "{column}" BETWEEN {sql_literal(min(values))} AND {sql_literal(max(values))} '
         f'AND "{column}" IN ({", ".join(literals)}))'
     )
 
 
-def _literal(value: object) -> str:
+def sql_literal(value: object) -> str:
+    """``value`` as a SQL literal: a day, a time, a number, or quoted text."""
     if isinstance(value, datetime):
         return f"TIMESTAMP '{value.isoformat()}'"
     if isinstance(value, date):

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from retreasure.contracts.model import Contract
 from retreasure.lake.sql import first_per_key
 from retreasure.lake.store import Lake, TableRef
-from retreasure.quality.checks import QUARANTINE_SCHEMA, in_partitions, quarantine_of
+from retreasure.quality.checks import QUARANTINE_SCHEMA, in_partitions, quarantine_of, sql_literal
 
 # One row per rule broken by one version of a row: a row held back again keeps when it was first held.
 SAME_ROW = ["table_name", "rule", "row_json"]
@@ -70,7 +70,7 @@ def _released(ref: TableRef, contract: Contract, run_id: str, written: Sequence[
     in_written = in_partitions(ref, contract.partition_by, written)
     # Keys compared as DuckDB writes them in JSON (how a held row's values were kept); NULL keys never equal.
     return (
-        f"q.run_id IS DISTINCT FROM {_literal(run_id)} AND ("
+        f"q.run_id IS DISTINCT FROM {sql_literal(run_id)} AND ("
         f"EXISTS (SELECT 1 FROM (SELECT {placed} FROM {in_written}) k WHERE {same_key}) "
         f"OR (EXISTS (SELECT 1 FROM {_with_keys('__held', contract)} k WHERE {same_key}) AND NOT {held_again}))"
     )
@@ -80,7 +80,3 @@ def _with_keys(rows: str, contract: Contract) -> str:
     """``rows`` (quarantine rows) with the model's key columns taken out of their JSON as ``__k0``, ``__k1``..."""
     keys = "".join(f", json_extract_string(row_json, '$.{c}') AS __k{i}" for i, c in enumerate(contract.keys))
     return f"(SELECT *{keys} FROM {rows})"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
