@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 
 import pyarrow as pa
@@ -145,3 +146,34 @@ def test_connections_made_side_by_side_each_read_the_tables(lake: Lake) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(total, range(32))) == [2 * (n % 8) for n in range(32)]
+
+
+def test_a_connection_narrowed_to_some_days_names_only_their_files(lake: Lake) -> None:
+    lake.overwrite(T, pa.table({"day": days(1, 2, 3, 4), "v": [1, 2, 3, 4]}), partition_by=["day"])
+    lake.append(T, pa.table({"day": days(2), "v": [20]}))
+    window = [(D1 + ONE, D1 + 2 * ONE), (D1 + 3 * ONE, D1 + 3 * ONE)]
+    narrowed = lake.connect([T], native=True, days={T: window})
+    assert narrowed.execute(f"SELECT day, sum(v) FROM {T} GROUP BY day ORDER BY day").fetchall() == [
+        (D1 + ONE, 22),
+        (D1 + 2 * ONE, 3),
+        (D1 + 3 * ONE, 4),
+    ]
+    # The first day's file is not named at all: gone from disk, the narrowed read still binds; the whole one fails.
+    import duckdb
+
+    (first,) = [f for f in lake.delta(T).file_uris() if "day=2025-01-01" in f]
+    os.remove(first.removeprefix("file://"))
+    narrowed = lake.connect([T], native=True, days={T: window})
+    assert narrowed.execute(f"SELECT count(*) FROM {T}").fetchone() == (4,)
+    with pytest.raises(duckdb.IOException):
+        lake.connect([T], native=True).execute(f"SELECT count(*) FROM {T}").fetchone()
+    # Days with no file: the whole table's view, which the caller's own filter narrows as before.
+    later = [(D1 + 30 * ONE, D1 + 31 * ONE)]
+    with pytest.raises(duckdb.IOException):
+        lake.connect([T], native=True, days={T: later}).execute(f"SELECT count(*) FROM {T}").fetchone()
+
+
+def test_a_table_without_day_partitions_is_read_whole_whatever_the_days(lake: Lake) -> None:
+    lake.overwrite(T, pa.table({"day": days(1, 2), "v": [1, 2]}))
+    con = lake.connect([T], native=True, days={T: [(D1, D1)]})
+    assert con.execute(f"SELECT sum(v) FROM {T}").fetchone() == (3,)

@@ -15,7 +15,7 @@ import sqlglot
 
 from retreasure.contracts.model import Contract
 from retreasure.engine.models import Model, load_models, tables_read
-from retreasure.engine.staging import expand_newest
+from retreasure.engine.staging import expand_newest, windowed_reads
 from retreasure.lake import TableRef
 from retreasure.lake.sql import on_good_rows
 
@@ -303,6 +303,25 @@ def test_newest_keeps_the_newest_good_version_of_each_record() -> None:
     assert model.inputs == (TableRef("bronze", "shopify_orders"),)
     rows = con.execute(model.render(date(2025, 1, 1), date(2025, 1, 31)) + " ORDER BY record_key").fetchall()
     assert rows == [("k1", "v2"), ("k2", "good")]
+
+
+# The bronze tables a windowed run may read through its window's files alone. One case a line.
+WINDOWED_READS = [
+    ("SELECT * FROM @newest(bronze.pos_sales)", {"bronze.pos_sales"}),
+    (f"SELECT * FROM @newest(bronze.pos_sales WHERE {SALE}) UNION ALL SELECT 1", {"bronze.pos_sales"}),
+    ("SELECT * FROM @newest(bronze.pos_sales) UNION ALL SELECT * FROM @newest(bronze.pos_sales)", {"bronze.pos_sales"}),
+    ("SELECT * FROM @newest(bronze.shopify_products)", set()),  # not windowed: the whole history is read
+    ("SELECT * FROM @newest(bronze.pos_sales) JOIN bronze.pos_sales USING (record_key)", set()),  # read by hand too
+    ("SELECT * FROM @newest(bronze.ebay_orders WHERE k IN (SELECT k FROM bronze.pos_sales))", {"bronze.ebay_orders"}),
+    ("SELECT * FROM @newest(bronze.pos_sales WHERE k IN (SELECT k FROM bronze.pos_sales))", set()),
+    ("-- bronze.pos_sales, as it was\nSELECT * FROM @newest(bronze.pos_sales)", set()),  # named aside: not narrowed
+    ("SELECT * FROM @newest(bronze.pos_sales) JOIN bronze.pos_sales_daily USING (k)", {"bronze.pos_sales"}),
+]
+
+
+@pytest.mark.parametrize(("sql", "tables"), WINDOWED_READS)
+def test_windowed_reads_are_the_bronze_tables_read_only_through_a_windowed_newest(sql: str, tables: set[str]) -> None:
+    assert windowed_reads(sql) == tables
 
 
 def test_models_read_bronze_only_through_newest() -> None:

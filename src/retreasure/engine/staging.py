@@ -19,27 +19,54 @@ differ between engines for ascending keys, and sqlglot rewrites ``QUALIFY`` for 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from functools import lru_cache
 
 from retreasure.contracts.staged import STAGED
 from retreasure.lake.sql import first_per_key, on_good_rows
 
 _CALL = "@newest("
-_TABLE = re.compile(r"bronze\.(\w+)")
+_TABLE = re.compile(r"\bbronze\.(\w+)\b")
 _WHERE = re.compile(r"\s+WHERE\s+", re.IGNORECASE)
 
 
 def expand_newest(sql: str) -> str:
     """``sql`` with every ``@newest(...)`` call replaced by its subquery; the window stays ``@start_date`` and
     ``@end_date`` for the caller to bind."""
-    out = []
+    return "".join(text if arguments is None else newest_sql(arguments) for text, arguments in _pieces(sql))
+
+
+@lru_cache(maxsize=1024)
+def windowed_reads(sql: str) -> frozenset[str]:
+    """The bronze tables (``bronze.<table>``) that ``sql`` reads only through ``@newest`` calls its window limits:
+    a run over a window reads nothing of them outside it, so its connection need name only the window's files
+    (``Lake.connect``'s ``days``). A table also named anywhere else (a join, a call's predicate, a comment) is not."""
+    windowed, elsewhere = set(), []
+    for text, arguments in _pieces(sql):
+        if arguments is None:
+            elsewhere.append(text)
+            continue
+        head, *predicate = _WHERE.split(arguments.strip(), maxsplit=1)
+        elsewhere += predicate
+        table = _TABLE.fullmatch(head.split(",")[0].strip())
+        staged = STAGED.get(table.group(1)) if table else None
+        if table and staged and staged.windowed:
+            windowed.add(table.group(1))
+        else:
+            elsewhere.append(arguments)
+    named = {m.group(1) for m in _TABLE.finditer(" ".join(elsewhere))}
+    return frozenset(f"bronze.{t}" for t in windowed - named)
+
+
+def _pieces(sql: str) -> Iterator[tuple[str, str | None]]:
+    """``sql`` cut at its ``@newest(...)`` calls: (text, None) between them, (the call, its arguments) for each."""
     position = 0
     while (start := sql.find(_CALL, position)) >= 0:
         end = _closing_paren(sql, start + len(_CALL) - 1)
-        out.append(sql[position:start])
-        out.append(newest_sql(sql[start + len(_CALL) : end]))
+        yield sql[position:start], None
+        yield sql[start : end + 1], sql[start + len(_CALL) : end]
         position = end + 1
-    out.append(sql[position:])
-    return "".join(out)
+    yield sql[position:], None
 
 
 def newest_sql(arguments: str) -> str:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 import weakref
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -372,7 +374,10 @@ class Lake:
 
     # -- reads -----------------------------------------------------------------------------------
     def connect(
-        self, refs: Iterable[TableRef] | None = None, native: bool | Container[TableRef] = False
+        self,
+        refs: Iterable[TableRef] | None = None,
+        native: bool | Container[TableRef] = False,
+        days: Mapping[TableRef, Sequence[tuple[date, date]]] | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection where each table is a view named ``layer.name``.
 
@@ -384,6 +389,12 @@ class Lake:
         NULL on malformed rows (``lake/sql.on_good_rows``). A native view is made once per version of its
         table and shared by the lake's connections (``_SharedViews``): a query reads a table as the newest
         connection made since its last commit found it.
+
+        ``days``: tables the caller reads only within these days (date ranges, ends included, of the table's one DATE
+        partition column): their native views name only those partitions' files. DuckDB looks up every file a view
+        names each time a query binds it (~8 us a file: ~12 ms for a bronze table of three years of days), where a
+        window's few files bind in well under a millisecond. Rows outside the days are not read at all: the
+        caller's own filter must say the same.
         """
         con = connection()
         refs = list(refs) if refs is not None else self.tables()
@@ -397,6 +408,12 @@ class Lake:
             if not self.exists(ref):
                 continue
             wanted = native if isinstance(native, bool) else ref in native
+            if wanted and self.is_local and days and ref in days:
+                scan = self._native_scan(ref)
+                files = scan.within(days[ref]) if scan is not None else None
+                if scan is not None and files:  # none in the days: the whole view reads as little, as usual
+                    con.execute(f"CREATE VIEW {ref.layer}.{ref.name} AS SELECT * FROM {scan.text(files)}")
+                    continue
             if wanted and self.is_local and self._shared_views().has(self, ref):
                 shared.append(ref)
                 continue
@@ -417,9 +434,9 @@ class Lake:
                 self._views = _SharedViews()
             return self._views
 
-    def _native_scan(self, ref: TableRef) -> str | None:
-        """``read_parquet`` over the snapshot's files, partition values typed as the table declares them; None
-        when DuckDB could not read it so (no files, a partition column of a type the paths do not carry)."""
+    def _native_scan(self, ref: TableRef) -> _Scan | None:
+        """How DuckDB's own reader reads the snapshot's files; None when it could not (no files, a partition column
+        of a type the paths do not carry)."""
         snapshot = self._snapshot(ref)
         version = snapshot.table.version()
         if version not in snapshot.scans:
@@ -461,7 +478,40 @@ class _Snapshot:
     table: DeltaTable
     origin: tuple[int, int] | None
     datasets: dict[int, pads.Dataset] = field(default_factory=dict)
-    scans: dict[int, str | None] = field(default_factory=dict)
+    scans: dict[int, _Scan | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Scan:
+    """``read_parquet`` over one version of a table: ``text`` over all of its files, ``text(files)`` over some."""
+
+    files: list[str]
+    columns: str  # the table's columns in its schema's order (hive partition columns would come last)
+    options: str
+    day_column: str | None  # the table's partition column when it is its only one and a DATE
+    _days: list[date | None] | None = None  # each file's day, read from its path when first asked
+
+    def __post_init__(self) -> None:
+        self.all = self.text(self.files)
+
+    def text(self, files: Sequence[str]) -> str:
+        paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        return f"(SELECT {self.columns} FROM read_parquet([{paths}]{self.options}))"
+
+    def within(self, days: Sequence[tuple[date, date]]) -> list[str] | None:
+        """The files of the partitions in ``days``; None when the table has no day partitions to narrow by.
+        A file whose day its path does not tell (a NULL partition) is kept: a filter on the day drops its rows."""
+        if self.day_column is None:
+            return None
+        if self._days is None:
+            pattern = re.compile(rf"/{re.escape(self.day_column)}=(\d{{4}}-\d{{2}}-\d{{2}})/")
+            found = [pattern.search(f) for f in self.files]
+            self._days = [date.fromisoformat(m.group(1)) if m else None for m in found]
+        return [
+            f
+            for f, day in zip(self.files, self._days, strict=True)
+            if day is None or any(start <= day <= end for start, end in days)
+        ]
 
 
 class _SharedViews:
@@ -488,13 +538,13 @@ class _SharedViews:
             scan = lake._native_scan(ref)
             if scan is None:
                 return False
-            if self.made.get(ref) != scan:  # its files named in the scan: a new version, a new table, a new view
+            if self.made.get(ref) != scan.all:  # its files named in the scan: a new version, a new table, a new view
                 con = connection()
                 try:
-                    con.execute(f"CREATE OR REPLACE VIEW {self.catalog}.{ref} AS SELECT * FROM {scan}")
+                    con.execute(f"CREATE OR REPLACE VIEW {self.catalog}.{ref} AS SELECT * FROM {scan.all}")
                 finally:
                     con.close()
-                self.made[ref] = scan
+                self.made[ref] = scan.all
             return True
 
 
@@ -506,15 +556,14 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return info.st_ino, info.st_mtime_ns
 
 
-def _native_scan(table: DeltaTable) -> str | None:
+def _native_scan(table: DeltaTable) -> _Scan | None:
     """``read_parquet`` over the snapshot's files, partition values typed as the table declares them; None when
     DuckDB could not read it so (no files, a partition column of a type the paths do not carry)."""
-    files = table.file_uris()
+    files = [f.removeprefix("file://") for f in table.file_uris()]
     schema = pa.schema(table.schema().to_arrow())
     types = {c: _HIVE_TYPES.get(schema.field(c).type) for c in table.metadata().partition_columns}
     if not files or None in types.values():
         return None
-    paths = ", ".join("'" + f.removeprefix("file://").replace("'", "''") + "'" for f in files)
     hive = ", ".join(f"'{c}': {t}" for c, t in types.items())
     options = f", hive_partitioning = true, hive_types = {{{hive}}}" if types else ", hive_partitioning = false"
     if not _files_share_schema(table, files, [n for n in schema.names if n not in types]):
@@ -523,7 +572,8 @@ def _native_scan(table: DeltaTable) -> str | None:
         options += ", union_by_name = true"
     # The table's columns in its schema's order (hive partition columns would come last).
     columns = ", ".join('"' + name.replace('"', '""') + '"' for name in schema.names)
-    return f"(SELECT {columns} FROM read_parquet([{paths}]{options}))"
+    day_column = next(iter(types)) if list(types.values()) == ["DATE"] else None
+    return _Scan(files, columns, options, day_column)
 
 
 def _files_share_schema(table: DeltaTable, files: list[str], columns: list[str]) -> bool:

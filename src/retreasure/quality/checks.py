@@ -285,9 +285,10 @@ def run_table_checks(
     targets = [TableRef(*c.to.split(".")[:2]) for c in contract.table_checks if isinstance(c, Relationship)]
     bronze = [TableRef(*s.ref) for s in contract.sources]
     quarantine = quarantine_of(ref)
-    # Bronze too: conservation reads its keys there, and its raw JSON through Arrow datasets (``_conservation``).
+    # Bronze too: conservation reads its records there (``_conservation``).
     from_files = [r for r in (ref, *targets, *bronze, quarantine) if rows is None or r != ref]
-    con = lake.connect(from_files, native=True)
+    # Conservation reads bronze only within the windows, when given: their files alone are named (``Lake.connect``).
+    con = lake.connect(from_files, native=True, days=dict.fromkeys(bronze, windows) if windows else None)
     if rows is not None:
         con.register("__written_rows", rows)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
