@@ -86,36 +86,88 @@ locations AS (
     SELECT DISTINCT location_key, location_name FROM moves
 ),
 held AS (
-    -- Each movement day's closing stock holds until the SKU's next movement day.
+    -- Each movement day's closing stock holds until the SKU's next movement day (the last, to the calendar's end):
+    -- one row per stretch of days, not per day held (a year of one-of-a-kind items on the shelf is millions).
     SELECT
-        c.day,
         s.location_key,
+        greatest(s.day, b.first_day) AS first_held,
+        least(coalesce(s.next_day - 1, b.last_day), b.last_day) AS last_held,
         s.on_hand_end AS on_hand,
         s.on_hand_end * i.unit_cost AS value_at_cost,
-        date_diff('day', i.acquired_date, c.day) AS age_days,
+        i.acquired_date,
         i.is_unique
     FROM (
         SELECT *, lead(day) OVER (PARTITION BY location_key, sku ORDER BY day) AS next_day FROM moves
     ) s
-    JOIN calendar c ON c.day >= s.day AND (s.next_day IS NULL OR c.day < s.next_day)
     JOIN items i ON i.location_key = s.location_key AND i.sku = s.sku
+    CROSS JOIN bounds b
     WHERE s.on_hand_end <> 0
 ),
-stock AS (
+ages AS (
+    -- The age brackets of units on hand, in days since bought in (the first includes days before it).
+    SELECT * FROM (VALUES (1, NULL, 30), (2, 31, 90), (3, 91, 180), (4, 181, NULL)) AS a (bracket, youngest, oldest)
+),
+stretches AS (
+    -- What a stretch adds to its location's figures on each of its days: the whole stretch, then the part of it
+    -- in each age bracket.
     SELECT
-        day,
-        location_key,
-        count(*) FILTER (WHERE on_hand > 0) AS skus_on_hand,
-        sum(on_hand) AS units_on_hand,
-        sum(value_at_cost) AS value_on_hand,
-        count(*) FILTER (WHERE value_at_cost IS NULL) AS skus_without_cost,
-        sum(on_hand) FILTER (WHERE age_days <= 30) AS units_aged_0_30,
-        sum(on_hand) FILTER (WHERE age_days BETWEEN 31 AND 90) AS units_aged_31_90,
-        sum(on_hand) FILTER (WHERE age_days BETWEEN 91 AND 180) AS units_aged_91_180,
-        sum(on_hand) FILTER (WHERE age_days > 180) AS units_aged_over_180,
-        sum(on_hand) FILTER (WHERE is_unique) AS unique_items_on_hand
+        location_key, first_held, last_held, 0 AS bracket, CAST(on_hand > 0 AS INTEGER) AS skus, on_hand,
+        value_at_cost, CAST(value_at_cost IS NULL AS INTEGER) AS without_cost,
+        CASE WHEN is_unique THEN on_hand ELSE 0 END AS unique_units
     FROM held
+    UNION ALL
+    SELECT
+        h.location_key,
+        CASE WHEN a.youngest IS NULL THEN h.first_held ELSE greatest(h.first_held, h.acquired_date + a.youngest) END,
+        CASE WHEN a.oldest IS NULL THEN h.last_held ELSE least(h.last_held, h.acquired_date + a.oldest) END,
+        a.bracket, 0, h.on_hand, NULL, 0, 0
+    FROM held h
+    CROSS JOIN ages a
+    WHERE h.acquired_date IS NOT NULL
+),
+changes AS (
+    -- Each stretch counted in on its first day and out the day after its last; summed per location and day.
+    SELECT
+        location_key,
+        day,
+        sum(skus) AS skus,
+        sum(on_hand) FILTER (WHERE bracket = 0) AS units,
+        sum(value_at_cost) AS value,
+        sum(without_cost) AS without_cost,
+        sum(on_hand) FILTER (WHERE bracket = 1) AS aged_0_30,
+        sum(on_hand) FILTER (WHERE bracket = 2) AS aged_31_90,
+        sum(on_hand) FILTER (WHERE bracket = 3) AS aged_91_180,
+        sum(on_hand) FILTER (WHERE bracket = 4) AS aged_over_180,
+        sum(unique_units) AS unique_units
+    FROM (
+        SELECT location_key, first_held AS day, bracket, skus, on_hand, value_at_cost, without_cost, unique_units
+        FROM stretches
+        WHERE first_held <= last_held
+        UNION ALL
+        SELECT location_key, last_held + 1, bracket, -skus, -on_hand, -value_at_cost, -without_cost, -unique_units
+        FROM stretches
+        WHERE first_held <= last_held
+    )
     GROUP BY ALL
+),
+stock AS (
+    -- A location's figures on a day: every change up to that day.
+    SELECT
+        c.day,
+        l.location_key,
+        sum(x.skus) OVER w AS skus_on_hand,
+        sum(x.units) OVER w AS units_on_hand,
+        sum(x.value) OVER w AS value_on_hand,
+        sum(x.without_cost) OVER w AS skus_without_cost,
+        sum(x.aged_0_30) OVER w AS units_aged_0_30,
+        sum(x.aged_31_90) OVER w AS units_aged_31_90,
+        sum(x.aged_91_180) OVER w AS units_aged_91_180,
+        sum(x.aged_over_180) OVER w AS units_aged_over_180,
+        sum(x.unique_units) OVER w AS unique_items_on_hand
+    FROM calendar c
+    CROSS JOIN locations l
+    LEFT JOIN changes x ON x.day = c.day AND x.location_key = l.location_key
+    WINDOW w AS (PARTITION BY l.location_key ORDER BY c.day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 flows AS (
     SELECT
