@@ -483,7 +483,7 @@ class _Snapshot:
 
 @dataclass
 class _Scan:
-    """``read_parquet`` over one version of a table: ``text`` over all of its files, ``text(files)`` over some."""
+    """``read_parquet`` over one version of a table: ``whole`` over all of its files, ``text(files)`` over some."""
 
     files: list[str]
     columns: str  # the table's columns in its schema's order (hive partition columns would come last)
@@ -492,7 +492,7 @@ class _Scan:
     _days: list[date | None] | None = None  # each file's day, read from its path when first asked
 
     def __post_init__(self) -> None:
-        self.all = self.text(self.files)
+        self.whole = self.text(self.files)
 
     def text(self, files: Sequence[str]) -> str:
         paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -538,13 +538,13 @@ class _SharedViews:
             scan = lake._native_scan(ref)
             if scan is None:
                 return False
-            if self.made.get(ref) != scan.all:  # its files named in the scan: a new version, a new table, a new view
+            if self.made.get(ref) != scan.whole:  # its files named in the scan: a new version, a new table, a new view
                 con = connection()
                 try:
-                    con.execute(f"CREATE OR REPLACE VIEW {self.catalog}.{ref} AS SELECT * FROM {scan.all}")
+                    con.execute(f"CREATE OR REPLACE VIEW {self.catalog}.{ref} AS SELECT * FROM {scan.whole}")
                 finally:
                     con.close()
-                self.made[ref] = scan.all
+                self.made[ref] = scan.whole
             return True
 
 
