@@ -210,6 +210,10 @@ ON_GOOD_ROWS = [
     ('"raw" IS NOT NULL', f"{GUARDED} IS NOT NULL"),
     ("json_extract_string(t.raw, '$.raw') = 'raw'", "json_extract_string(t.raw, '$.raw') = 'raw'"),
     ("raw(1) > 0", "raw(1) > 0"),
+    ("'it''s raw' <> raw", f"'it''s raw' <> {GUARDED}"),  # a quote inside a string does not end it
+    ('"it""s" = 1 AND raw::VARCHAR LIKE \'%a%\'', f'"it""s" = 1 AND {GUARDED}::VARCHAR LIKE \'%a%\''),
+    ("coalesce(raw,'') <> '' AND rawness = 1", f"coalesce({GUARDED},'') <> '' AND rawness = 1"),
+    ("t .raw IS NULL", "t .raw IS NULL"),  # a qualified name's part, spaced
 ]
 
 

@@ -7,6 +7,7 @@ files; nothing is listed by hand.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -16,9 +17,6 @@ from datetime import date
 from functools import cache, lru_cache
 from graphlib import TopologicalSorter
 from pathlib import Path
-
-import sqlglot
-from sqlglot import exp
 
 from retreasure.contracts.model import Contract
 from retreasure.engine.staging import expand_newest
@@ -79,6 +77,8 @@ class Model:
 
     def spark_sql(self) -> str:
         """The same model in Spark SQL, for the scale path."""
+        import sqlglot
+
         return sqlglot.transpile(self.render(), read="duckdb", write="spark", pretty=True)[0]
 
 
@@ -100,7 +100,7 @@ def tables_read(sql: str) -> tuple[TableRef, ...]:
 def _inputs(sql: str) -> tuple[TableRef, ...]:
     """The lake tables ``sql`` reads: parsed once per version of the SQL, the answer kept on disk (a parse costs
     ~20 ms a model, over a second per build process that asks for every model's inputs)."""
-    key = hashlib.sha256(f"{sqlglot.__version__}\0{sql}".encode()).hexdigest()
+    key = hashlib.sha256(f"{_parser_version()}\0{sql}".encode()).hexdigest()
     path = _INPUTS_CACHE / f"{key}.json"
     try:
         return tuple(TableRef(*name.split(".", 1)) for name in json.loads(path.read_text()))
@@ -116,7 +116,16 @@ def _inputs(sql: str) -> tuple[TableRef, ...]:
     return found
 
 
+@cache
+def _parser_version() -> str:
+    """The SQL parser's version, which the kept answers are keyed by, read without importing it (~0.2 s)."""
+    return importlib.metadata.version("sqlglot")
+
+
 def _parsed_inputs(sql: str) -> tuple[TableRef, ...]:
+    import sqlglot  # here: a build whose answers are all kept never imports the parser
+    from sqlglot import exp
+
     tree = sqlglot.parse_one(sql, read="duckdb")
     found = set()
     for table in tree.find_all(exp.Table):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 _GUARDED_RAW = "TRY_CAST(raw AS JSON)"
@@ -21,18 +22,23 @@ def on_good_rows(predicate: str) -> str:
     were evaluated on malformed rows all the same: ``CASE WHEN error IS NULL THEN raw END``, and in the second shape
     ``CASE WHEN json_valid(raw) THEN raw END`` (``TRY`` around the predicate made every row's NULL). A cast that
     cannot fail holds wherever it is evaluated: ``TRY_CAST(raw AS JSON)`` (on Spark, ``raw``: its JSON functions
-    read malformed text as NULL)."""
-    import sqlglot  # here: commands that open the lake and never parse SQL do not pay its import (~0.1 s)
-    from sqlglot.tokens import TokenType
+    read malformed text as NULL).
 
-    tokens = sqlglot.tokenize(predicate, read="duckdb")
+    The column is found by a scan of the predicate's tokens (strings, quoted names and words; a qualified name's
+    part or a function named ``raw`` is not the column), not by a SQL parser: loading one's DuckDB dialect cost
+    ~0.3 s of every build process, which renders the models before it runs one."""
+    tokens = [t for t in _TOKEN.finditer(predicate) if not t.group().isspace()]
     out, copied = [], 0
     for i, token in enumerate(tokens):
-        # The column itself: not a qualified name's part, not a function of that name.
-        qualified = i > 0 and tokens[i - 1].token_type == TokenType.DOT
-        called = i + 1 < len(tokens) and tokens[i + 1].token_type == TokenType.L_PAREN
-        column = token.token_type in (TokenType.VAR, TokenType.IDENTIFIER) and token.text.lower() == "raw"
-        if column and not qualified and not called:
-            out += [predicate[copied : token.start], _GUARDED_RAW]
-            copied = token.end + 1
+        text = token.group()
+        name = text[1:-1].replace('""', '"') if text.startswith('"') else text
+        qualified = i > 0 and tokens[i - 1].group() == "."
+        called = i + 1 < len(tokens) and tokens[i + 1].group() == "("
+        if name.lower() == "raw" and not text.startswith("'") and not qualified and not called:
+            out += [predicate[copied : token.start()], _GUARDED_RAW]
+            copied = token.end()
     return "".join(out) + predicate[copied:]
+
+
+# A predicate's tokens: a string ('' inside it is a quote), a quoted name, a word, spaces, any other character.
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\w+|\s+|.", re.DOTALL)

@@ -46,6 +46,11 @@ def connection() -> duckdb.DuckDBPyConnection:
     unseen by any other), opened in ~1 ms: a cursor on the process's database with a private in-memory catalog
     as its default, dropped with the connection. A new database per connection cost ~30 ms to open and close,
     several times per model run."""
+    return _connection()[0]
+
+
+def _connection() -> tuple[duckdb.DuckDBPyConnection, str]:
+    """``connection()`` and the name of its own catalog."""
     with _LOCK:
         database = _DATABASE.get(os.getpid())
         if database is None:
@@ -58,10 +63,9 @@ def connection() -> duckdb.DuckDBPyConnection:
             database.execute("SET GLOBAL enable_external_file_cache = false")
         con = database.cursor()
         catalog = f"__work{next(_CATALOGS)}"
-    con.execute(f"ATTACH ':memory:' AS {catalog}")
-    con.execute(f"USE {catalog}")
+    con.execute(f"ATTACH ':memory:' AS {catalog}; USE {catalog}")
     weakref.finalize(con, _detach, database, catalog)
-    return con
+    return con, catalog
 
 
 def _detach(database: duckdb.DuckDBPyConnection, catalog: str) -> None:
@@ -396,14 +400,19 @@ class Lake:
         window's few files bind in well under a millisecond. Rows outside the days are not read at all: the
         caller's own filter must say the same.
         """
-        con = connection()
+        con, own = _connection()
         refs = list(refs) if refs is not None else self.tables()
         # The layers' schemas of the connection's own come first in its search path: what the caller creates there
         # goes there and hides a shared view of the same name; a shared view is never changed through a connection.
+        # One statement for all of it: a connection is opened some 100 times an hourly build.
         layers = sorted({r.layer for r in refs})
-        if layers:
-            con.execute("".join(f"CREATE SCHEMA IF NOT EXISTS {layer};" for layer in layers))
-        shared = []
+        setup = "".join(f"CREATE SCHEMA IF NOT EXISTS {layer};" for layer in layers)
+        if layers and native and self.is_local:
+            views = self._shared_views().catalog
+            path = [f"{own}.main", *(f"{own}.{layer}" for layer in layers), *(f"{views}.{layer}" for layer in layers)]
+            setup += f"SET search_path = '{','.join(path)}';"
+        if setup:
+            con.execute(setup)
         for ref in refs:
             if not self.exists(ref):
                 continue
@@ -415,17 +424,10 @@ class Lake:
                     con.execute(f"CREATE VIEW {ref.layer}.{ref.name} AS SELECT * FROM {scan.text(files)}")
                     continue
             if wanted and self.is_local and self._shared_views().has(self, ref):
-                shared.append(ref)
                 continue
             scan = f"__{ref.layer}__{ref.name}"
             con.register(scan, self.dataset(ref))
             con.execute(f"CREATE VIEW {ref.layer}.{ref.name} AS SELECT * FROM {scan}")
-        if shared:
-            own = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-            views = self._shared_views().catalog
-            path = [f"{own}.main", *(f"{own}.{layer}" for layer in layers)]
-            path += [f"{views}.{layer}" for layer in sorted({r.layer for r in shared})]
-            con.execute(f"SET search_path = '{','.join(path)}'")
         return con
 
     def _shared_views(self) -> _SharedViews:
