@@ -71,7 +71,7 @@ def configure(level: str | None = None, stream: Any = None) -> None:
     for previous in list(root.handlers):
         root.removeHandler(previous)
         previous.close()
-    handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     if stream is None and _default_file is not None:
         try:
             _default_file.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +81,23 @@ def configure(level: str | None = None, stream: Any = None) -> None:
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr as it is when a record is written, not as it was when the log was configured: a stream swapped in
+    meanwhile and closed since (a test's captured output, while a server thread of its still logs a request) is
+    not written to."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -75,3 +75,20 @@ def test_a_safe_line_masks_its_message_and_an_exception(logged: tuple[logging.Lo
     first, second = lines(stream)
     assert first["msg"] == f"request {MASK}" and first["status"] == 500
     assert f"refused {MASK}" in str(second["exc"]) and second["status"] == 500
+
+
+def test_the_default_log_writes_to_stderr_as_it_is_at_each_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log, "_default_file", None)
+    first, later = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    log.configure("INFO")
+    try:
+        logger = log.get_logger("test")
+        logger.info("before")
+        first.close()  # swapped and closed meanwhile (a test's captured output): not written to, no error
+        monkeypatch.setattr(sys, "stderr", later)
+        logger.info("after")
+        log.log_safe(logger, logging.INFO, "request", {"path": "/health"})
+    finally:
+        logging.getLogger("retreasure").handlers.clear()
+    assert [line["msg"] for line in lines(later)] == ["after", "request"]
