@@ -46,9 +46,9 @@ def windowed_reads(sql: str) -> frozenset[str]:
         if arguments is None:
             elsewhere.append(text)
             continue
-        head, *predicate = _WHERE.split(arguments.strip(), maxsplit=1)
-        elsewhere += predicate
-        table = _TABLE.fullmatch(head.split(",")[0].strip())
+        named, _, predicate = _arguments(arguments)
+        elsewhere.append(predicate)
+        table = _TABLE.fullmatch(named)
         staged = STAGED.get(table.group(1)) if table else None
         if table and staged and staged.windowed:
             windowed.add(table.group(1))
@@ -74,16 +74,14 @@ def newest_sql(arguments: str) -> str:
     if "--" in arguments:
         # The call becomes one line of SQL, where a comment would swallow the rest of the read.
         raise ValueError("@newest(...) takes no comment inside it: write the comment above the call")
-    head, *rest = _WHERE.split(arguments.strip(), maxsplit=1)
-    predicate = rest[0].strip() if rest else ""
-    names = [n.strip() for n in head.split(",")]
-    table = _TABLE.fullmatch(names[0])
+    named, extra, predicate = _arguments(arguments)
+    table = _TABLE.fullmatch(named)
     if not table:
-        raise ValueError(f"@newest reads a bronze table, not {names[0]!r}")
+        raise ValueError(f"@newest reads a bronze table, not {named!r}")
     staged = STAGED.get(table.group(1))
     if staged is None:
         raise ValueError(f"bronze.{table.group(1)} is not declared in retreasure.contracts.staged.STAGED")
-    columns = ", ".join(dict.fromkeys(["record_key", "raw", *names[1:]]))
+    columns = ", ".join(dict.fromkeys(["record_key", "raw", *extra]))
     conditions = ["error IS NULL"]
     if staged.windowed:
         conditions.append("partition_date BETWEEN @start_date AND @end_date")
@@ -91,6 +89,13 @@ def newest_sql(arguments: str) -> str:
         conditions.append(f"({on_good_rows(predicate)})")
     select = f"SELECT {columns} FROM bronze.{table.group(1)} WHERE {' AND '.join(conditions)}"
     return f"({first_per_key(select, ['record_key'], staged.newest.value)})"
+
+
+def _arguments(arguments: str) -> tuple[str, list[str], str]:
+    """A call's arguments as written: its table, the other columns it names, its predicate ("" for none)."""
+    head, *rest = _WHERE.split(arguments.strip(), maxsplit=1)
+    names = [n.strip() for n in head.split(",")]
+    return names[0], names[1:], rest[0].strip() if rest else ""
 
 
 def _closing_paren(sql: str, opening: int) -> int:
