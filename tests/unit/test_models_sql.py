@@ -182,9 +182,9 @@ SALE = "json_extract_string(raw, '$.type') = 'sale'"
 GUARDED_SALE = " AND (json_extract_string(TRY_CAST(raw AS JSON), '$.type') = 'sale')"
 NEWEST = [
     ("@newest(bronze.shopify_orders)", "", WINDOW, BY_CHANGE),
-    ("@newest(bronze.shopify_products)", "", "", BY_CHANGE),
+    ("@newest(bronze.shopify_products)", "", WINDOW, BY_CHANGE),  # merged by key: a window reads its days
     ("@newest(bronze.ecb_fx_rates)", "", "", BY_LANDING),
-    ("@newest(bronze.geo_customer_locations, partition_date)", ", partition_date", "", BY_FILE_DAY),
+    ("@newest(bronze.geo_customer_locations, partition_date)", ", partition_date", WINDOW, BY_FILE_DAY),
     ("@newest(bronze.ads_spend, ingested_at)", ", ingested_at", WINDOW, BY_CHANGE),
     ("@newest( bronze.ebay_orders , record_key )", "", WINDOW, BY_CHANGE),
     (f"@newest(bronze.pos_sales WHERE {SALE})", "", WINDOW + GUARDED_SALE, BY_CHANGE),
@@ -314,7 +314,7 @@ WINDOWED_READS = [
     ("SELECT * FROM @newest(bronze.pos_sales)", {"bronze.pos_sales"}),
     (f"SELECT * FROM @newest(bronze.pos_sales WHERE {SALE}) UNION ALL SELECT 1", {"bronze.pos_sales"}),
     ("SELECT * FROM @newest(bronze.pos_sales) UNION ALL SELECT * FROM @newest(bronze.pos_sales)", {"bronze.pos_sales"}),
-    ("SELECT * FROM @newest(bronze.shopify_products)", set()),  # not windowed: the whole history is read
+    ("SELECT * FROM @newest(bronze.ecb_fx_rates)", set()),  # not windowed: the whole history is read
     ("SELECT * FROM @newest(bronze.pos_sales) JOIN bronze.pos_sales USING (record_key)", set()),  # read by hand too
     ("SELECT * FROM @newest(bronze.ebay_orders WHERE k IN (SELECT k FROM bronze.pos_sales))", {"bronze.ebay_orders"}),
     ("SELECT * FROM @newest(bronze.pos_sales WHERE k IN (SELECT k FROM bronze.pos_sales))", set()),

@@ -111,11 +111,12 @@ Check = Annotated[
 ]
 ROW_RULES = (NotNull, AcceptedValues, Expression)
 
-WriteMode = Literal["full", "overwrite_partitions", "upsert"]
+WriteMode = Literal["full", "overwrite_partitions", "upsert", "merge"]
 
 
 class Contract(BaseModel):
-    """What a model promises. ``upsert`` keeps the latest version per key within the partitions it touches."""
+    """What a model promises. ``upsert`` keeps the latest version per key within the partitions it touches;
+    ``merge`` the latest version per key of a small table kept whole, a window's rows merged into it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -144,9 +145,11 @@ class Contract(BaseModel):
     def _consistent(self) -> Contract:
         if self.write_mode in ("overwrite_partitions", "upsert") and not self.partition_by:
             raise ValueError(f"write_mode {self.write_mode} needs partition_by")
-        if self.write_mode == "upsert" and not self.version_column:
-            raise ValueError("write_mode upsert needs version_column")
-        if self.write_mode == "upsert" and not self.keys:
+        if self.write_mode == "merge" and self.partition_by:
+            raise ValueError("write_mode merge keeps no partitions: a partitioned table is an upsert")
+        if self.write_mode in ("upsert", "merge") and not self.version_column:
+            raise ValueError(f"write_mode {self.write_mode} needs version_column")
+        if self.write_mode in ("upsert", "merge") and not self.keys:
             raise ValueError(f"write_mode {self.write_mode} needs keys")
         if (self.partition_period != "day" or self.lookahead) and self.write_mode != "overwrite_partitions":
             raise ValueError("partition_period and lookahead: only an overwrite_partitions model rewrites windows")

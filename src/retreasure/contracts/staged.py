@@ -35,20 +35,21 @@ STAGED: dict[str, Staged] = {
     "ebay_shipping_fulfillments": Staged(Newest.BY_CHANGE),
     # A rate is restated only by a re-sent file; fx_rates carries rates across days, so it needs them all.
     "ecb_fx_rates": Staged(Newest.BY_LANDING, windowed=False),
-    # Catalogue, customers and stock levels are small dimensions rebuilt whole on every run.
-    "etsy_listings": Staged(Newest.BY_CHANGE, windowed=False),
+    # Catalogue, customers and stock levels are small tables kept by key (write mode merge): a window's run reads
+    # the versions that landed in it.
+    "etsy_listings": Staged(Newest.BY_CHANGE),
     "etsy_receipts": Staged(Newest.BY_CHANGE),
-    # A customer located again (a move) is where the latest file puts them; a new zone version can move
-    # customers located long ago, so every location is read.
-    "geo_customer_locations": Staged(Newest.BY_FILE_DAY, windowed=False),
+    # A customer located again (a move) is where the latest file puts them (silver.geo merges a window's locations;
+    # a new zone version, which can move customers located long ago, rebuilds it whole).
+    "geo_customer_locations": Staged(Newest.BY_FILE_DAY),
     # A zone version's end is the next version's start, wherever it landed.
     "geo_delivery_zones": Staged(Newest.BY_CHANGE, windowed=False),
     "pos_inventory": Staged(Newest.BY_CHANGE),
     "pos_sales": Staged(Newest.BY_CHANGE),
-    "shopify_customers": Staged(Newest.BY_CHANGE, windowed=False),
-    "shopify_inventory_levels": Staged(Newest.BY_CHANGE, windowed=False),
+    "shopify_customers": Staged(Newest.BY_CHANGE),
+    "shopify_inventory_levels": Staged(Newest.BY_CHANGE),
     "shopify_orders": Staged(Newest.BY_CHANGE),
-    "shopify_products": Staged(Newest.BY_CHANGE, windowed=False),
+    "shopify_products": Staged(Newest.BY_CHANGE),
     "web_clickstream": Staged(Newest.BY_CHANGE),
     "web_transactions": Staged(Newest.BY_CHANGE),
 }

@@ -212,14 +212,12 @@ def _incremental(
         wanted: Days = None if any(t is None for t in touched) else frozenset().union(*touched)
         if model.contract.partitioned and wanted is not None and not wanted:
             return None  # only unpartitioned inputs ran, and no row this model reads changed
-        if wanted is not None and model.contract.partitioned and lacks_contract_columns(lake, model):
+        by_window = _by_window(model, [i for i in model.inputs if i in days])
+        if wanted is not None and by_window and lacks_contract_columns(lake, model):
             wanted = None  # its contract gained a column since it was built: every partition is rebuilt
         contract = model.contract
-        spans = (
-            spans_of(wanted, contract.lookback_days, contract.partition_period)
-            if contract.partitioned and wanted
-            else [ALL_TIME]
-        )
+        period = contract.partition_period
+        spans = spans_of(wanted, contract.lookback_days, period) if by_window and wanted else [ALL_TIME]
         # Read now: its run replaces them.
         readers_saw = bool(watched[ref]) and settled is not None and not contract.partitioned
         before[ref] = rows_of(lake, ref, watched[ref], settled) if readers_saw else None
@@ -291,6 +289,14 @@ def _run_windows(
         windows = [(r.start, r.end) for r in runs]
         runs.append(run_model(lake, model, s, e, run_id, last, before_runs, dq, windows, engine))
     return runs
+
+
+def _by_window(model: Model, changed: list[TableRef]) -> bool:
+    """Whether ``model`` runs for the days that changed rather than all of time: a partitioned model, and a merge
+    whose ``changed`` inputs are all bronze (their days are the days the new versions landed, which its window
+    reads; any other input that changed, a delivery zone redrawn, may change any of its rows)."""
+    merges = model.contract.write_mode == "merge" and all(i.layer == "bronze" for i in changed)
+    return model.contract.partitioned or merges
 
 
 def _alone(lake: Lake, model: Model) -> bool:

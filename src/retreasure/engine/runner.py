@@ -6,6 +6,9 @@ Write modes:
 - ``overwrite_partitions``: replace the partitions of the window the model was run for (facts, marts).
 - ``upsert``: keep the newest version per key, rewriting only the partitions the new rows fall in (silver
   entities read incrementally from bronze; the partition column must not change for a key).
+- ``merge``: keep the newest version per key of a small unpartitioned table (a catalogue, stock levels): a window's
+  run reads only the bronze days that changed and merges its rows into the table, which it rewrites whole; reading
+  every version of every record each hour cost more than the rest of such a run.
 
 A "partition" is a day (or month) of the contract's ``partition_by`` column: what a window rewrites. A table the
 engine creates is not partitioned by it in Delta: its rows are written in day order, in row groups of ``ROW_GROUP``
@@ -206,12 +209,14 @@ def run_model(
     run.partition_rows = written_now.partition_rows
     run.partitions = sorted(run.partition_rows)
     windowed = not run.whole and contract.partitioned
+    merged = not run.whole and contract.write_mode == "merge"  # a window's rows merged into the whole table
     # The quarantine is known once the rows have streamed through their write, and what the run settles there once
     # its partitions are written, so it follows the write: a run stopped between the two fails its build, and the
     # next writes both again (holding the same rows again changes nothing).
-    hold(lake, model.ref, contract, quarantined, run_id, run.partitions if windowed else None)
+    hold(lake, model.ref, contract, quarantined, run_id, run.partitions if windowed else [] if merged else None)
     written = sorted({*written_before, *run.partitions}) if windowed else None
-    windows = [*windows_before, (start, end)] if windowed else None
+    # A merge's table is small and checked whole; its conservation reads the bronze of the windows it read.
+    windows = [*windows_before, (start, end)] if windowed or merged else None
     checked = (
         run_table_checks(lake, model.ref, contract, run_id, written, windows, rows=written_now.table)
         if table_checks
@@ -309,16 +314,18 @@ def _write(
     mode, part = contract.write_mode, contract.partition_by
     whole = (start, end) == ALL_TIME or not lake.exists(ref)
     repeated: list[str] = []  # a streamed upsert's key found in two partitions
-    if mode == "upsert":
-        assert part is not None and contract.version_column is not None
+    if mode in ("upsert", "merge"):
+        assert contract.version_column is not None
         keys, version = contract.keys, contract.version_column
-        if not isinstance(data, pa.Table) and not whole:
-            # Merged with the partitions the rows touch, which only the whole set of rows names.
+        if not isinstance(data, pa.Table) and (not whole or part is None):
+            # Merged with the partitions the rows touch, which only the whole set of rows names (a merge's table
+            # is small: its rows are held).
             assert schema is not None
             data = pa.Table.from_batches([b for t in data for b in t.to_batches()], schema)
         if isinstance(data, pa.Table):
             data = _newest(lake, ref, data, keys, part, version, whole)
         else:
+            assert part is not None
             data = _newest_streamed(lake, ref, data, keys, part, version, repeated)
     counts: dict[date, int] = {}
     rows: pa.Table | pa.RecordBatchReader
@@ -331,7 +338,7 @@ def _write(
         rows = pa.RecordBatchReader.from_batches(schema, _counted(counts, data, part))
     layout = file_layout()
     try:
-        if mode == "full" or whole:
+        if mode in ("full", "merge") or whole:
             # In day order (``_in_write_order``, ``_newest``), unpartitioned: see the module's docstring.
             lake.overwrite(ref, rows, **layout)
         elif mode == "overwrite_partitions":
@@ -346,7 +353,7 @@ def _write(
         if repeated:
             raise RepeatedKeys(str(ref)) from exc  # raised in the stream, it reaches here as delta-rs's error
         raise
-    table = rows if isinstance(rows, pa.Table) and (mode == "full" or whole) else None
+    table = rows if isinstance(rows, pa.Table) and (mode in ("full", "merge") or whole) else None
     return Written(counts, table)
 
 
@@ -423,9 +430,10 @@ def _rows_of_last_key(rows: pa.Table, keys: list[str]) -> int:
 
 
 def _newest(
-    lake: Lake, ref: TableRef, data: pa.Table, keys: list[str], part: str, version: str, whole: bool
+    lake: Lake, ref: TableRef, data: pa.Table, keys: list[str], part: str | None, version: str, whole: bool
 ) -> pa.Table:
-    """The rows of the partitions ``data`` touches, as they stand after it: newest version per key wins."""
+    """The rows of the partitions ``data`` touches (without ``part``, a merge's: the whole table), as they stand
+    after it: newest version per key wins."""
     if whole and _one_per_key(data, keys):
         # Nothing to choose between: the rows as they came, each partition's already in key order
         # (``_in_write_order``) as the dedupe below leaves them, without a window over every column of the whole
@@ -434,7 +442,11 @@ def _newest(
     con = connection()
     con.register("incoming", data)
     source = "SELECT *, 1 AS __new FROM incoming"
-    if not whole and data.num_rows:
+    if not whole and part is None:
+        con.register("existing", lake.delta(ref).to_pyarrow_dataset())
+        source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
+    elif not whole and data.num_rows:
+        assert part is not None
         touched = pc.unique(data.column(part))
         # The files holding the touched days, which may hold other days too (a table in day order): their rows only.
         pruned = [(part, "in", touched.cast(pa.string()).to_pylist())]
@@ -443,7 +455,8 @@ def _newest(
         source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
     quoted = [f'"{k}"' for k in keys]
     newest_rows = first_per_key(f"SELECT * EXCLUDE (__new) FROM ({source})", quoted, f'"{version}" DESC, __new DESC')
-    newest = con.execute(f'{newest_rows} ORDER BY "{part}", {", ".join(quoted)}').fetch_arrow_table()
+    order = ", ".join([f'"{part}"'] * (part is not None) + quoted)
+    newest = con.execute(f"{newest_rows} ORDER BY {order}").fetch_arrow_table()
     con.close()
     return newest.cast(data.schema)
 
@@ -463,11 +476,11 @@ def _in_write_order(model: Model, sql: str) -> str:
 
 def write_order(model: Model) -> list[str]:
     """The columns a partitioned model's rows are written in order of: the day, then an upsert's keys (NULLs last);
-    none for a model without partitions."""
+    a merge's keys; none for another model without partitions."""
     contract = model.contract
+    keys = contract.keys if contract.write_mode in ("upsert", "merge") else []
     if contract.partition_by is None:
-        return []
-    keys = contract.keys if contract.write_mode == "upsert" else []
+        return keys
     return list(dict.fromkeys([contract.partition_by, *keys]))
 
 

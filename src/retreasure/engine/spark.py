@@ -5,8 +5,9 @@ A model's SQL is rendered as for DuckDB, then rewritten for Spark by ``spark_dia
 differ). Its rows stay in Spark; only the rows that fail a row rule travel to the driver, where the same judgement
 as on DuckDB (``quality.checks.rule_failures``) writes them to quarantine. Writes: ``full`` overwrites the table,
 ``overwrite_partitions`` replaces the window's partitions (``replaceWhere``), ``upsert`` is a Delta ``MERGE`` that
-keeps the newest version per key. Table checks and the DQ log are the runner's, as on DuckDB: they read the
-written tables through delta-rs, which is why every table Spark writes keeps a protocol delta-rs reads.
+keeps the newest version per key (``merge`` the same over the whole table). Table checks and the DQ log are the
+runner's, as on DuckDB: they read the written tables through delta-rs, which is why every table Spark writes keeps a
+protocol delta-rs reads.
 """
 
 from __future__ import annotations
@@ -176,8 +177,8 @@ class SparkEngine:
         contract, ref, uri = model.contract, model.ref, self._uri(lake, model.ref)
         mode, part = contract.write_mode, contract.partition_by
         whole = (start, end) == ALL_TIME or not lake.exists(ref)
-        if mode == "upsert":
-            assert part is not None and contract.version_column is not None
+        if mode in ("upsert", "merge"):
+            assert contract.version_column is not None
             data = self._newest(data, contract.keys, contract.version_column)
         if not whole and mode != "full":
             # Into the table's own types: a table written by the other engine (DuckDB sums into DECIMAL(38, s),
@@ -195,6 +196,9 @@ class SparkEngine:
                 assert part is not None
                 where = f"`{part}` >= '{start.isoformat()}' AND `{part}` <= '{end.isoformat()}'"
                 data.write.format("delta").mode("overwrite").option("replaceWhere", where).save(uri)
+            elif mode == "merge":
+                assert contract.version_column is not None
+                self._merge(data, uri, contract.keys, None, contract.version_column, [])
             elif counts:
                 assert part is not None and contract.version_column is not None
                 self._merge(data, uri, contract.keys, part, contract.version_column, list(counts))
@@ -215,12 +219,15 @@ class SparkEngine:
         newest = first_per_key(f"SELECT {columns} FROM __incoming", quoted, f'"{version}" DESC NULLS LAST')
         return self.session.sql(to_spark(newest, _unused))
 
-    def _merge(self, data: DataFrame, uri: str, keys: list[str], part: str, version: str, touched: list[Any]) -> None:
-        """Upsert into the partitions ``touched``: a key's row is replaced by a version as new or newer, as on
-        DuckDB (the run's row wins a tie; a NULL version loses to any other)."""
+    def _merge(
+        self, data: DataFrame, uri: str, keys: list[str], part: str | None, version: str, touched: list[Any]
+    ) -> None:
+        """Upsert into the partitions ``touched`` (without ``part``, a merge: into the whole table): a key's row is
+        replaced by a version as new or newer, as on DuckDB (the run's row wins a tie; a NULL version loses to any
+        other)."""
         data.createOrReplaceTempView("__upsert")
         days = ", ".join(f"'{d.isoformat()}'" for d in touched)
-        on = " AND ".join([f"t.`{k}` = s.`{k}`" for k in keys] + [f"t.`{part}` IN ({days})"])
+        on = " AND ".join([f"t.`{k}` = s.`{k}`" for k in keys] + [f"t.`{part}` IN ({days})"] * (part is not None))
         newer = f"t.`{version}` IS NULL OR s.`{version}` >= t.`{version}`"
         self.session.sql(
             f"MERGE INTO delta.`{uri}` t USING __upsert s ON {on} "

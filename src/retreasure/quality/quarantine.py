@@ -6,7 +6,8 @@ that broke a rule. The quarantine then holds what a full build of the same bronz
 
 - a run over all of time (and every run of a model rebuilt whole) replaces the quarantine with its own rows;
 - a windowed run adds its rows, and releases those earlier runs held back whose key its table now holds in the
-  partitions the run wrote, or that the run held back again as they stand now (a newer version breaking a rule).
+  partitions the run wrote (a merge's: anywhere in its table), or that the run held back again as they stand now
+  (a newer version breaking a rule).
 
 A row held back without its key (``not_null`` on the key) stays until a run over all of time.
 """
@@ -31,7 +32,8 @@ def hold(
     lake: Lake, ref: TableRef, contract: Contract, held: pa.Table, run_id: str, written: Sequence[object] | None
 ) -> None:
     """Quarantine ``held`` (the run's rows that broke a rule) for ``ref``, releasing what the run settled;
-    ``written``: the partitions a windowed run wrote, None for a run that replaced the table whole. One commit when
+    ``written``: the partitions a windowed run wrote ([] for a merge's window, whose rows may land anywhere in the
+    table), None for a run that replaced the table with its own rows only. One commit when
     the quarantine changes, none when it holds the same rows as before."""
     quarantine = quarantine_of(ref)
     if not lake.exists(quarantine):
@@ -63,11 +65,12 @@ def _released(ref: TableRef, contract: Contract, run_id: str, written: Sequence[
     held_again = "EXISTS (SELECT 1 FROM __held h WHERE h.rule = q.rule AND h.row_json = q.row_json)"
     if written is None:  # the run holds back what the table's whole history breaks: nothing else stays
         return f"NOT {held_again}"
-    if not contract.keys or contract.partition_by is None:
+    if not contract.keys:
         return "false"
     same_key = " AND ".join(f"k.__k{i} = q.__k{i}" for i in range(len(contract.keys)))
     placed = ", ".join(f"json_extract_string(to_json(\"{c}\"), '$') AS __k{i}" for i, c in enumerate(contract.keys))
-    in_written = in_partitions(ref, contract.partition_by, written)
+    part = contract.partition_by
+    in_written = in_partitions(ref, part, written) if part else str(ref)
     # Keys compared as DuckDB writes them in JSON (how a held row's values were kept); NULL keys never equal.
     return (
         f"q.run_id IS DISTINCT FROM {sql_literal(run_id)} AND ("

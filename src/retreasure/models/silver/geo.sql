@@ -2,7 +2,8 @@
 -- casting over every edge of every ring) against the zone versions valid on the day the location was taken.
 -- DuckDB's spatial extension is not available offline, and Spark has none built in, so the test is plain
 -- SQL; it treats coordinates as planar (fine for zones that do not cross the antimeridian).
--- Read in full on every run: a new zone version can move customers located long ago.
+-- A window's run places the locations that landed in it and merges them into the table by customer (write mode
+-- merge); a new zone version, which can move customers located long ago, rebuilds it whole.
 WITH points AS (
     SELECT
         record_key AS source_record_key,

@@ -1,6 +1,6 @@
 -- The Etsy shop's listings, newest version per listing_id. Etsy has no "changed since" filter for listings, so
--- every ingest reads them all and bronze holds a version per change: the whole history is small, and the table
--- is rebuilt from all of it on every run (the window is deliberately not applied).
+-- every ingest reads them all and bronze holds a version per change; a window's run reads the versions that landed
+-- in it and merges them into the table by listing (write mode merge: the newest updated_ts wins).
 WITH parsed AS (
     SELECT
         record_key AS source_record_key,

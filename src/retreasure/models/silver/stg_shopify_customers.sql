@@ -1,5 +1,5 @@
--- People who bought on Shopify, newest version of each customer. A small dimension rebuilt whole on every run,
--- so it reads all of bronze and no window. PII stays as the tokens bronze holds.
+-- People who bought on Shopify, newest version of each customer. A window's run reads the versions that landed in
+-- it and merges them into the table by customer (write mode merge). PII stays as the tokens bronze holds.
 SELECT
     'shopify:' || json_extract_string(raw, '$.legacyResourceId') AS customer_key,
     'shopify' AS channel,

@@ -1,5 +1,5 @@
--- Available stock per Shopify inventory item and location, newest version of each level. A small table
--- rebuilt whole on every run, so it reads all of bronze and no window.
+-- Available stock per Shopify inventory item and location, newest version of each level. A window's run reads the
+-- versions that landed in it and merges them into the table by level (write mode merge).
 WITH parsed AS (
     SELECT
         record_key AS source_record_key,

@@ -1,5 +1,6 @@
 -- The catalogue on Shopify: one row per variant (the shop lists one variant, one SKU, per product), newest
--- version of each product. A small dimension rebuilt whole on every run, so it reads all of bronze and no window.
+-- version of each product. A window's run reads the versions that landed in it and merges them into the table by
+-- SKU (write mode merge: the newest updated_ts wins).
 WITH variants AS (
     SELECT
         record_key AS source_record_key,
