@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from retreasure.contracts.model import Contract
+from retreasure.engine.build import build
 from retreasure.engine.models import Model
 from retreasure.engine.runner import run_model
 from retreasure.lake import Lake, TableRef
@@ -69,6 +70,17 @@ def test_a_window_merges_its_versions_into_the_whole_table(tmp_path: Path) -> No
     run_model(lake, model, D2, D2, run_id="again")
     assert _prices(lake) == [("a", 5.0, 3), ("b", 2.0, 2), ("c", 3.0, 2)] and _held(lake) == ["d"]
     assert lake.version(PRICES) == version + 1  # rewritten whole, as a merge always is
+
+
+def test_a_build_of_some_days_runs_a_merge_whole(tmp_path: Path) -> None:
+    """A backfill of some days: a merge's days are those its versions landed, not its rows' days, so it is rebuilt
+    from every version (a SKU that landed before the days asked stays)."""
+    lake = Lake(tmp_path / "lake")
+    model = Model(PRICES, tmp_path / "prices.sql", SQL, Contract.model_validate(CONTRACT))
+    _land(lake, [("a", 1.0, 1, D1), ("c", 3.0, 2, D1), ("c", 4.0, 3, D2)])
+    runs = build(lake, start=D2, end=D2, models={PRICES: model})
+    assert [r.whole for r in runs] == [True]
+    assert _prices(lake) == [("a", 1.0, 1), ("c", 4.0, 3)]
 
 
 @pytest.mark.parametrize(

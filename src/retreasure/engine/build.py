@@ -123,8 +123,11 @@ def _build_locked(
     def plan(model: Model) -> Step[ModelRun] | None:
         if model.ref not in chosen or model.ref in blocked:
             return None
-        run = partial(run_model, lake, model, start, end, result.run_id, dq=dq, engine=engine)
-        return Step(run, (start, end) == ALL_TIME and _alone(lake, model))
+        # Some days of a merge are the days its versions landed, not days of its rows (a listing created before
+        # the first day asked and never changed since is in none of them): it is rebuilt whole, as before merging.
+        s, e = ALL_TIME if model.contract.write_mode == "merge" else (start, end)
+        run = partial(run_model, lake, model, s, e, result.run_id, dq=dq, engine=engine)
+        return Step(run, (s, e) == ALL_TIME and _alone(lake, model))
 
     def finish(model: Model, run: ModelRun) -> None:
         result.runs.append(run)
