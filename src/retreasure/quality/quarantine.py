@@ -33,8 +33,8 @@ def hold(
 ) -> None:
     """Quarantine ``held`` (the run's rows that broke a rule) for ``ref``, releasing what the run settled;
     ``written``: the partitions a windowed run wrote ([] for a merge's window, whose rows may land anywhere in the
-    table), None for a run that replaced the table with its own rows only. One commit when
-    the quarantine changes, none when it holds the same rows as before."""
+    table), None for a run that replaced the table with its own rows only. One commit when the quarantine changes,
+    none when it holds the same rows as before."""
     quarantine = quarantine_of(ref)
     if not lake.exists(quarantine):
         if held.num_rows:
