@@ -30,7 +30,12 @@ READABLE_READER_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck
 
 
 LATE_DAY = FAULTY.start + timedelta(days=4)
-LATE = f"source = 'pos' AND partition_date = DATE '{LATE_DAY.isoformat()}'"
+LAST_DAY = FAULTY.start + timedelta(days=FAULTY.days - 1)
+# A store's day of sales landing late, and the catalogue's last day (merged into silver.stg_shopify_products).
+LATE = (
+    f"(source = 'pos' AND partition_date = DATE '{LATE_DAY.isoformat()}') OR "
+    f"(source = 'shopify' AND entity = 'products' AND partition_date = DATE '{LAST_DAY.isoformat()}')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +58,13 @@ def lakes(
             lake.insert_new(ref, rows, ["record_hash"], partition_by="partition_date")
         incremental = build_incremental(lake, engine=engine)
         assert incremental.mode == "incremental" and not incremental.blocked
-        assert {r.ref.name for r in incremental.runs} >= {"stg_pos_orders", "orders", "mart_sales_daily"}
-        assert not any(r.whole for r in incremental.runs if r.ref.name == "stg_pos_orders")
+        assert {r.ref.name for r in incremental.runs} >= {
+            "stg_pos_orders",
+            "orders",
+            "mart_sales_daily",
+            "stg_shopify_products",
+        }
+        assert not any(r.whole for r in incremental.runs if r.ref.name in ("stg_pos_orders", "stg_shopify_products"))
         built.append(lake)
     return built[0], built[1]
 
