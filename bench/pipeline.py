@@ -165,6 +165,11 @@ def run_phase(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict[str, object]]) -> dict[str, object]:
+    """The run of median time (the later of the middle two for an even count)."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # type: ignore[arg-type, return-value]
+
+
 def slowest(models: dict[str, float], n: int = 5) -> str:
     return ", ".join(f"{m} {s:.1f}s" for m, s in sorted(models.items(), key=lambda kv: -kv[1])[:n])
 
@@ -237,7 +242,7 @@ def main() -> None:
             for name in ("full", "duckdb"):
                 runs = results[years].get(f"{name} runs")
                 if runs:
-                    results[years][name] = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # type: ignore
+                    results[years][name] = median_run(runs)  # type: ignore[arg-type]
             shutil.copytree(work / "lake", work / "built")  # each hour lands in the lake the full build left
             for hour in range(args.hours):
                 if hour:
@@ -246,8 +251,7 @@ def main() -> None:
                 figures = run_phase("incremental", work, args, years=years)
                 results[years].setdefault("incremental runs", []).append(figures)  # type: ignore[union-attr]
                 print(f"{years}y {'incremental':12} {figures['seconds']:7.1f} s   peak {figures['peak_mb']:,.0f} MB")
-            hours = sorted(results[years]["incremental runs"], key=lambda r: r["seconds"])  # type: ignore
-            results[years]["incremental"] = hours[len(hours) // 2]
+            results[years]["incremental"] = median_run(results[years]["incremental runs"])  # type: ignore[arg-type]
             shutil.rmtree(work)
     lines = [MARK, *report(args, command, results), MARK]
     print("\n".join(lines))

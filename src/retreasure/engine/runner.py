@@ -339,8 +339,9 @@ def _write(
         assert schema is not None
         rows = pa.RecordBatchReader.from_batches(schema, _counted(counts, data, part))
     layout = file_layout()
+    replaced = mode in ("full", "merge") or whole  # the whole table rewritten with ``rows``
     try:
-        if mode in ("full", "merge") or whole:
+        if replaced:
             # In day order (``_in_write_order``, ``_newest``), unpartitioned: see the module's docstring.
             lake.overwrite(ref, rows, **layout)
         elif mode == "overwrite_partitions":
@@ -355,7 +356,7 @@ def _write(
         if repeated:
             raise RepeatedKeys(str(ref)) from exc  # raised in the stream, it reaches here as delta-rs's error
         raise
-    table = rows if isinstance(rows, pa.Table) and (mode in ("full", "merge") or whole) else None
+    table = rows if isinstance(rows, pa.Table) and replaced else None
     return Written(counts, table)
 
 
