@@ -177,3 +177,21 @@ def test_a_table_without_day_partitions_is_read_whole_whatever_the_days(lake: La
     lake.overwrite(T, pa.table({"day": days(1, 2), "v": [1, 2]}))
     con = lake.connect([T], native=True, days={T: [(D1, D1)]})
     assert con.execute(f"SELECT sum(v) FROM {T}").fetchone() == (3,)
+
+
+def test_a_commit_of_many_files_is_followed_by_a_checkpoint_and_a_small_one_is_not(lake: Lake) -> None:
+    from retreasure.lake.store import CHECKPOINT_FILES
+
+    checkpoint = lake.log_dir(T) / "_last_checkpoint"
+    lake.append(T, pa.table({"day": days(1, 2), "v": [1, 2]}), partition_by=["day"])  # two files
+    assert not checkpoint.exists()
+    backfill = days(*range(3, 3 + CHECKPOINT_FILES))  # a file per day
+    lake.append(T, pa.table({"day": backfill, "v": list(range(len(backfill)))}), partition_by=["day"])
+    assert checkpoint.exists()
+    at = checkpoint.read_text()
+    fewer = days(*range(200, 200 + CHECKPOINT_FILES - 1))
+    lake.append(T, pa.table({"day": fewer, "v": [0] * len(fewer)}), partition_by=["day"])
+    assert checkpoint.read_text() == at  # 99 files: replayed from JSON, as delta-rs's own interval has it
+    reopened = Lake(lake.uri)  # opened from the checkpoint and the commit after it: every row there
+    assert reopened.count(T) == 2 + CHECKPOINT_FILES + CHECKPOINT_FILES - 1
+    assert rows(reopened)[:2] == [{"day": D1, "v": 1}, {"day": D1 + ONE, "v": 2}]

@@ -125,3 +125,22 @@ def test_one_worker_runs_on_the_calling_thread_in_model_order() -> None:
     run_in_dependency_order(MODELS, plan, lambda model, result: None, workers=1)
     assert set(threads) == {threading.current_thread().name}
     assert order == list(MODELS)
+
+
+def test_a_step_starts_as_soon_as_it_is_planned() -> None:
+    """The second model ready at the start is planned while the first already runs: planning (reading what a
+    model's readers saw, its windows) overlaps the runs instead of holding every thread until all are planned."""
+    ready = [ref for ref, model in MODELS.items() if not {n for n in needs(model) if n in MODELS and n != ref}]
+    first, second = ready[:2]
+    started = threading.Event()
+    seen_while_planning: list[bool] = []
+
+    def plan(model: Model) -> Step[None] | None:
+        if model.ref == second:
+            seen_while_planning.append(started.wait(timeout=10))
+        if model.ref not in (first, second):
+            return None
+        return Step(started.set if model.ref == first else lambda: None)
+
+    run_in_dependency_order(MODELS, plan, lambda model, result: None, workers=2)
+    assert seen_while_planning == [True]

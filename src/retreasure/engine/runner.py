@@ -46,6 +46,7 @@ from retreasure.quality.checks import (
     CheckResult,
     RowJudge,
     apply_row_rules,
+    in_partitions,
     record_results,
     run_table_checks,
 )
@@ -442,20 +443,22 @@ def _newest(
         # (``_in_write_order``) as the dedupe below leaves them, without a window over every column of the whole
         # table, a round trip through DuckDB or a sorted second copy of the table.
         return data
-    con = connection()
-    con.register("incoming", data)
-    source = "SELECT *, 1 AS __new FROM incoming"
+    # The table's rows as DuckDB's own reader reads them (the lake's shared view): an Arrow dataset of the table,
+    # built per run, cost more than the dedupe itself.
+    existing = ""
     if not whole and part is None:
-        con.register("existing", lake.delta(ref).to_pyarrow_dataset())
-        source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
+        existing = str(ref)
     elif not whole and data.num_rows:
         assert part is not None
-        touched = pc.unique(data.column(part))
-        # The files holding the touched days, which may hold other days too (a table in day order): their rows only.
-        pruned = [(part, "in", touched.cast(pa.string()).to_pylist())]
-        existing = lake.delta(ref).to_pyarrow_dataset(file_pruning_predicate=pruned)
-        con.register("existing", existing.to_table(filter=pc.field(part).isin(touched)))
-        source += " UNION ALL BY NAME SELECT *, 0 AS __new FROM existing"
+        touched = pc.unique(data.column(part)).to_pylist()
+        existing = in_partitions(ref, part, [day for day in touched if day is not None])
+        if None in touched:  # rows without a day: the table's too
+            existing = f'(SELECT * FROM {existing} UNION ALL SELECT * FROM {ref} WHERE "{part}" IS NULL)'
+    con = lake.connect([ref], native=True) if existing else connection()
+    con.register("incoming", data)
+    source = "SELECT *, 1 AS __new FROM incoming"
+    if existing:
+        source += f" UNION ALL BY NAME SELECT *, 0 AS __new FROM {existing}"
     quoted = [f'"{k}"' for k in keys]
     newest_rows = first_per_key(f"SELECT * EXCLUDE (__new) FROM ({source})", quoted, f'"{version}" DESC, __new DESC')
     order = ", ".join([f'"{part}"'] * (part is not None) + quoted)

@@ -49,20 +49,24 @@ def run_in_dependency_order(
     running: dict[Future[T], tuple[Model, bool]] = {}
     failure: BaseException | None = None
 
-    def plan_ready() -> None:
-        """Plan every waiting model whose needs have finished; a model with nothing to run finishes at once,
-        which may make the models after it ready: hence the loop."""
-        progressed = True
-        while progressed:
-            progressed = False
-            for ref in [r for r in waiting if needed[r] <= finished]:
-                waiting.remove(ref)
-                step = plan(models[ref])
-                if step is None:
-                    finished.add(ref)
-                    progressed = True
-                else:
-                    queued.append((models[ref], step))
+    def plan_next() -> bool:
+        """Plan the first waiting model whose needs have finished; False when there is none. A model with nothing
+        to run finishes at once, which may make the models after it ready."""
+        ready = next((r for r in waiting if needed[r] <= finished), None)
+        if ready is None:
+            return False
+        waiting.remove(ready)
+        step = plan(models[ready])
+        if step is None:
+            finished.add(ready)
+        else:
+            queued.append((models[ready], step))
+        return True
+
+    def start_queued() -> None:
+        while queued and _may_start(queued[0][1], running, workers):
+            model, step = queued.pop(0)
+            running[pool.submit(step.work)] = (model, step.alone)
 
     pool: ThreadPoolExecutor | _Inline = (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model") if workers > 1 else _Inline()
@@ -70,10 +74,11 @@ def run_in_dependency_order(
     try:
         while True:
             if failure is None:
-                plan_ready()
-                while queued and _may_start(queued[0][1], running, workers):
-                    model, step = queued.pop(0)
-                    running[pool.submit(step.work)] = (model, step.alone)
+                # Each step starts as soon as it is planned and a thread is free: planning the next ready models
+                # (what their windows are, what their readers saw) overlaps the runs already under way.
+                while plan_next():
+                    start_queued()
+                start_queued()
             if not running:
                 break
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)

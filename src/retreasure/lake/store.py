@@ -36,6 +36,10 @@ LAYERS = ("bronze", "silver", "gold", "quarantine", "ops", "restricted")
 # Partition column types DuckDB reads back from Delta's partition paths as they are (a string value is
 # URL-encoded in its path: those tables stay Arrow datasets).
 _HIVE_TYPES = {pa.date32(): "DATE", pa.int64(): "BIGINT", pa.int32(): "INTEGER"}
+# A commit that adds this many files or more is followed by a checkpoint: every later open of the table replays its
+# JSON otherwise (a bronze table's year of day files loaded in 30-45 ms, 7-9 ms from a checkpoint; an hourly build
+# opens some 15 bronze tables). Such commits are a backfill's, a compaction's or a rebuild's: the checkpoint is once.
+CHECKPOINT_FILES = 100
 _DATABASE: dict[int, duckdb.DuckDBPyConnection] = {}  # one in-memory DuckDB per process (keyed by pid: forks)
 _LOCK = threading.Lock()
 _CATALOGS = itertools.count()
@@ -275,6 +279,7 @@ class Lake:
             storage_options=self.storage_options,
             commit_properties=commit,
         )
+        self._checkpoint_if_large(ref, data)
 
     def txn_version(self, ref: TableRef, app_id: str) -> int | None:
         if not self.exists(ref):
@@ -322,6 +327,18 @@ class Lake:
             writer_properties=writer_properties,
             target_file_size=target_file_size,
         )
+        self._checkpoint_if_large(ref, data)
+
+    def _checkpoint_if_large(self, ref: TableRef, data: pa.Table | pa.RecordBatchReader) -> None:
+        """Write a checkpoint after a commit that added ``CHECKPOINT_FILES`` files or more (its metrics say how
+        many; fewer rows cannot make as many files); delta-rs checkpoints by number of commits only (every 100th)."""
+        if isinstance(data, pa.Table) and data.num_rows < CHECKPOINT_FILES:
+            return
+        table = self.delta(ref)
+        newest = table.history(1)
+        metrics = (newest[0].get("operationMetrics") or {}) if newest else {}
+        if int(metrics.get("num_added_files") or 0) >= CHECKPOINT_FILES:
+            table.create_checkpoint()
 
     def _target(self, ref: TableRef, exists: bool) -> str | DeltaTable:
         """What a write goes to: the table as already opened (its log not replayed again), else its URI."""
