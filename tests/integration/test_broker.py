@@ -295,12 +295,15 @@ def test_broker_command_creates_the_web_topics_and_stops_on_sigterm(tmp_path: Pa
     )
     try:
         assert command.stdout is not None
-        lines = []
+        lines: list[str] = []
+        shown = ""
         for line in command.stdout:
             lines.append(line)
-            if "Ctrl-C stops it" in "".join(lines):
+            # Read as a person reads it: the console wraps at 80 columns, and with some lengths of the port, the
+            # start-up time and the folder, "Ctrl-C" ends one line and "stops it" starts the next.
+            shown = " ".join("".join(lines).split())
+            if "Ctrl-C stops it" in shown:
                 break
-        shown = " ".join("".join(lines).split())
         assert "Ctrl-C stops it" in shown, shown
         address = shown.split(" broker on ", 1)[1].split()[0]
         topics = AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).topics
