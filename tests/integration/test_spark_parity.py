@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from retreasure_sim.ledger import books
 from retreasure_sim.model import Truth
 from tests.conftest import FAULTY
 from tests.integration import test_reconciliation as reconciliation
+from tests.integration.test_dropped_versions import dropped_versions_leave_the_table
 
 # Building every model on both engines is the setup: ~8 minutes on a busy 2-core machine, near the default limit.
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
@@ -142,3 +144,11 @@ def test_an_incremental_build_on_spark_with_nothing_new_rebuilds_nothing(
     result = build_incremental(spark, engine=spark_engine)
     assert result.mode == "incremental" and result.runs == []
     assert {str(ref): spark.version(ref) for ref in model_tables(spark)} == before
+
+
+@pytest.mark.parametrize("mode", ["merge", "upsert"])
+def test_a_dropped_newest_version_takes_its_key_out_on_spark(
+    spark_engine: ModelEngine, tmp_path: Path, mode: str
+) -> None:
+    """Spark's MERGE deletes a key whose newest version a rule dropped, as DuckDB's upsert leaves it out."""
+    dropped_versions_leave_the_table(tmp_path, mode, spark_engine)

@@ -93,13 +93,15 @@ def test_row_rules_judged_batch_by_batch_quarantine_and_count_what_the_whole_res
     rows = rows.set_column(rows.schema.get_field_index("event_name"), "event_name", pa.array(names, pa.string()))
     rows = rows.set_column(rows.schema.get_field_index("anonymous_id"), "anonymous_id", pa.array(visitors, pa.string()))
     rows = rows.set_column(rows.schema.get_field_index("user_id"), "user_id", pa.nulls(200, pa.string()))
-    kept, quarantined, results = apply_row_rules(rows, contract, str(ref), "run")
+    kept, dropped, quarantined, results = apply_row_rules(rows, contract, str(ref), "run")
     assert 0 < kept.num_rows < rows.num_rows and quarantined.num_rows == rows.num_rows - kept.num_rows
 
     judge = RowJudge(contract, str(ref), "run")
     kept_by_batch = list(judge.kept(rows.to_batches(max_chunksize=7)))
     assert pa.concat_tables(kept_by_batch).equals(kept)
     assert judge.kept_rows == kept.num_rows
+    assert dropped.num_rows == rows.num_rows - kept.num_rows  # the rows as they came, for an upsert's write
+    assert pa.concat_tables(judge.dropped).equals(dropped)
     # The same quarantined rows (rule by rule within each batch, where the whole result lists them rule by rule).
     order = [("rule", "ascending"), ("row_json", "ascending")]
     expected = quarantined.drop_columns(["quarantined_at"]).sort_by(order)

@@ -89,12 +89,14 @@ class ModelRun:
 @dataclass
 class Computed:
     """A model's rows for a window after its row rules: ``kept`` in the engine's own form (an Arrow table, a Spark
-    DataFrame), the quarantined rows as Arrow, one result per rule."""
+    DataFrame), the quarantined rows as Arrow, one result per rule, and the rows an error-level rule dropped as
+    they came (Arrow; an upsert's write needs them: ``_newest``)."""
 
     kept: Any
     kept_rows: int
     quarantined: pa.Table
     row_checks: list[CheckResult]
+    dropped: pa.Table | None = None
 
 
 class ModelEngine(Protocol):
@@ -106,8 +108,11 @@ class ModelEngine(Protocol):
 
     def compute(self, lake: Lake, model: Model, start: date, end: date, run_id: str) -> Computed: ...
 
-    def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
-        """Write ``kept`` in the contract's mode; {partition: its rows now} of the partitions written."""
+    def write(
+        self, lake: Lake, model: Model, kept: Any, start: date, end: date, dropped: pa.Table | None = None
+    ) -> dict[date, int]:
+        """Write ``kept`` in the contract's mode; {partition: its rows now} of the partitions written. An upsert's
+        or merge's ``dropped`` rows are versions too: a key whose newest version was dropped leaves the table."""
         ...
 
 
@@ -131,13 +136,15 @@ class DuckDBEngine:
         con = _connect(lake, model, start, end)
         try:
             result = con.execute(_in_write_order(model, model.render(start, end))).fetch_arrow_table()
-            kept, quarantined, row_checks = apply_row_rules(result, model.contract, str(model.ref), run_id, con)
+            judged = apply_row_rules(result, model.contract, str(model.ref), run_id, con)
         finally:
             con.close()
-        return Computed(kept, kept.num_rows, quarantined, row_checks)
+        return Computed(judged.kept, judged.kept.num_rows, judged.quarantined, judged.results, judged.dropped)
 
-    def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
-        return _write(lake, model, kept, start, end).partition_rows
+    def write(
+        self, lake: Lake, model: Model, kept: Any, start: date, end: date, dropped: pa.Table | None = None
+    ) -> dict[date, int]:
+        return _write(lake, model, kept, start, end, dropped=dropped).partition_rows
 
     def compute_and_write(
         self, lake: Lake, model: Model, start: date, end: date, run_id: str
@@ -152,16 +159,18 @@ class DuckDBEngine:
             held, whole = _read_up_to(reader, self.hold_bytes)
             if whole:
                 result = pa.Table.from_batches(held, reader.schema)
-                kept, quarantined, row_checks = apply_row_rules(result, contract, name, run_id, con)
-                return Computed(kept, kept.num_rows, quarantined, row_checks), _write(lake, model, kept, start, end)
+                judged = apply_row_rules(result, contract, name, run_id, con)
+                computed = Computed(judged.kept, judged.kept.num_rows, judged.quarantined, judged.results)
+                return computed, _write(lake, model, judged.kept, start, end, dropped=judged.dropped)
             judge = RowJudge(contract, name, run_id)
             try:
-                written = _write(lake, model, judge.kept(_drained(held, reader)), start, end, reader.schema)
+                rows = judge.kept(_drained(held, reader))
+                written = _write(lake, model, rows, start, end, reader.schema, judge.dropped)
             except RepeatedKeys:
-                # A key in two partitions: nothing was committed; its newest version is chosen across the whole
-                # result, held whole as a smaller result is.
+                # A key in two partitions, or kept and dropped: nothing was committed; its newest version is chosen
+                # across the whole result, held whole as a smaller result is.
                 computed = self.compute(lake, model, start, end, run_id)
-                return computed, _write(lake, model, computed.kept, start, end)
+                return computed, _write(lake, model, computed.kept, start, end, dropped=computed.dropped)
             return Computed(None, judge.kept_rows, judge.quarantined, judge.results), written
         finally:
             con.close()
@@ -206,7 +215,7 @@ def run_model(
         computed, written_now = engine.compute_and_write(lake, model, start, end, run_id)
     else:
         computed = engine.compute(lake, model, start, end, run_id)
-        written_now = Written(engine.write(lake, model, computed.kept, start, end))
+        written_now = Written(engine.write(lake, model, computed.kept, start, end, computed.dropped))
     quarantined, row_checks = computed.quarantined, computed.row_checks
     run = ModelRun(model.ref, start, end, computed.kept_rows, quarantined.num_rows)
     run.partition_rows = written_now.partition_rows
@@ -310,13 +319,16 @@ def _write(
     start: date,
     end: date,
     schema: pa.Schema | None = None,
+    dropped: pa.Table | list[pa.Table] | None = None,
 ) -> Written:
     """Write the run's rows in the contract's mode: ``data`` a table, or a stream of tables of ``schema`` that is
-    written as it comes (what the table holds now is then not kept: ``Written.table`` is None)."""
+    written as it comes (what the table holds now is then not kept: ``Written.table`` is None). ``dropped``: the
+    run's rows a row rule dropped (a stream's: a list its judge fills as the rows pass), an upsert's tombstones."""
     contract, ref = model.contract, model.ref
     mode, part = contract.write_mode, contract.partition_by
     whole = (start, end) == ALL_TIME or not lake.exists(ref)
     repeated: list[str] = []  # a streamed upsert's key found in two partitions
+    emptied: list[date] = []  # partitions a dropped newest version may have taken a row from
     if mode in ("upsert", "merge"):
         assert contract.version_column is not None
         keys, version = contract.keys, contract.version_column
@@ -326,16 +338,21 @@ def _write(
             assert schema is not None
             data = pa.Table.from_batches([b for t in data for b in t.to_batches()], schema)
         if isinstance(data, pa.Table):
-            data = _newest(lake, ref, data, keys, part, version, whole)
+            dead = tombstones(dropped, keys)
+            data = _newest(lake, ref, data, keys, part, version, whole, dead)
+            if dead is not None and part is not None:
+                emptied = [day for day in pc.unique(dead.column(part)).to_pylist() if day is not None]
         else:
-            assert part is not None
-            data = _newest_streamed(lake, ref, data, keys, part, version, repeated)
+            assert part is not None and isinstance(dropped, list)
+            data = _newest_streamed(lake, ref, data, keys, part, version, repeated, dropped)
     counts: dict[date, int] = {}
     rows: pa.Table | pa.RecordBatchReader
     if isinstance(data, pa.Table):
         # One batch: delta-rs writes a partition's rows from several batches in no set order.
         rows = data.combine_chunks()
         _count_partitions(counts, rows, part)
+        for day in emptied:  # rewritten too, holding no row now when the key was its last
+            counts.setdefault(day, 0)
     else:
         assert schema is not None
         rows = pa.RecordBatchReader.from_batches(schema, _counted(counts, data, part))
@@ -374,17 +391,28 @@ class RepeatedKeys(Exception):
 
 
 def _newest_streamed(
-    lake: Lake, ref: TableRef, tables: Iterable[pa.Table], keys: list[str], part: str, version: str, repeated: list[str]
+    lake: Lake,
+    ref: TableRef,
+    tables: Iterable[pa.Table],
+    keys: list[str],
+    part: str,
+    version: str,
+    repeated: list[str],
+    dropped: list[pa.Table],
 ) -> Iterator[pa.Table]:
     """The rows of a whole upsert as they stream (by partition, then key; ``_in_write_order``), one row per key, each
     table passed on holding whole partitions in one batch, which delta-rs writes in the order given. A key repeated
-    within a table is settled there; one found in two tables (two partitions) is noted in ``repeated`` and raised
-    as ``RepeatedKeys`` after the last rows, before the write can commit."""
+    within a table is settled there; one found in two tables (two partitions), or among the rows a rule ``dropped``
+    (complete once the stream is), is noted in ``repeated`` and raised as ``RepeatedKeys`` after the last rows,
+    before the write can commit."""
     seen: list[pa.Table] = []
     for rows in _by_whole_keys(tables, [part]):
         rows = _newest(lake, ref, rows, keys, part, version, True).combine_chunks()
         seen.append(rows.select(keys))
         yield rows
+    dead = tombstones(dropped, keys)
+    if dead is not None:
+        seen.append(dead.select(keys))
     if seen and not _one_per_key(pa.concat_tables(seen), keys):
         repeated.append(str(ref))
         raise RepeatedKeys(str(ref))
@@ -433,12 +461,32 @@ def _rows_of_last_key(rows: pa.Table, keys: list[str]) -> int:
     return int(pc.sum(same).as_py() or 0)
 
 
+def tombstones(dropped: pa.Table | list[pa.Table] | None, keys: list[str]) -> pa.Table | None:
+    """The dropped rows that name a whole key (a row without one cannot stand for a key), or None."""
+    tables = [dropped] if isinstance(dropped, pa.Table) else dropped or []
+    if not any(t.num_rows for t in tables):
+        return None
+    named = pa.concat_tables(tables)
+    for key in keys:
+        named = named.filter(pc.is_valid(named.column(key)))
+    return named if named.num_rows else None
+
+
 def _newest(
-    lake: Lake, ref: TableRef, data: pa.Table, keys: list[str], part: str | None, version: str, whole: bool
+    lake: Lake,
+    ref: TableRef,
+    data: pa.Table,
+    keys: list[str],
+    part: str | None,
+    version: str,
+    whole: bool,
+    dead: pa.Table | None = None,
 ) -> pa.Table:
-    """The rows of the partitions ``data`` touches (without ``part``, a merge's: the whole table), as they stand
-    after it: newest version per key wins."""
-    if whole and _one_per_key(data, keys):
+    """The rows of the partitions ``data`` and ``dead`` touch (without ``part``, a merge's: the whole table), as
+    they stand after them: newest version per key wins, the run's over the table's on a tie. ``dead`` are versions
+    a row rule dropped (quarantined): one that wins takes its key out of the table, as a build over all of time,
+    whose query hands the rules that version alone, leaves it out."""
+    if whole and _one_per_key(data if dead is None else pa.concat_tables([data.select(keys), dead.select(keys)]), keys):
         # Nothing to choose between: the rows as they came, each partition's already in key order
         # (``_in_write_order``) as the dedupe below leaves them, without a window over every column of the whole
         # table, a round trip through DuckDB or a sorted second copy of the table.
@@ -448,21 +496,29 @@ def _newest(
     existing = ""
     if not whole and part is None:
         existing = str(ref)
-    elif not whole and data.num_rows:
+    elif not whole and (data.num_rows or dead is not None):
         assert part is not None
         touched = pc.unique(data.column(part)).to_pylist()
+        if dead is not None:
+            touched = list(dict.fromkeys([*touched, *pc.unique(dead.column(part)).to_pylist()]))
         existing = in_partitions(ref, part, [day for day in touched if day is not None])
         if None in touched:  # rows without a day: the table's too
             existing = f'(SELECT * FROM {existing} UNION ALL SELECT * FROM {ref} WHERE "{part}" IS NULL)'
     con = lake.connect([ref], native=True) if existing else connection()
     con.register("incoming", data)
-    source = "SELECT *, 1 AS __new FROM incoming"
+    source = "SELECT *, 1 AS __new, false AS __dead FROM incoming"
+    if dead is not None:
+        con.register("__dropped", dead)
+        source += " UNION ALL BY NAME SELECT *, 1 AS __new, true AS __dead FROM __dropped"
     if existing:
-        source += f" UNION ALL BY NAME SELECT *, 0 AS __new FROM {existing}"
+        source += f" UNION ALL BY NAME SELECT *, 0 AS __new, false AS __dead FROM {existing}"
     quoted = [f'"{k}"' for k in keys]
-    newest_rows = first_per_key(f"SELECT * EXCLUDE (__new) FROM ({source})", quoted, f'"{version}" DESC, __new DESC')
+    # A dropped version wins a tie with a kept one: which of a run's two versions of equal rank a rule judges is
+    # left to chance otherwise.
+    newest_rows = first_per_key(f"SELECT * FROM ({source})", quoted, f'"{version}" DESC, __new DESC, __dead DESC')
     order = ", ".join([f'"{part}"'] * (part is not None) + quoted)
-    newest = con.execute(f"{newest_rows} ORDER BY {order}").fetch_arrow_table()
+    kept = f"SELECT * EXCLUDE (__new, __dead) FROM ({newest_rows}) WHERE NOT __dead"
+    newest = con.execute(f"{kept} ORDER BY {order}").fetch_arrow_table()
     con.close()
     return newest.cast(data.schema)
 

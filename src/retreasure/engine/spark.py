@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from retreasure.engine.models import ALL_TIME, Model
-from retreasure.engine.runner import Computed
+from retreasure.engine.runner import Computed, tombstones
 from retreasure.engine.spark_dialect import SESSION_CONF, condition_to_spark, to_spark
 from retreasure.engine.spark_storage import hadoop_conf, spark_uri
 from retreasure.http import maven
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = get_logger("engine")
 JARS_LOCK = Path(__file__).with_name("spark_jars.txt")
 ROW_ID = "__row_id"
+DEAD = "__dead"  # a version a row rule dropped (``runner._newest``)
 
 
 class SparkUnavailable(RuntimeError):
@@ -134,7 +135,13 @@ class SparkEngine:
         if dropped:
             gone = spark.createDataFrame(pa.table({ROW_ID: pa.array([ids[i] for i in dropped], pa.int64())}))
             kept = rows.join(F.broadcast(gone), ROW_ID, "left_anti")
-        return Computed(kept.drop(ROW_ID), total - len(dropped), quarantined, checks)
+        return Computed(
+            kept.drop(ROW_ID),
+            total - len(dropped),
+            quarantined,
+            checks,
+            judged.take(pa.array(sorted(dropped), pa.int64())),
+        )
 
     def _uri(self, lake: Lake, ref: TableRef) -> str:
         """Where Spark reads and writes ``ref``; the session learns the lake's storage credentials on first use
@@ -164,13 +171,17 @@ class SparkEngine:
         return view
 
     # -- write -----------------------------------------------------------------------------------
-    def write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
+    def write(
+        self, lake: Lake, model: Model, kept: Any, start: date, end: date, dropped: pa.Table | None = None
+    ) -> dict[date, int]:
         try:
-            return self._write(lake, model, kept, start, end)
+            return self._write(lake, model, kept, start, end, dropped)
         except Exception as exc:
             raise SparkModelError(model.ref, exc) from exc
 
-    def _write(self, lake: Lake, model: Model, kept: Any, start: date, end: date) -> dict[date, int]:
+    def _write(
+        self, lake: Lake, model: Model, kept: Any, start: date, end: date, dropped: pa.Table | None
+    ) -> dict[date, int]:
         from pyspark.sql import functions as F
 
         data: DataFrame = kept
@@ -179,12 +190,17 @@ class SparkEngine:
         whole = (start, end) == ALL_TIME or not lake.exists(ref)
         if mode in ("upsert", "merge"):
             assert contract.version_column is not None
-            data = self._newest(data, contract.keys, contract.version_column)
+            data = self._newest(
+                self._with_dropped(data, dropped, contract.keys), contract.keys, contract.version_column
+            )
         if not whole and mode != "full":
             # Into the table's own types: a table written by the other engine (DuckDB sums into DECIMAL(38, s),
             # Spark into DECIMAL(p + 10, s)) takes the run's rows without a schema change.
             schema = self.session.read.format("delta").load(uri).schema
-            data = data.select([F.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in schema.fields])
+            columns = [F.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in schema.fields]
+            data = data.select(columns + [DEAD] * (DEAD in data.columns))
+        if whole and DEAD in data.columns:  # a table written whole holds its live rows only
+            data = data.where(~F.col(DEAD)).drop(DEAD)
         data = data.persist()
         try:
             # One pass gives both the partitions the rows fall in and, for an overwrite, the rows each holds now.
@@ -203,20 +219,35 @@ class SparkEngine:
                 assert part is not None and contract.version_column is not None
                 self._merge(data, uri, contract.keys, part, contract.version_column, list(counts))
                 merged = self.session.read.format("delta").load(uri).where(F.col(part).isin(list(counts)))
-                counts = {r[0]: r[1] for r in merged.groupBy(part).count().collect()}
+                # A partition a dropped version emptied holds no row now.
+                counts = {day: 0 for day in counts} | {r[0]: r[1] for r in merged.groupBy(part).count().collect()}
         finally:
             data.unpersist()
         self.session.catalog.clearCache()  # the run's rows, persisted by compute, are written now
         return counts
 
+    def _with_dropped(self, data: DataFrame, dropped: pa.Table | None, keys: list[str]) -> DataFrame:
+        """The run's rows and, flagged ``DEAD``, the dropped rows that name a whole key (versions that take their
+        key out of the table when newest, as on DuckDB); the rows alone when there are none."""
+        from pyspark.sql import functions as F
+
+        dead = tombstones(dropped, keys)
+        if dead is None:
+            return data
+        rows = self.session.createDataFrame(dead)
+        rows = rows.select([F.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in data.schema.fields])
+        return data.withColumn(DEAD, F.lit(False)).unionByName(rows.withColumn(DEAD, F.lit(True)))
+
     def _newest(self, data: DataFrame, keys: list[str], version: str) -> DataFrame:
-        """The newest row per key of a run's rows (the same clause as DuckDB's upsert)."""
+        """The newest row per key of a run's rows (the same clause as DuckDB's upsert; a dropped version wins a
+        tie)."""
         data.createOrReplaceTempView("__incoming")
         quoted = [f'"{k}"' for k in keys]  # DuckDB's quoting: the clause is DuckDB's, rendered for Spark
         # Columns named: sqlglot rewrites QUALIFY as a filter over a subquery, whose ``SELECT *`` would keep its
         # row-number column.
         columns = ", ".join(f'"{c}"' for c in data.columns)
-        newest = first_per_key(f"SELECT {columns} FROM __incoming", quoted, f'"{version}" DESC NULLS LAST')
+        order = f'"{version}" DESC NULLS LAST' + f', "{DEAD}" DESC' * (DEAD in data.columns)
+        newest = first_per_key(f"SELECT {columns} FROM __incoming", quoted, order)
         return self.session.sql(to_spark(newest, _unused))
 
     def _merge(
@@ -224,15 +255,23 @@ class SparkEngine:
     ) -> None:
         """Upsert into the partitions ``touched`` (without ``part``, a merge: into the whole table): a key's row is
         replaced by a version as new or newer, as on DuckDB (the run's row wins a tie; a NULL version loses to any
-        other)."""
+        other), and deleted by such a version a rule dropped (``DEAD``)."""
         data.createOrReplaceTempView("__upsert")
         days = ", ".join(f"'{d.isoformat()}'" for d in touched)
         on = " AND ".join([f"t.`{k}` = s.`{k}`" for k in keys] + [f"t.`{part}` IN ({days})"] * (part is not None))
         newer = f"t.`{version}` IS NULL OR s.`{version}` >= t.`{version}`"
-        self.session.sql(
-            f"MERGE INTO delta.`{uri}` t USING __upsert s ON {on} "
-            f"WHEN MATCHED AND ({newer}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-        )
+        if DEAD not in data.columns:
+            actions = f"WHEN MATCHED AND ({newer}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        else:
+            columns = [c for c in data.columns if c != DEAD]
+            update = ", ".join(f"t.`{c}` = s.`{c}`" for c in columns)
+            names, values = ", ".join(f"`{c}`" for c in columns), ", ".join(f"s.`{c}`" for c in columns)
+            actions = (
+                f"WHEN MATCHED AND s.`{DEAD}` AND ({newer}) THEN DELETE "
+                f"WHEN MATCHED AND ({newer}) THEN UPDATE SET {update} "
+                f"WHEN NOT MATCHED AND NOT s.`{DEAD}` THEN INSERT ({names}) VALUES ({values})"
+            )
+        self.session.sql(f"MERGE INTO delta.`{uri}` t USING __upsert s ON {on} {actions}")
 
 
 class SparkModelError(RuntimeError):

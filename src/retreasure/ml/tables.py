@@ -26,7 +26,7 @@ def write_checked(
     """Write a table under its contract, as the engine writes a model: rows breaking an error-level row rule to
     quarantine with the reason, the rest written, then the table checks; every result in ``ops.dq_results``."""
     rules = contract(ref)
-    kept, quarantined, results = apply_row_rules(table, rules, str(ref), run_id)
+    kept, _, quarantined, results = apply_row_rules(table, rules, str(ref), run_id)
     if quarantined.num_rows:
         lake.append(quarantine_of(ref), quarantined)
     if mode == "overwrite":

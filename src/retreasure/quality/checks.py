@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -117,26 +117,38 @@ def failing_condition(check: NotNull | AcceptedValues | Expression) -> tuple[str
     return f"NOT coalesce(({check.expression}), false)", f"violates {check.expression}"
 
 
+class Judged(NamedTuple):
+    """A result after its row rules: the rows kept, the rows an error-level rule dropped as they came (what an
+    upsert takes as its keys' newest versions: ``engine.runner``), those as quarantine rows, one result per rule."""
+
+    kept: pa.Table
+    dropped: pa.Table
+    quarantined: pa.Table
+    results: list[CheckResult]
+
+
 def apply_row_rules(
     table: pa.Table, contract: Contract, name: str, run_id: str, con: duckdb.DuckDBPyConnection | None = None
-) -> tuple[pa.Table, pa.Table, list[CheckResult]]:
-    """(rows to keep, rows to quarantine, one result per rule). Warn-level rules count but keep their rows.
-    On ``con`` when given (the connection the rows came from)."""
+) -> Judged:
+    """The rows judged by the contract's row rules. Warn-level rules count but keep their rows. On ``con`` when
+    given (the connection the rows came from)."""
     dropped, quarantined, results = rule_failures(table, contract, name, run_id, con)
     if not dropped:
-        return table, quarantined, results
+        return Judged(table, table.schema.empty_table(), quarantined, results)
     keep = pa.array([i not in dropped for i in range(table.num_rows)])
-    return table.filter(keep), quarantined, results
+    return Judged(table.filter(keep), table.take(sorted(dropped)), quarantined, results)
 
 
 class RowJudge:
     """The row rules of a result judged batch by batch, for a result too large to hold whole (written as it streams
     out of DuckDB): ``kept`` passes each batch's kept rows on; the quarantined rows and each rule's counts add up
-    across the batches to what ``apply_row_rules`` gives for the whole result."""
+    across the batches to what ``apply_row_rules`` gives for the whole result. ``dropped`` holds the dropped rows of
+    the batches passed on so far."""
 
     def __init__(self, contract: Contract, name: str, run_id: str) -> None:
         self.contract, self.name, self.run_id = contract, name, run_id
         self.kept_rows = 0
+        self.dropped: list[pa.Table] = []
         self._quarantined: list[pa.Table] = []
         self._results: list[CheckResult] = []
 
@@ -144,22 +156,22 @@ class RowJudge:
         con = connection()  # the batches' own connection is busy streaming them
         try:
             for batch in batches:
-                kept, quarantined, results = apply_row_rules(
-                    pa.Table.from_batches([batch]), self.contract, self.name, self.run_id, con
-                )
-                self._add(quarantined, results)
-                self.kept_rows += kept.num_rows
-                yield kept
+                judged = apply_row_rules(pa.Table.from_batches([batch]), self.contract, self.name, self.run_id, con)
+                self._add(judged)
+                self.kept_rows += judged.kept.num_rows
+                yield judged.kept
         finally:
             con.close()
 
-    def _add(self, quarantined: pa.Table, results: list[CheckResult]) -> None:
-        if quarantined.num_rows:
-            self._quarantined.append(quarantined)
+    def _add(self, judged: Judged) -> None:
+        if judged.quarantined.num_rows:
+            self._quarantined.append(judged.quarantined)
+        if judged.dropped.num_rows:
+            self.dropped.append(judged.dropped)
         if not self._results:
-            self._results = results
+            self._results = judged.results
             return
-        for total, batch in zip(self._results, results, strict=True):
+        for total, batch in zip(self._results, judged.results, strict=True):
             total.checked += batch.checked
             total.failed += batch.failed
             total.passed = total.passed and batch.passed
