@@ -6,17 +6,23 @@ runner (the Spark engine's MERGE runs the same case in test_spark_parity)."""
 
 from __future__ import annotations
 
-from datetime import date
+import hashlib
+import json
+import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from retreasure.contracts.model import Contract
+from retreasure.engine.build import build_incremental, build_models
 from retreasure.engine.models import Model
 from retreasure.engine.runner import DUCKDB, DuckDBEngine, ModelEngine, run_model
 from retreasure.lake import Lake, TableRef
 from retreasure.quality.checks import quarantine_of
+from retreasure_sim.model import Truth
+from tests.helpers import copy_lake, rows_without
 
 VERSIONS = TableRef("silver", "price_versions")  # stands in for bronze: every version of every SKU, by landing day
 PRICES = TableRef("silver", "prices")
@@ -115,3 +121,38 @@ def test_a_whole_run_keeps_a_key_out_when_its_newest_version_is_dropped(tmp_path
     run_model(lake, _model("upsert", tmp_path), run_id="full", engine=engine)
     assert _prices(lake) == [("b", 2.0, 2)]
     assert _held(lake) == [("a", 2), ("b", 1)]
+
+
+def test_an_order_whose_newest_version_breaks_a_rule_leaves_every_layer_in_an_hour_as_in_a_full_build(
+    gold_lake: tuple[Truth, Lake], tmp_path: Path
+) -> None:
+    """The real models: a Shopify order edited again with a total that does not add up lands; the hour's build
+    takes it out of staging, of the conformed orders and of gold, and leaves every table as a full build of the same
+    bronze does."""
+    hourly = copy_lake(gold_lake[1], tmp_path / "hourly")
+    shopify = TableRef("bronze", "shopify_orders")
+    newest = hourly.query(
+        f"SELECT * FROM {shopify} WHERE error IS NULL "
+        "QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY record_updated_at DESC) = 1 ORDER BY record_key",
+        [shopify],
+    )
+    record = newest.to_pylist()[len(newest) // 2]
+    order = json.loads(record["raw"])
+    edited = record["record_updated_at"] + timedelta(minutes=5)
+    order["totalPriceSet"]["presentmentMoney"]["amount"] = "99999.99"  # breaks total_adds_up
+    order["updatedAt"] = edited.strftime("%Y-%m-%dT%H:%M:%SZ")
+    raw = json.dumps(order)
+    record |= {"raw": raw, "record_updated_at": edited, "record_hash": hashlib.sha256(raw.encode()).hexdigest()}
+    record["ingested_at"] += timedelta(hours=1)
+    hourly.insert_new(shopify, pa.Table.from_pylist([record], newest.schema), ["record_hash"], "partition_date")
+    key = f"shopify:{order['legacyResourceId']}"
+
+    build = build_incremental(hourly)
+    assert build.mode == "incremental" and not build.blocked
+    for ref in (TableRef("silver", "stg_shopify_orders"), TableRef("silver", "orders"), TableRef("gold", "fct_orders")):
+        assert hourly.query(f"SELECT * FROM {ref} WHERE order_key = '{key}'", [ref]).num_rows == 0, ref
+
+    full = Lake(shutil.copytree(Path(hourly.uri) / "bronze", tmp_path / "full" / "bronze").parent)
+    assert not any(run.blocked for run in build_models(full).runs)
+    for ref in full.tables("silver") + full.tables("gold"):
+        assert rows_without(hourly, ref, ("run_id",)) == rows_without(full, ref, ("run_id",)), ref
